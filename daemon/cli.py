@@ -1,0 +1,115 @@
+"""`humanstyle` command line: parse, load the config, hand over to the rest. Exit codes: 0 ok, 1 runtime failure,
+2 bad config or arguments (including missing model weights)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+from daemon import config
+
+log = logging.getLogger("humanstyle")
+
+
+def _add_config(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", "-c", type=Path, default=None,
+                   help="config file (default: ./config.toml when present, else built-in defaults)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="humanstyle", description=(
+        "Watch folders of footage, mine person patches, pair them across domains and train style-transfer GANs."))
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("run", help="run the daemon in the foreground (Ctrl-C stops it cleanly)")
+    _add_config(p)
+    p = sub.add_parser("check-config", help="validate the config and print the effective settings")
+    _add_config(p)
+    p = sub.add_parser("status", help="counts of videos, patches and pairs from the catalog")
+    _add_config(p)
+    from daemon import commands
+
+    commands.add_subcommands(sub, _add_config)
+    return parser
+
+
+def resolve_config_path(path: Path | None) -> Path | None:
+    if path is not None:
+        return path
+    default = Path("config.toml")
+    return default if default.exists() else None
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = config.load(resolve_config_path(args.config))
+    except config.ConfigError as exc:
+        print(f"humanstyle: config error: {exc}", file=sys.stderr)
+        return 2
+    from daemon.logs import setup_logging
+
+    setup_logging(settings.log.level)
+    handler = {"run": cmd_run, "check-config": cmd_check_config, "status": cmd_status}.get(args.command)
+    if handler is None:
+        from daemon import commands
+
+        handler = commands.HANDLERS[args.command]
+    try:
+        return handler(settings, args)
+    except config.ConfigError as exc:
+        print(f"humanstyle: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def cmd_check_config(settings: config.Settings, args: argparse.Namespace) -> int:
+    origin = settings.source or "built-in defaults"
+    print(f"# effective configuration (from {origin})")
+    print(config.to_toml(settings))
+    return 0
+
+
+def cmd_status(settings: config.Settings, args: argparse.Namespace) -> int:
+    from daemon.catalog import Catalog
+    from daemon.paths import catalog_path
+
+    db = catalog_path(settings)
+    if not db.exists():
+        print(f"no catalog yet at {db}: nothing has been ingested")
+        return 0
+    counts = Catalog(db, readonly=True).counts()
+    sections = [("videos", ("domain", "status")), ("patches", ("domain", "view")),
+                ("rejections", ("domain", "reason")), ("pairs", ("view",))]
+    for name, cols in sections:
+        rows = counts[name]
+        total = sum(r[-1] for r in rows)
+        print(f"{name}: {total}")
+        for row in rows:
+            print("  " + "  ".join(f"{c}={v}" for c, v in zip(cols, row[:-1], strict=True)) + f"  count={row[-1]}")
+    return 0
+
+
+def cmd_run(settings: config.Settings, args: argparse.Namespace) -> int:
+    from daemon.paths import prepare_metrics_dir, prepare_runtime_dir
+    from daemon.preflight import check_weights
+
+    check_weights(settings)  # raises ConfigError naming the missing file, before any video is touched
+    runtime = prepare_runtime_dir(settings)
+    # prometheus_client reads this when first imported, so it must be set before any metric exists.
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(prepare_metrics_dir(runtime))
+    from daemon.supervisor import Supervisor
+
+    try:
+        return Supervisor(settings).run()
+    except OSError as exc:
+        print(f"humanstyle: cannot start: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,180 @@
+"""ZeroMQ wiring shared by every stage: endpoints, sockets, validated send/receive, and the stop signal.
+
+Queues and who binds them (the side that exists once binds; several workers connect):
+    discovered  watch  --PUSH-->  index (binds)
+    jobs        index (binds) --PUSH-->  decode workers
+    windows.i   decode worker i (binds) --PUSH-->  every detect worker
+    patches.j   detect worker j (binds) --PUSH-->  every classify worker
+    classified  classify workers --PUSH-->  index (binds)
+    events      index (binds) --PUB-->  trainer (SUB)
+    control     supervisor --PUSH-->  index (binds): "a stage restarted, redo what was in flight"
+Endpoints are ipc:// sockets in a private 0700 folder by default, tcp:// when `queues.transport = "tcp"`.
+High-water marks make a slow consumer block its producer instead of growing memory; linger is 0 on close.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+
+import zmq
+
+from daemon import metrics, wire
+from daemon.config import Settings
+from daemon.paths import runtime_dir
+
+log = logging.getLogger(__name__)
+
+FIXED_PORTS = {"discovered": 0, "jobs": 1, "classified": 2, "events": 3, "control": 4}
+WINDOWS_PORT, PATCHES_PORT = 10, 80  # + worker index (at most 64 workers each)
+
+
+class Stopping(Exception):
+    """Raised inside a blocking send when the process was asked to stop and cannot deliver in time."""
+
+
+def endpoint(settings: Settings, name: str) -> str:
+    base, _, index = name.partition(".")
+    if settings.queues.transport == "tcp":
+        if base == "windows":
+            offset = WINDOWS_PORT + int(index)
+        elif base == "patches":
+            offset = PATCHES_PORT + int(index)
+        else:
+            offset = FIXED_PORTS[name]
+        return f"tcp://{settings.queues.tcp_host}:{settings.queues.tcp_base_port + offset}"
+    return f"ipc://{runtime_dir(settings)}/{name}.sock"
+
+
+class StopFlag:
+    """Set by SIGTERM (the supervisor's request to drain and exit). Children ignore SIGINT: Ctrl-C reaches the
+    whole process group, and the supervisor decides the order in which stages stop."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+
+    def install(self, ignore_sigint: bool = True) -> StopFlag:
+        signal.signal(signal.SIGTERM, lambda *_: self.event.set())
+        if ignore_sigint:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+        return self
+
+    @property
+    def set(self) -> bool:
+        return self.event.is_set()
+
+
+class Fabric:
+    """The sockets of one stage process."""
+
+    def __init__(self, settings: Settings, stage: str, stop: StopFlag | None = None) -> None:
+        self.settings = settings
+        self.stage = stage
+        self.stop = stop or StopFlag()
+        self.ctx = zmq.Context()
+        self.max_bytes = int(settings.queues.max_message_mb * 1024 * 1024)
+        self._sockets: list[zmq.Socket] = []
+
+    def _socket(self, kind: int) -> zmq.Socket:
+        sock = self.ctx.socket(kind)
+        sock.setsockopt(zmq.LINGER, 0)
+        hwm = self.settings.queues.high_water_mark
+        sock.setsockopt(zmq.SNDHWM, hwm)
+        sock.setsockopt(zmq.RCVHWM, hwm)
+        if kind in (zmq.PULL, zmq.SUB):
+            # Far larger messages are dropped by ZeroMQ before they are allocated; moderately oversized ones
+            # reach decode(), which counts and logs them.
+            sock.setsockopt(zmq.MAXMSGSIZE, 2 * self.max_bytes)
+        self._sockets.append(sock)
+        return sock
+
+    def _attach(self, sock: zmq.Socket, names: list[str], bind: bool) -> None:
+        for name in names:
+            ep = endpoint(self.settings, name)
+            if bind:
+                sock.bind(ep)
+            else:
+                sock.connect(ep)
+
+    def sender(self, queue: str, names: list[str], bind: bool) -> Sender:
+        sock = self._socket(zmq.PUSH)
+        self._attach(sock, names, bind)
+        return Sender(sock, queue, self)
+
+    def receiver(self, queue: str, names: list[str], bind: bool) -> Receiver:
+        sock = self._socket(zmq.PULL)
+        self._attach(sock, names, bind)
+        return Receiver(sock, queue, self)
+
+    def publisher(self, name: str) -> Sender:
+        sock = self._socket(zmq.PUB)
+        self._attach(sock, [name], bind=True)
+        return Sender(sock, None, self)
+
+    def subscriber(self, name: str) -> Receiver:
+        sock = self._socket(zmq.SUB)
+        sock.setsockopt(zmq.SUBSCRIBE, b"")
+        self._attach(sock, [name], bind=False)
+        return Receiver(sock, None, self)
+
+    def close(self) -> None:
+        for sock in self._sockets:
+            sock.close(linger=0)
+        self.ctx.term()
+
+
+class Sender:
+    def __init__(self, sock: zmq.Socket, queue: str | None, fabric: Fabric) -> None:
+        self.sock, self.queue, self.fabric = sock, queue, fabric
+
+    def try_send(self, msg: wire.Message) -> bool:
+        """Send only if the queue has room right now."""
+        try:
+            self.sock.send_multipart(wire.encode(msg), flags=zmq.NOBLOCK, copy=False)
+        except zmq.Again:
+            return False
+        if self.queue:
+            metrics.QUEUE_MESSAGES.labels(self.queue).inc()
+        return True
+
+    def send(self, msg: wire.Message, grace_s: float | None = None) -> None:
+        """Send, blocking while the queue is full (back-pressure). Once a stop is requested the send gives up
+        after the grace period (default: the configured shutdown timeout) by raising Stopping."""
+        frames = wire.encode(msg)
+        deadline = None
+        while True:
+            try:
+                self.sock.send_multipart(frames, flags=zmq.NOBLOCK, copy=False)
+                break
+            except zmq.Again:
+                if self.sock.socket_type == zmq.PUB:
+                    return  # PUB never blocks: a subscriber that is away misses the event
+                if self.fabric.stop.set:
+                    grace = self.fabric.settings.supervisor.shutdown_timeout_s if grace_s is None else grace_s
+                    deadline = deadline or time.monotonic() + grace
+                    if time.monotonic() > deadline:
+                        raise Stopping(f"{self.queue} is full and the stage is stopping") from None
+                self.sock.poll(100, zmq.POLLOUT)
+        if self.queue:
+            metrics.QUEUE_MESSAGES.labels(self.queue).inc()
+
+
+class Receiver:
+    def __init__(self, sock: zmq.Socket, queue: str | None, fabric: Fabric) -> None:
+        self.sock, self.queue, self.fabric = sock, queue, fabric
+
+    def recv(self, timeout_ms: int = 200) -> wire.Message | None:
+        """The next valid message, or None after timeout_ms. Invalid messages are counted, logged and skipped."""
+        if not self.sock.poll(timeout_ms, zmq.POLLIN):
+            return None
+        frames = self.sock.recv_multipart(copy=False)
+        if self.queue:
+            metrics.QUEUE_MESSAGES.labels(self.queue).dec()
+        try:
+            return wire.decode(frames, self.fabric.max_bytes)
+        except wire.WireError as exc:
+            metrics.MESSAGES_REJECTED.labels(self.fabric.stage, exc.reason).inc()
+            log.warning("%s: rejected a message on %s: %s", self.fabric.stage, self.queue or "events", exc)
+            return None

@@ -1,0 +1,42 @@
+"""Checks made before the daemon starts anything: a missing weight file must stop it before any video is touched."""
+
+from __future__ import annotations
+
+import logging
+
+from daemon.config import ConfigError, Settings
+
+log = logging.getLogger("humanstyle")
+
+ARCHS = {"detect": "maskrcnn_resnet50_fpn", "classify": "keypointrcnn_resnet50_fpn"}
+
+
+def check_weights(settings: Settings) -> None:
+    """Resolve each model's weights choice now; "DEFAULT" weights missing from the hub cache are fetched here
+    (when allowed), once, in the foreground. Raises ConfigError with the file expected and where to put it."""
+    from models import weights
+
+    for section, arch in ARCHS.items():
+        sec = getattr(settings, section)
+        try:
+            kind = weights.choice_kind(sec.weights)
+            if kind == "none":
+                log.warning("!!! %s.weights = \"none\": %s is RANDOMLY INITIALISED. Its detections are noise; "
+                            "use this for tests and benchmarks only. !!!", section, arch)
+                continue
+            if kind == "default" and sec.allow_download and not weights.default_checkpoint_path(arch).is_file():
+                log.info("%s: downloading torchvision's pretrained weights for %s (first start only)", section, arch)
+                _download_default(arch)
+            log.info("%s", weights.check_weights_available(arch, sec.weights, allow_download=False))
+        except weights.WeightsError as exc:
+            raise ConfigError(f"{section}.weights = {sec.weights!r}: {exc}") from None
+
+
+def _download_default(arch: str) -> None:
+    from models import weights
+
+    spec = weights.ARCHITECTURES[arch].default_weights
+    try:
+        spec.get_state_dict(progress=True)  # torchvision's own download into the hub cache, hash-checked
+    except (OSError, RuntimeError) as exc:  # URLError is an OSError
+        raise weights.WeightsError(weights._missing_default_message(arch, f"download failed ({exc})")) from None

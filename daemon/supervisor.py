@@ -1,0 +1,222 @@
+"""Starts every stage as its own process, restarts crashed ones with backoff, serves /metrics and /healthz, and
+stops everything in order on SIGINT/SIGTERM.
+
+Stop order: producers and workers first (watch, decode, detect, classify, train) get SIGTERM and finish the unit
+they hold; the index, the only writer, keeps receiving until they are gone, then stops too. Anything still alive
+after `supervisor.shutdown_timeout_s` is killed, so no child outlives the daemon.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing as mp
+import os
+import signal
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from daemon.config import Settings, parse_listen
+
+log = logging.getLogger("humanstyle.supervisor")
+
+FATAL_EXIT = 78  # a child exits with this (StageFatal) when its config cannot work: restarting would not help
+WORKER_STAGES = ("decode", "detect", "classify")
+
+
+@dataclass
+class Child:
+    stage: str
+    index: int
+    process: mp.Process | None = None
+    started_at: float = 0.0
+    crashes: deque = field(default_factory=deque)
+    consecutive: int = 0
+    restart_at: float | None = None
+
+    @property
+    def name(self) -> str:
+        return f"{self.stage}-{self.index}"
+
+
+def plan_children(settings: Settings) -> list[Child]:
+    children = [Child("index", 0), Child("watch", 0)]
+    children += [Child("decode", i) for i in range(settings.decode.workers)]
+    children += [Child("detect", i) for i in range(settings.detect.workers)]
+    children += [Child("classify", i) for i in range(settings.classify.workers)]
+    if settings.train.enabled:
+        children.append(Child("train", 0))
+    return children
+
+
+class Supervisor:
+    def __init__(self, settings: Settings) -> None:
+        from daemon.paths import prepare_runtime_dir
+
+        self.settings = settings
+        self.runtime = prepare_runtime_dir(settings)
+        self.children = plan_children(settings)
+        self.stopping = threading.Event()
+        self.exit_code = 0
+        self.ctx = mp.get_context("spawn")
+        self.started = time.time()
+        self._control = None
+
+    # --- lifecycle ---------------------------------------------------------------------------------------------
+    def run(self) -> int:
+        from daemon import metrics
+
+        metrics.init_known_series(self.settings.domains)
+        self.settings.paths.data_dir.mkdir(parents=True, exist_ok=True)
+        self.settings.paths.watch_dir.mkdir(parents=True, exist_ok=True)
+        for domain in self.settings.domains:
+            (self.settings.paths.watch_dir / domain).mkdir(exist_ok=True)
+        server = self._serve_http()
+        signal.signal(signal.SIGTERM, lambda *_: self.stopping.set())
+        signal.signal(signal.SIGINT, lambda *_: self.stopping.set())
+        for child in self.children:
+            self._start(child)
+        log.info("humanstyle running: %d processes, metrics on http://%s/metrics", len(self.children),
+                 self.settings.metrics.listen)
+        try:
+            while not self.stopping.wait(0.2):
+                self._watch_children()
+        finally:
+            self._shutdown()
+            server.shutdown()
+            server.server_close()
+        return self.exit_code
+
+    def _start(self, child: Child) -> None:
+        from daemon import metrics
+        from daemon.stage_main import stage_main
+
+        child.process = self.ctx.Process(target=stage_main, args=(child.stage, child.index, self.settings),
+                                         name=f"humanstyle-{child.name}", daemon=False)
+        child.process.start()
+        child.started_at = time.monotonic()
+        child.restart_at = None
+        metrics.STAGE_UP.labels(child.stage).inc()
+        log.info("started %s (pid %d)", child.name, child.process.pid)
+
+    def _watch_children(self) -> None:
+        from daemon import metrics
+
+        now = time.monotonic()
+        for child in self.children:
+            proc = child.process
+            if child.restart_at is not None:
+                if now >= child.restart_at:
+                    self._start(child)
+                    metrics.STAGE_RESTARTS.labels(child.stage).inc()
+                    if child.stage in WORKER_STAGES or child.stage == "index":
+                        self._notify_restart(child.stage)
+                continue
+            if proc is None or proc.is_alive():
+                if proc is not None and now - child.started_at > self.settings.supervisor.crash_loop_window_s:
+                    child.consecutive = 0
+                continue
+            code = proc.exitcode
+            self._reap(child)
+            if code == FATAL_EXIT:
+                log.error("%s cannot run with this configuration (see its error above); stopping", child.name)
+                self.exit_code = 1
+                self.stopping.set()
+                return
+            window = self.settings.supervisor.crash_loop_window_s
+            child.crashes.append(now)
+            while child.crashes and now - child.crashes[0] > window:
+                child.crashes.popleft()
+            if len(child.crashes) >= self.settings.supervisor.crash_loop_restarts:
+                log.error("%s crashed %d times in %.0f s: crash loop, stopping the daemon", child.name,
+                          len(child.crashes), window)
+                self.exit_code = 1
+                self.stopping.set()
+                return
+            delay = min(self.settings.supervisor.restart_backoff_s * (2 ** child.consecutive),
+                        self.settings.supervisor.max_backoff_s)
+            child.consecutive += 1
+            child.restart_at = now + delay
+            log.warning("%s exited with code %s; restarting in %.1f s", child.name, code, delay)
+
+    def _reap(self, child: Child) -> None:
+        from prometheus_client import multiprocess
+
+        from daemon import metrics
+
+        proc = child.process
+        if proc is None:
+            return
+        proc.join(timeout=0)
+        metrics.STAGE_UP.labels(child.stage).dec()
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            multiprocess.mark_process_dead(proc.pid)
+        child.process = None
+
+    def _notify_restart(self, stage: str) -> None:
+        """Tell the index that work held by a dead process is lost, so it redoes the videos in flight."""
+        from daemon import fabric, wire
+
+        if self._control is None:
+            self._fabric = fabric.Fabric(self.settings, "supervisor")
+            self._control = self._fabric.sender("control", ["control"], bind=False)
+        try:
+            self._control.send(wire.make("stage_restarted", stage=stage), grace_s=1.0)
+        except fabric.Stopping:
+            log.warning("could not notify the index of the %s restart", stage)
+
+    def _shutdown(self) -> None:
+        timeout = self.settings.supervisor.shutdown_timeout_s
+        log.info("stopping: draining stages (up to %.0f s)", timeout)
+        first = [c for c in self.children if c.stage != "index"]
+        last = [c for c in self.children if c.stage == "index"]
+        for group in (first, last):
+            for child in group:
+                child.restart_at = None
+                if child.process is not None and child.process.is_alive():
+                    child.process.terminate()
+            deadline = time.monotonic() + timeout
+            for child in group:
+                if child.process is None:
+                    continue
+                child.process.join(max(0.0, deadline - time.monotonic()))
+                if child.process.is_alive():
+                    log.warning("%s did not stop in time; killing it", child.name)
+                    child.process.kill()
+                    child.process.join(5)
+                self._reap(child)
+        if self._control is not None:
+            self._fabric.close()
+        log.info("stopped")
+
+    # --- HTTP --------------------------------------------------------------------------------------------------
+    def health(self) -> dict:
+        from daemon.metrics_server import last_work_times
+
+        last = last_work_times()
+        stages: dict[str, dict] = {}
+        for child in self.children:
+            alive = child.process is not None and child.process.is_alive()
+            info = stages.setdefault(child.stage, {"processes": 0, "alive": 0, "restarting": 0})
+            info["processes"] += 1
+            info["alive"] += int(alive)
+            info["restarting"] += int(child.restart_at is not None)
+            if child.stage in last:
+                info["last_work_s_ago"] = round(time.time() - last[child.stage], 3)
+        healthy = all(s["alive"] == s["processes"] for s in stages.values()) and not self.stopping.is_set()
+        return {"status": "ok" if healthy else "degraded", "uptime_s": round(time.time() - self.started, 1),
+                "stages": stages}
+
+    def _serve_http(self) -> ThreadingHTTPServer:
+        from daemon.metrics_server import make_handler
+
+        host, port = parse_listen(self.settings.metrics.listen)
+        handler: type[BaseHTTPRequestHandler] = make_handler(lambda: self.health())
+        server = ThreadingHTTPServer((host, port), handler)
+        server.daemon_threads = True
+        threading.Thread(target=server.serve_forever, name="http", daemon=True).start()
+        return server
+
+

@@ -1,0 +1,218 @@
+"""The index stage: the single writer of results.
+
+It owns the catalog. It turns discovered files into video rows, hands videos to the decoders (a bounded number at
+a time, so a folder of 50 videos never floods memory), receives classified patches, writes each patch file and
+its row, feeds the pairing index, records pairs (catalog + pairs.csv) and announces them to the trainer. It also
+decides when a video is finished: the decoder's `video_end` says how many windows there were, each window's
+`window_done` says how many patches to expect, and the video is done once all of them arrived.
+
+Recovery: every write is keyed (video fingerprint; video, frame, person; the two patches of a pair), so redoing a
+video after a crash, a restarted stage or a stall never duplicates anything.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+import zmq
+
+from daemon import metrics, wire
+from daemon.catalog import Catalog, Video
+from daemon.config import Settings
+from daemon.fabric import Fabric, Receiver, Sender, StopFlag
+from daemon.paths import catalog_path
+from stages.results import ResultWriter
+
+log = logging.getLogger("humanstyle.index")
+MAX_ATTEMPTS = 3
+
+
+@dataclass
+class VideoProgress:
+    """What has arrived for one video, whatever the order and however often it is replayed."""
+
+    video: Video
+    attempt: int
+    last_activity: float = field(default_factory=time.monotonic)
+    end: dict | None = None  # the decoder's video_end fields
+    expected: dict[int, int] = field(default_factory=dict)  # window index -> patches announced
+    seen: dict[int, set] = field(default_factory=dict)  # window index -> {(frame, person)}
+
+    def on_window_done(self, window_index: int, patches: int) -> None:
+        self.expected[window_index] = patches
+        self.last_activity = time.monotonic()
+
+    def on_patch(self, window_index: int, frame_index: int, person_index: int) -> None:
+        self.seen.setdefault(window_index, set()).add((frame_index, person_index))
+        self.last_activity = time.monotonic()
+
+    def on_end(self, fields: dict) -> None:
+        self.end = fields
+        self.last_activity = time.monotonic()
+
+    @property
+    def complete(self) -> bool:
+        if self.end is None:
+            return False
+        windows = range(self.end["windows"])
+        return all(w in self.expected and len(self.seen.get(w, ())) >= self.expected[w] for w in windows)
+
+
+class IndexStage:
+    def __init__(self, settings: Settings, fab: Fabric) -> None:
+        self.settings = settings
+        self.fab = fab
+        self.catalog = Catalog(catalog_path(settings))
+        self.results = ResultWriter(settings, self.catalog)
+        self.in_flight: dict[int, VideoProgress] = {}
+        self.discovered: Receiver = fab.receiver("discovered", ["discovered"], bind=True)
+        self.classified: Receiver = fab.receiver("classified", ["classified"], bind=True)
+        self.control: Receiver = fab.receiver("control", ["control"], bind=True)
+        self.jobs: Sender = fab.sender("jobs", ["jobs"], bind=True)
+        self.events: Sender = fab.publisher("events")
+        self.poller = zmq.Poller()
+        for r in (self.discovered, self.classified, self.control):
+            self.poller.register(r.sock, zmq.POLLIN)
+        self.handlers = {self.discovered.sock: (self.discovered, self.on_discovered),
+                         self.classified.sock: (self.classified, self.on_result),
+                         self.control.sock: (self.control, self.on_control)}
+
+    # --- the loop ----------------------------------------------------------------------------------------------
+    def run(self, stop: StopFlag) -> None:
+        # Videos left 'processing' by a previous run are redone first by dispatch() (writes are idempotent).
+        self.results.recover()
+        quiet_since = None
+        while True:
+            handled = self.step(timeout_ms=200)
+            if stop.set:
+                # Drain: keep taking results while upstream stages finish their last units, then leave.
+                quiet_since = quiet_since if handled == 0 and quiet_since else time.monotonic()
+                if handled == 0 and time.monotonic() - quiet_since > 1.0:
+                    break
+                continue
+            self.dispatch()
+            self.check_stalls()
+
+    def step(self, timeout_ms: int) -> int:
+        handled = 0
+        for sock, _ in self.poller.poll(timeout_ms):
+            receiver, handler = self.handlers[sock]
+            while (msg := receiver.recv(timeout_ms=0)) is not None:
+                started = time.monotonic()
+                handler(msg)
+                metrics.mark_work_done("index", started)
+                handled += 1
+                if handled % 64 == 0:
+                    break
+        return handled
+
+    # --- videos ------------------------------------------------------------------------------------------------
+    def on_discovered(self, msg: wire.Message) -> None:
+        f = msg.fields
+        if f["domain"] not in self.settings.domains:
+            log.warning("ignoring a file of unknown domain %r", f["domain"])
+            return
+        status = "failed" if f["rejected"] else "queued"
+        video, created = self.catalog.add_video(f["fingerprint"], f["path"], f["domain"], f["size"], f["mtime"],
+                                                status=status, reason=f["rejected"])
+        if not created:
+            if video.path != f["path"]:
+                log.info("%s is a copy of video %d (%s): not processed again", f["path"], video.id, video.path)
+                metrics.VIDEOS.labels(video.domain, "duplicate").inc()
+            return
+        metrics.VIDEOS.labels(video.domain, status).inc()
+        if f["rejected"]:
+            metrics.FILES_REJECTED.labels(f["rejected"]).inc()
+            log.warning("video %d (%s) failed: %s", video.id, f["path"], f["rejected"])
+        else:
+            log.info("queued video %d: %s", video.id, f["path"])
+
+    def dispatch(self) -> None:
+        """Hand queued videos to the decoders while fewer than watch.max_in_flight are being processed."""
+        free = self.settings.watch.max_in_flight - len(self.in_flight)
+        if free <= 0:
+            return
+        redo = [v for v in self.catalog.videos_with_status("processing") if v.id not in self.in_flight]
+        queued = self.catalog.videos_with_status("queued", limit=free)
+        for video in (redo + queued)[:free]:
+            attempt = video.attempt + 1
+            job = wire.make("job", video_id=video.id, attempt=attempt, path=video.path, domain=video.domain,
+                            start_window=0)
+            if not self.jobs.try_send(job):
+                return  # no decoder is ready: try again on the next turn
+            self.catalog.set_video_status(video.id, "processing", attempt=attempt)
+            if video.status == "queued":
+                metrics.VIDEOS.labels(video.domain, "processing").inc()
+            self.in_flight[video.id] = VideoProgress(video, attempt)
+            log.info("video %d: decoding (attempt %d)", video.id, attempt)
+
+    def redo(self, video_id: int, why: str) -> None:
+        progress = self.in_flight.pop(video_id, None)
+        if progress is None:
+            return
+        if progress.attempt >= MAX_ATTEMPTS:
+            log.error("video %d: giving up after %d attempts (%s)", video_id, progress.attempt, why)
+            self.finish(progress, "failed", "stalled")
+            return
+        log.warning("video %d: redoing (%s)", video_id, why)
+        # status stays 'processing': dispatch() picks it up again before new videos
+
+    def check_stalls(self) -> None:
+        timeout = self.settings.watch.stall_timeout_s
+        now = time.monotonic()
+        for vid, progress in list(self.in_flight.items()):
+            if now - progress.last_activity > timeout:
+                self.redo(vid, f"no progress for {timeout:.0f} s")
+
+    def on_control(self, msg: wire.Message) -> None:
+        if msg.type == "stage_restarted":
+            for vid in list(self.in_flight):
+                self.redo(vid, f"a {msg['stage']} process was restarted")
+
+    # --- results -----------------------------------------------------------------------------------------------
+    def on_result(self, msg: wire.Message) -> None:
+        f = msg.fields
+        progress = self.in_flight.get(f["video_id"])
+        if msg.type == "classified":
+            self.results.write_patch(msg)
+            if progress:
+                progress.on_patch(f["window_index"], f["frame_index"], f["person_index"])
+        elif msg.type == "window_done":
+            if progress:
+                progress.on_window_done(f["window_index"], f["patches"])
+        elif msg.type == "video_end":
+            if progress:
+                progress.on_end(f)
+        else:
+            metrics.MESSAGES_REJECTED.labels("index", "unexpected_type").inc()
+            return
+        new_pairs = self.results.flush_pairs()
+        if new_pairs:
+            self.events.send(wire.make("pairs_appended", count=new_pairs, total=self.catalog.pair_count()))
+        if progress and progress.complete:
+            end = progress.end or {}
+            self.finish(progress, end.get("status", "done"), end.get("reason", ""))
+
+    def finish(self, progress: VideoProgress, status: str, reason: str) -> None:
+        end = progress.end or {}
+        video = progress.video
+        self.catalog.set_video_status(video.id, status, reason, windows=end.get("windows"),
+                                      frames_read=end.get("frames_read"))
+        self.in_flight.pop(video.id, None)
+        metrics.VIDEOS.labels(video.domain, status).inc()
+        if status == "failed" and reason:
+            metrics.FILES_REJECTED.labels(reason).inc()
+        if end.get("duration_s"):
+            metrics.VIDEO_SECONDS.labels(video.domain).inc(end["duration_s"])
+        log.info("video %d %s%s: %d windows", video.id, status, f" ({reason})" if reason else "",
+                 end.get("windows", 0))
+
+
+def run(settings: Settings, index: int, stop: StopFlag) -> None:
+    fab = Fabric(settings, "index", stop)
+    try:
+        IndexStage(settings, fab).run(stop)
+    finally:
+        fab.close()

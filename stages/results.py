@@ -1,0 +1,135 @@
+"""Writing results for the index stage: patch files, patch rows, the pairing index, pairs (catalog + CSV).
+
+Order per patch, so that a crash at any point replays cleanly: image file (atomic) -> patch row (indexed = 0) ->
+pairs proposed from the index and inserted (unique) -> patch committed to the pairing index -> row indexed = 1.
+A patch found with indexed = 0 at start is replayed; pairs.csv is rewritten from the catalog at start, then
+appended to as pairs are found.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from daemon import metrics, wire
+from daemon.catalog import Catalog
+from daemon.config import Settings
+from daemon.files import atomic_write_bytes
+from stages.pair import VIEWS as PAIRED_VIEWS
+from stages.pair import PairingIndex
+
+log = logging.getLogger("humanstyle.index")
+REJECTED = "REJECTED"
+
+
+def patch_name(video_id: int, frame_index: int, person_index: int) -> str:
+    """File names come from ids only: names from the watch folder are untrusted."""
+    return f"v{video_id:06d}_f{frame_index:07d}_p{person_index:02d}"
+
+
+def encode_png(image: np.ndarray) -> bytes:
+    ok, buf = cv2.imencode(".png", image)
+    if not ok:
+        raise ValueError("could not encode a patch as PNG")
+    return buf.tobytes()
+
+
+class ResultWriter:
+    def __init__(self, settings: Settings, catalog: Catalog) -> None:
+        self.settings = settings
+        self.catalog = catalog
+        self.data_dir = settings.paths.data_dir
+        self.domains = settings.domains
+        self.csv_path = self.data_dir / "pairs.csv"
+        self.pairing = PairingIndex(
+            self.data_dir / "index", self.domains, PAIRED_VIEWS,
+            min_confidence=settings.classify.min_keypoint_confidence,
+            min_similarity=settings.pair.min_similarity, top_k=settings.pair.top_k,
+            mutual_best=settings.pair.mutual_best)
+        self._new_pairs = 0
+
+    @property
+    def csv_header(self) -> list[str]:
+        a, b = self.domains
+        return ["pair_id", f"{a}_patch", f"{b}_patch", "view", "similarity", f"{a}_patch_id", f"{b}_patch_id"]
+
+    def recover(self) -> None:
+        for row in self.catalog.unindexed_patches():
+            keypoints = np.frombuffer(row["keypoints"], np.float32).reshape(17, 3)
+            self._index(row["id"], row["domain"], row["view"], keypoints)
+        self._rewrite_csv()
+        self._new_pairs = 0
+        for domain in self.domains:
+            for view in PAIRED_VIEWS:
+                metrics.INDEX_SIZE.labels(domain, view).set(len(self.pairing.index(domain, view)))
+
+    def write_patch(self, msg: wire.Message) -> int:
+        """Store one classified patch (idempotent); returns its id."""
+        f = msg.fields
+        existing = self.catalog.patch_id(f["video_id"], f["frame_index"], f["person_index"])
+        if existing is None:
+            rel = self._write_files(f, msg.arrays["image"], msg.arrays["mask"])
+            patch_id, indexed = self.catalog.add_patch(f, msg.arrays["keypoints"], rel)
+            metrics.PATCHES.labels(f["domain"], f["view"]).inc()
+            if f["view"] == REJECTED:
+                metrics.REJECTIONS.labels(f["domain"], f["reason"]).inc()
+        else:
+            patch_id, indexed = existing, True  # recover() already replayed unindexed rows at start
+        if f["view"] in PAIRED_VIEWS and not indexed:
+            self._index(patch_id, f["domain"], f["view"], msg.arrays["keypoints"])
+        return patch_id
+
+    def flush_pairs(self) -> int:
+        n, self._new_pairs = self._new_pairs, 0
+        return n
+
+    def _write_files(self, f: dict, image: np.ndarray, mask: np.ndarray) -> str:
+        if f["view"] == REJECTED and not self.settings.pair.save_rejected:
+            return ""
+        rel = Path("patches") / f["domain"] / f["view"] / (patch_name(f["video_id"], f["frame_index"],
+                                                                       f["person_index"]) + ".png")
+        # The mask first: the image is what the row points to, so it is written last.
+        atomic_write_bytes(self.data_dir / rel.with_suffix(".mask.png"), encode_png(mask), fsync=False)
+        atomic_write_bytes(self.data_dir / rel, encode_png(image))
+        return str(rel)
+
+    def _index(self, patch_id: int, domain: str, view: str, keypoints: np.ndarray) -> None:
+        kp = np.asarray(keypoints, np.float32)[None]
+        pairs = self.pairing.propose_batch([patch_id], domain, view, kp)
+        added = []
+        with self.catalog.transaction():
+            for p in pairs:
+                if self.catalog.add_pair(p.movie_id, p.game_id, p.view, p.similarity):
+                    added.append(p)
+        self.pairing.commit_batch([patch_id], domain, view, kp)
+        self.catalog.mark_indexed(patch_id)
+        metrics.INDEX_SIZE.labels(domain, view).set(len(self.pairing.index(domain, view)))
+        if added:
+            for p in added:
+                metrics.PAIRS.labels(p.view).inc()
+            self._append_csv([r for r in self.catalog.pairs_since(len(added))])
+            self._new_pairs += len(added)
+
+    def _rows(self, rows: list) -> list[list]:
+        return [[r["id"], r["a_path"], r["b_path"], r["view"], f"{r['similarity']:.6f}", r["a_patch_id"],
+                 r["b_patch_id"]] for r in rows]
+
+    def _append_csv(self, rows: list) -> None:
+        new_file = not self.csv_path.exists()
+        with open(self.csv_path, "a", newline="") as fh:
+            writer = csv.writer(fh)
+            if new_file:
+                writer.writerow(self.csv_header)
+            writer.writerows(self._rows(rows))
+
+    def _rewrite_csv(self) -> None:
+        buf = io.StringIO()
+        writer = csv.writer(buf)
+        writer.writerow(self.csv_header)
+        writer.writerows(self._rows(self.catalog.pairs()))
+        atomic_write_bytes(self.csv_path, buf.getvalue().encode())

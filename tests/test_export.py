@@ -1,0 +1,73 @@
+from collections import Counter
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+
+from stages.export import export_cyclegan, export_pix2pix, stable_split
+
+
+def make_image(path: Path, colour: tuple[int, int, int], shape: tuple[int, int] = (40, 40)) -> str:
+    cv2.imwrite(str(path), np.full((*shape, 3), colour, dtype=np.uint8))
+    return str(path)
+
+
+def test_stable_split_is_stable_and_roughly_proportional() -> None:
+    # Fixed expectations: a change of hash would silently reshuffle every dataset.
+    assert [stable_split(f"movie:{i}") for i in range(7, 10)] == ["train", "test", "train"]
+    counts = Counter(stable_split(f"k{i}") for i in range(5000))
+    assert 0.77 < counts["train"] / 5000 < 0.83 and 0.08 < counts["val"] / 5000 < 0.12
+    assert stable_split("x", (0, 0, 1)) == "test" and stable_split("x", (1, 0, 0)) == "train"
+    with pytest.raises(ValueError):
+        stable_split("x", (0.5, 0.1, 0.1))
+
+
+def test_pix2pix_layout(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    pairs = pd.DataFrame({
+        "movie_id": [1, 2, 3],
+        "game_id": [10, 11, 12],
+        "movie_path": [make_image(src / "m1.png", (255, 0, 0)), make_image(src / "../evil name.png", (255, 0, 0)),
+                       str(src / "missing.png")],
+        "game_path": [make_image(src / f"g{i}.png", (0, 0, 255), (30, 50)) for i in range(3)],
+        "view": ["FULL-BODY-FRONT"] * 3,
+        "similarity": [0.95, 0.93, 0.91],
+        "split": ["train", "test", "val"],
+    })
+    manifest = export_pix2pix(pairs, tmp_path / "out", size=64)
+    read = pd.read_csv(tmp_path / "out" / "manifest.csv")
+    assert list(read["status"]) == ["written", "written", "unreadable"]
+    assert list(read["file"].fillna("")) == ["train/1_10.jpg", "test/2_11.jpg", ""]
+    assert manifest["file"].tolist() == ["train/1_10.jpg", "test/2_11.jpg", ""]
+    image = cv2.imread(str(tmp_path / "out" / "train" / "1_10.jpg"))
+    assert image.shape == (64, 128, 3)
+    assert image[32, 10, 0] > 200 and image[32, 74, 2] > 200  # movie (blue in BGR) left, game right
+    flipped = export_pix2pix(pairs.drop(columns="split"), tmp_path / "flip", size=32, direction="game_to_movie",
+                             ext="png")
+    first = cv2.imread(str(tmp_path / "flip" / flipped["file"][0]))
+    assert first.shape == (32, 64, 3) and first[16, 40, 0] == 255
+    assert not list((tmp_path / "out").rglob("*.tmp"))
+
+
+def test_cyclegan_layout(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    patches = pd.DataFrame({
+        "id": range(8),
+        "path": [make_image(src / f"p{i}.png", (i * 30, 0, 0), (48, 36)) for i in range(8)],
+        "domain": ["movie", "game"] * 4,
+        "split": ["train", "train", "test", "test", "val", "val", "train", "test"],
+    })
+    export_cyclegan(patches, tmp_path / "out", size=32)
+    manifest = pd.read_csv(tmp_path / "out" / "manifest.csv")
+    assert manifest["file"].tolist() == ["trainA/0.jpg", "trainB/1.jpg", "testA/2.jpg", "testB/3.jpg",
+                                         "valA/4.jpg", "valB/5.jpg", "trainA/6.jpg", "testB/7.jpg"]
+    for file in manifest["file"]:
+        assert cv2.imread(str(tmp_path / "out" / file)).shape == (32, 32, 3)
+    for folder in ("trainA", "trainB", "testA", "testB"):
+        assert (tmp_path / "out" / folder).is_dir()
+    with pytest.raises(ValueError):
+        export_cyclegan(patches.assign(domain="anime"), tmp_path / "bad")

@@ -84,6 +84,7 @@ class ClassifySettings:
     weights: str = opt("DEFAULT", f"Keypoint R-CNN weights: {WEIGHTS_HELP}")
     allow_download: bool = opt(True, "let DEFAULT weights download into the torch hub cache when missing")
     min_keypoint_confidence: float = opt(0.5, "keypoints below this confidence count as not visible", min=0, max=1)
+    person_threshold: float = opt(0.3, "minimum score of the person Keypoint R-CNN finds in a patch", min=0, max=1)
     batch_size: int = opt(8, "patches per model call", min=1, max=128)
     device: str = opt("auto", '"auto" (CUDA when present), "cpu" or "cuda[:N]"')
     threads: int = opt(0, "torch CPU threads per classifier process; 0 = share the cores evenly", min=0, max=256)

@@ -1,0 +1,29 @@
+# Runtime image: CUDA-capable torch (PyPI's default Linux wheels bundle the CUDA runtime; the host needs only the
+# NVIDIA driver and `--gpus all`), the daemon as a non-root user, data and watch folders as volumes.
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 \
+    TORCH_HOME=/data/torch
+RUN apt-get update && apt-get install -y --no-install-recommends libgl1 libglib2.0-0 \
+    && rm -rf /var/lib/apt/lists/*
+
+WORKDIR /app
+COPY pyproject.toml constraints.txt README.md ./
+COPY daemon ./daemon
+COPY stages ./stages
+COPY models ./models
+RUN pip install -c constraints.txt .
+
+# Inside the container the metrics endpoint must listen beyond loopback to be reachable through -p; the
+# published port is still bound to the host's loopback by the compose file unless changed there.
+RUN printf '[paths]\nwatch_dir = "/watch"\ndata_dir = "/data"\n\n[metrics]\nlisten = "0.0.0.0:9108"\n' \
+        > /app/config.toml \
+    && useradd --create-home --uid 1000 humanstyle \
+    && mkdir -p /data /watch/movie /watch/game && chown -R humanstyle /data /watch
+
+USER humanstyle
+VOLUME ["/data", "/watch"]
+EXPOSE 9108
+HEALTHCHECK --interval=30s --timeout=5s CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:9108/healthz')"
+ENTRYPOINT ["humanstyle"]
+CMD ["run", "--config", "/app/config.toml"]

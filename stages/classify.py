@@ -1,0 +1,163 @@
+"""Classifier stage. Pure view rules first (tested directly); the process loop is appended below them.
+
+Input: 17 COCO keypoints (x, y in patch pixels, confidence in [0, 1]) of the best person in a patch. A
+keypoint counts as *visible* when its confidence >= ``min_confidence`` and it lies inside the patch;
+NaN/inf anywhere make that keypoint invisible, so the rules never see a NaN. Only confidences and geometry
+are used, so any keypoint model whose scores are mapped to [0, 1] fits.
+
+Checks, in order (the first that fails is the rejection reason):
+1. ``no_person``: no keypoints at all (the keypoint model found nobody).
+2. ``too_few_keypoints``: fewer than 3 visible keypoints.
+3. ``no_shoulders``: both shoulders must be visible: every class shows them, and two cues need them.
+4. ``no_head``: at least one of nose, eyes, ears must be visible (a head cut off is not a usable pose).
+5. ``not_upright``: the torso (shoulder midpoint → hip midpoint, or head → shoulders when the hips are not
+   visible) must point down the image within 45 degrees of vertical; lying or upside-down bodies make the
+   left/right cue meaningless.
+6. ``side_view``: shoulder width below 0.35 x torso length (about 70 degrees or more from facing the camera;
+   frontal adults measure about 0.7-0.9). Without hips the torso length is estimated as 2 x the distance from
+   the shoulder midpoint to the mean of the visible head keypoints.
+7. Front or back by voting; each cue votes +1 (front), -1 (back) or abstains:
+   - face: nose and an eye, or both eyes, visible → front; ears visible with no eye and no nose → back.
+   - shoulders: facing the camera, the person's LEFT shoulder appears at the larger image x. The offset must
+     exceed 5 % of the torso length, else the cue abstains.
+   - hips: the same for the hips, when both are visible.
+   Every voting cue must agree. A disagreement is ``conflicting_orientation``: the clearest case is a mirrored
+   frontal layout (face visible, left shoulder and hip on the image's left), which keypoint models produce
+   when they mix up left and right; for mining training pairs a wrong view is worse than a lost patch.
+   No vote at all is ``ambiguous_orientation``.
+8. Extent: both hips and both knees visible → FULL-BODY, otherwise HEAD-AND-SHOULDER (legs or hips cut off by
+   the patch or occluded).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+FULL_BODY_FRONT = "FULL-BODY-FRONT"
+HEAD_AND_SHOULDER_FRONT = "HEAD-AND-SHOULDER-FRONT"
+FULL_BODY_BACK = "FULL-BODY-BACK"
+HEAD_AND_SHOULDER_BACK = "HEAD-AND-SHOULDER-BACK"
+REJECTED = "REJECTED"
+VIEWS: tuple[str, ...] = (FULL_BODY_FRONT, HEAD_AND_SHOULDER_FRONT, FULL_BODY_BACK, HEAD_AND_SHOULDER_BACK)
+LABELS: tuple[str, ...] = (*VIEWS, REJECTED)
+REJECTION_REASONS: tuple[str, ...] = (
+    "no_person",
+    "too_few_keypoints",
+    "no_shoulders",
+    "no_head",
+    "not_upright",
+    "side_view",
+    "conflicting_orientation",
+    "ambiguous_orientation",
+)
+
+KEYPOINT_NAMES: tuple[str, ...] = (
+    "nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder", "right_shoulder",
+    "left_elbow", "right_elbow", "left_wrist", "right_wrist", "left_hip", "right_hip",
+    "left_knee", "right_knee", "left_ankle", "right_ankle",
+)  # fmt: skip
+NOSE, L_EYE, R_EYE, L_EAR, R_EAR, L_SHOULDER, R_SHOULDER = range(7)
+L_HIP, R_HIP, L_KNEE, R_KNEE = 11, 12, 13, 14
+HEAD = (NOSE, L_EYE, R_EYE, L_EAR, R_EAR)
+
+DEFAULT_MIN_CONFIDENCE = 0.5
+MIN_VISIBLE_KEYPOINTS = 3
+MAX_TORSO_TILT_DEG = 45.0
+SIDE_VIEW_RATIO = 0.35  # shoulder width / torso length below this → side view
+SIDE_CUE_FRACTION = 0.05  # left/right offsets smaller than this x torso length abstain
+
+
+def classify_keypoints(
+    keypoints: np.ndarray | None,
+    image_size: tuple[float, float],
+    min_confidence: float = DEFAULT_MIN_CONFIDENCE,
+) -> str:
+    """The view class of a person's keypoints: one of VIEWS, or REJECTED."""
+    return classify_with_reason(keypoints, image_size, min_confidence)[0]
+
+
+def classify_with_reason(
+    keypoints: np.ndarray | None,
+    image_size: tuple[float, float],
+    min_confidence: float = DEFAULT_MIN_CONFIDENCE,
+) -> tuple[str, str | None]:
+    """(label, reason): reason is None for a view and one of REJECTION_REASONS for REJECTED.
+
+    keypoints: (17, 3) x, y, confidence (COCO order) or None; image_size: (width, height) of the patch.
+    Raises ValueError only for a wrong shape or a non-positive image size.
+    """
+    if keypoints is None:
+        return REJECTED, "no_person"
+    kp = np.asarray(keypoints, dtype=np.float64)
+    if kp.shape != (17, 3):
+        raise ValueError(f"keypoints must have shape (17, 3), got {kp.shape}")
+    width, height = (float(v) for v in image_size)
+    if not (math.isfinite(width) and math.isfinite(height) and width > 0 and height > 0):
+        raise ValueError(f"image_size must be positive (width, height), got {image_size!r}")
+
+    with np.errstate(all="ignore"):
+        return _classify(kp, width, height, float(min_confidence))
+
+
+def _classify(kp: np.ndarray, width: float, height: float, min_conf: float) -> tuple[str, str | None]:
+    x, y, conf = kp[:, 0], kp[:, 1], kp[:, 2]
+    finite = np.isfinite(kp).all(axis=1)
+    inside = (x >= 0) & (x <= width) & (y >= 0) & (y <= height)
+    vis = finite & inside & (conf >= min_conf)
+
+    if vis.sum() < MIN_VISIBLE_KEYPOINTS:
+        return REJECTED, "too_few_keypoints"
+    if not (vis[L_SHOULDER] and vis[R_SHOULDER]):
+        return REJECTED, "no_shoulders"
+    head = [i for i in HEAD if vis[i]]
+    if not head:
+        return REJECTED, "no_head"
+
+    shoulder_mid = (kp[L_SHOULDER, :2] + kp[R_SHOULDER, :2]) / 2.0
+    hips = bool(vis[L_HIP] and vis[R_HIP])
+    if hips:
+        down = (kp[L_HIP, :2] + kp[R_HIP, :2]) / 2.0 - shoulder_mid
+        torso = float(np.hypot(*down))
+    else:
+        down = shoulder_mid - kp[head, :2].mean(axis=0)
+        torso = 2.0 * float(np.hypot(*down))
+    # Upright: the downward vector's angle from +y is at most MAX_TORSO_TILT_DEG (image y grows downwards).
+    if not (torso > 0 and down[1] >= math.cos(math.radians(MAX_TORSO_TILT_DEG)) * float(np.hypot(*down))):
+        return REJECTED, "not_upright"
+
+    shoulder_dx = float(kp[L_SHOULDER, 0] - kp[R_SHOULDER, 0])
+    shoulder_width = float(np.hypot(shoulder_dx, kp[L_SHOULDER, 1] - kp[R_SHOULDER, 1]))
+    if not shoulder_width >= SIDE_VIEW_RATIO * torso:
+        return REJECTED, "side_view"
+
+    votes = [_face_vote(vis), _side_vote(shoulder_dx, torso)]
+    if hips:
+        votes.append(_side_vote(float(kp[L_HIP, 0] - kp[R_HIP, 0]), torso))
+    cast = {v for v in votes if v != 0}
+    if len(cast) > 1:
+        return REJECTED, "conflicting_orientation"
+    if not cast:
+        return REJECTED, "ambiguous_orientation"
+    front = cast.pop() > 0
+
+    full = hips and bool(vis[L_KNEE] and vis[R_KNEE])
+    if full:
+        return (FULL_BODY_FRONT if front else FULL_BODY_BACK), None
+    return (HEAD_AND_SHOULDER_FRONT if front else HEAD_AND_SHOULDER_BACK), None
+
+
+def _face_vote(vis: np.ndarray) -> int:
+    eyes = int(vis[L_EYE]) + int(vis[R_EYE])
+    if eyes == 2 or (eyes == 1 and vis[NOSE]):
+        return 1
+    if eyes == 0 and not vis[NOSE] and (vis[L_EAR] or vis[R_EAR]):
+        return -1
+    return 0
+
+
+def _side_vote(left_minus_right_x: float, torso: float) -> int:
+    if not math.isfinite(left_minus_right_x) or abs(left_minus_right_x) <= SIDE_CUE_FRACTION * torso:
+        return 0
+    return 1 if left_minus_right_x > 0 else -1

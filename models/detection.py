@@ -28,16 +28,16 @@ at its own size; the person then fills most of the image, well inside the FPN an
 Person filter. ``roi_heads.postprocess_detections`` is wrapped so that only what the caller keeps (person
 class with real weights, every class with "none"; box side >= min_box_side; the best ``max_persons`` by
 score) reaches the mask and keypoint heads: those heads cost per box, and random-init weights at threshold
-0.0 otherwise send 100 boxes through them. torchvision drops boxes under ``box_score_thresh`` before that
-point, so the configured threshold is passed into the model.
+0.0 otherwise send 100 boxes through them. The filter sees up to 1000 candidates, not torchvision's 100, so
+small or non-person boxes cannot crowd out the ones kept. torchvision drops boxes under ``box_score_thresh``
+before that point, so the configured threshold is passed into the model.
 
 Keypoint scores. torchvision returns, per keypoint, the heatmap logit at the chosen location. The heatmaps
 are trained with a softmax over the 56x56 positions, so that value is a ranking score, not a probability
-(random init gives about -30..120; pretrained values could not be measured offline). It is mapped into
-[0, 1] by a shifted logistic, ``sigmoid(logit - 2.0)``: monotone (ordering kept), 0.5 sits at logit 2, the
+(random init gives about -30..120; pretrained values could not be measured offline). It is mapped into [0,
+1] by a shifted logistic, ``sigmoid(logit - 2.0)``: monotone (ordering kept), 0.5 sits at logit 2, the
 cut-off Detectron's keypoint visualisation uses for "visible", so ``min_confidence=0.5`` in the view rules
-means what Detectron users expect; logit 5 → 0.95, logit 0 → 0.12.
-"""
+means what Detectron users expect; logit 5 → 0.95, logit 0 → 0.12."""
 
 from __future__ import annotations
 
@@ -54,6 +54,9 @@ from models.weights import build_model, choice_kind
 COCO_PERSON_LABEL = 1
 KEYPOINT_LOGIT_OFFSET = 2.0  # logit mapped to confidence 0.5 (Detectron's kp_thresh)
 MASK_THRESHOLD = 0.5  # torchvision mask probabilities -> bool
+# Boxes torchvision hands to the filter below (its default is 100, counted over all classes); only the kept
+# ones reach the per-box heads, so a generous number costs a top-k and no head time.
+CANDIDATES_PER_IMAGE = 1000
 
 
 @dataclass(frozen=True)
@@ -143,6 +146,7 @@ class _RCNNAdapter:
             weights,
             allow_download=allow_download,
             box_score_thresh=score_threshold,
+            box_detections_per_img=CANDIDATES_PER_IMAGE,
             min_size=self.min_size,
             max_size=self.max_size,
         )
@@ -152,9 +156,8 @@ class _RCNNAdapter:
 
     def _filtered_postprocess(self, class_logits, box_regression, proposals, image_shapes):
         boxes, scores, labels = self._postprocess(class_logits, box_regression, proposals, image_shapes)
-        side = (
-            self.min_box_side * self._scale * 0.999
-        )  # boxes are in resized pixels here; exact check comes later
+        # Boxes are in resized pixels here; the exact check in frame pixels comes later.
+        side = self.min_box_side * self._scale * 0.999
         for i, (b, s, lab) in enumerate(zip(boxes, scores, labels, strict=True)):
             ok = torch.minimum(b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]) >= side
             if self.person_only:

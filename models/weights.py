@@ -139,7 +139,13 @@ def _read_state_dict(path: Path, mmap: bool = False) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise WeightsError(f"weights file {path} does not exist (weights = {str(path)!r} in config)")
     try:
-        obj = torch.load(path, weights_only=True, map_location="cpu", mmap=mmap)
+        try:
+            obj = torch.load(path, weights_only=True, map_location="cpu", mmap=mmap)
+        except RuntimeError:
+            if not mmap:
+                raise
+            # files in torch's legacy (pre-1.6) format cannot be memory-mapped; read them whole
+            obj = torch.load(path, weights_only=True, map_location="cpu")
     except Exception as exc:  # noqa: BLE001 - any unreadable file becomes one clear error
         raise WeightsError(f"cannot read weights file {path}: {type(exc).__name__}: {exc}") from exc
     return _unwrap_state_dict(obj, path)

@@ -1,12 +1,75 @@
-"""Subcommands beyond the daemon itself: one-shot extraction, exports, training and translation."""
+"""Subcommands beyond the daemon itself: one-shot extraction and dataset exports."""
 
 from __future__ import annotations
 
 import argparse
+import logging
+import sys
 from collections.abc import Callable
+from pathlib import Path
 
-HANDLERS: dict[str, Callable] = {}
+from daemon.config import ConfigError, Settings
+
+log = logging.getLogger("humanstyle")
+HANDLERS: dict[str, Callable[[Settings, argparse.Namespace], int]] = {}
 
 
 def add_subcommands(sub: argparse._SubParsersAction, add_config: Callable) -> None:
-    """Register the extra subcommands on the CLI parser."""
+    p = sub.add_parser("extract", help="run decode, detect, classify and pairing over one video in the foreground")
+    p.add_argument("video", type=Path, help="the video file")
+    p.add_argument("--domain", required=True, help="which domain the video belongs to (e.g. movie or game)")
+    add_config(p)
+    HANDLERS["extract"] = cmd_extract
+
+    p = sub.add_parser("export", help="write the pairs (pix2pix) or the patches (cyclegan) as an image dataset")
+    p.add_argument("--format", required=True, choices=("pix2pix", "cyclegan"),
+                   help="pix2pix: A|B side by side in train/val/test; cyclegan: trainA/trainB/testA/testB")
+    p.add_argument("out", type=Path, help="output folder")
+    p.add_argument("--size", type=int, default=256, help="image side in pixels (default 256)")
+    add_config(p)
+    HANDLERS["export"] = cmd_export
+
+
+def cmd_extract(settings: Settings, args: argparse.Namespace) -> int:
+    from daemon.preflight import check_weights
+    from stages.extract import extract_video
+
+    if args.domain not in settings.domains:
+        raise ConfigError(f"--domain {args.domain!r}: expected one of {', '.join(settings.domains)}")
+    if not args.video.is_file():
+        print(f"humanstyle: {args.video}: no such file", file=sys.stderr)
+        return 1
+    check_weights(settings)
+    summary = extract_video(settings, args.video, args.domain, progress=sys.stderr.isatty())
+    print(summary.text())
+    return 0 if summary.status in ("done", "partial", "duplicate") else 1
+
+
+def cmd_export(settings: Settings, args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from daemon.catalog import Catalog
+    from daemon.paths import catalog_path
+    from stages.export import export_cyclegan, export_pix2pix
+
+    db = catalog_path(settings)
+    if not db.exists():
+        print(f"humanstyle: no catalog at {db}: nothing to export yet", file=sys.stderr)
+        return 1
+    catalog = Catalog(db, readonly=True)
+    data = settings.paths.data_dir
+    a, b = settings.domains
+    if args.format == "pix2pix":
+        rows = [{"movie_path": str(data / r["a_path"]), "game_path": str(data / r["b_path"]), "view": r["view"],
+                 "similarity": r["similarity"], "movie_id": r["a_patch_id"], "game_id": r["b_patch_id"]}
+                for r in catalog.pairs()]
+        result = export_pix2pix(pd.DataFrame(rows, columns=["movie_path", "game_path", "view", "similarity",
+                                                            "movie_id", "game_id"]), args.out, size=args.size)
+    else:
+        rows = [{"path": str(data / path), "domain": domain, "id": pid}
+                for domain in (a, b) for pid, path, _view in catalog.patch_paths(domain)]
+        result = export_cyclegan(pd.DataFrame(rows, columns=["path", "domain", "id"]), args.out,
+                                 domains=(a, b), size=args.size)
+    written = int((result["status"] == "written").sum()) if len(result) else 0
+    print(f"exported {written} of {len(result)} items as {args.format} to {args.out}")
+    return 0

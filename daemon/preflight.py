@@ -26,17 +26,8 @@ def check_weights(settings: Settings) -> None:
                 continue
             if kind == "default" and sec.allow_download and not weights.default_checkpoint_path(arch).is_file():
                 log.info("%s: downloading torchvision's pretrained weights for %s (first start only)", section, arch)
-                _download_default(arch)
+                weights.download_default_weights(arch)
             log.info("%s", weights.check_weights_available(arch, sec.weights, allow_download=False))
         except weights.WeightsError as exc:
             raise ConfigError(f"{section}.weights = {sec.weights!r}: {exc}") from None
 
-
-def _download_default(arch: str) -> None:
-    from models import weights
-
-    spec = weights.ARCHITECTURES[arch].default_weights
-    try:
-        spec.get_state_dict(progress=True)  # torchvision's own download into the hub cache, hash-checked
-    except (OSError, RuntimeError) as exc:  # URLError is an OSError
-        raise weights.WeightsError(weights._missing_default_message(arch, f"download failed ({exc})")) from None

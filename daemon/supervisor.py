@@ -199,8 +199,10 @@ class Supervisor:
         stages: dict[str, dict] = {}
         for child in self.children:
             alive = child.process is not None and child.process.is_alive()
-            info = stages.setdefault(child.stage, {"processes": 0, "alive": 0, "restarting": 0})
+            info = stages.setdefault(child.stage, {"processes": 0, "alive": 0, "restarting": 0, "pids": []})
             info["processes"] += 1
+            if alive:
+                info["pids"].append(child.process.pid)
             info["alive"] += int(alive)
             info["restarting"] += int(child.restart_at is not None)
             if child.stage in last:

@@ -31,9 +31,18 @@ Checks, in order (the first that fails is the rejection reason):
 
 from __future__ import annotations
 
+import logging
 import math
+import time
 
 import numpy as np
+
+from daemon import metrics, wire
+from daemon.config import Settings
+from daemon.fabric import Fabric, StopFlag, Stopping
+from daemon.stage_main import StageFatal, model_threads
+
+log = logging.getLogger("humanstyle.classify")
 
 FULL_BODY_FRONT = "FULL-BODY-FRONT"
 HEAD_AND_SHOULDER_FRONT = "HEAD-AND-SHOULDER-FRONT"
@@ -161,3 +170,73 @@ def _side_vote(left_minus_right_x: float, torso: float) -> int:
     if not math.isfinite(left_minus_right_x) or abs(left_minus_right_x) <= SIDE_CUE_FRACTION * torso:
         return 0
     return 1 if left_minus_right_x > 0 else -1
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The classify stage process: patches in, classified patches out (window_done and video_end pass through).
+
+def classify_patches(estimator, patches: list[wire.Message], min_confidence: float) -> list[wire.Message]:
+    """Keypoints for a batch of patch messages (one model call) and their view, as classified messages."""
+    if not patches:
+        return []
+    results = estimator.estimate([p.arrays["image"] for p in patches])
+    out = []
+    for patch, result in zip(patches, results, strict=True):
+        h, w = patch.arrays["image"].shape[:2]
+        if result is None:
+            keypoints, score, view, reason = np.zeros((17, 3), np.float32), 0.0, "REJECTED", "no_person"
+        else:
+            keypoints, score = result.keypoints.astype(np.float32), result.score
+            view, reason = classify_with_reason(keypoints, (w, h), min_confidence)
+        out.append(wire.make("classified", arrays={**patch.arrays, "keypoints": keypoints}, **patch.fields,
+                             view=view, reason=reason or "", keypoint_score=round(float(score), 5)))
+    return out
+
+
+def build_estimator(settings: Settings):
+    from models.detection import KeypointEstimator
+    from models.weights import WeightsError
+
+    c = settings.classify
+    size = settings.detect.patch_size
+    try:
+        return KeypointEstimator(weights=c.weights, device=c.device, min_size=size, max_size=size,
+                                 batch_size=c.batch_size, box_score_threshold=c.person_threshold,
+                                 allow_download=False)
+    except WeightsError as exc:
+        raise StageFatal(str(exc)) from None
+
+
+def run(settings: Settings, index: int, stop: StopFlag) -> None:
+    from models.detection import set_torch_threads
+
+    set_torch_threads(model_threads(settings, settings.classify.threads))
+    estimator = build_estimator(settings)
+    fab = Fabric(settings, "classify", stop)
+    inbox = fab.receiver("patches", [f"patches.{i}" for i in range(settings.detect.workers)], bind=False)
+    out = fab.sender("classified", ["classified"], bind=False)
+    batch_size = settings.classify.batch_size
+    try:
+        while not stop.set:
+            first = inbox.recv(200)
+            if first is None:
+                continue
+            batch, passing = [], []
+            msg: wire.Message | None = first
+            while msg is not None:
+                (batch if msg.type == "patch" else passing).append(msg)
+                if len(batch) >= batch_size:
+                    break
+                msg = inbox.recv(0)
+            started = time.monotonic()
+            results = classify_patches(estimator, batch, settings.classify.min_keypoint_confidence)
+            if batch:
+                metrics.MODEL_CALLS.labels("keypointrcnn").inc()
+            for item in results + passing:
+                out.send(item)
+            if batch:
+                metrics.mark_work_done("classify", started)
+    except Stopping as exc:
+        log.warning("classify-%d: %s", index, exc)
+    finally:
+        fab.close()

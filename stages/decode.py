@@ -36,16 +36,24 @@ Decisions
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import stat
 import struct
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
+
+from daemon import metrics, wire
+from daemon.config import DecodeSettings, Settings
+from daemon.fabric import Fabric, Sender, StopFlag, Stopping
+
+log = logging.getLogger("humanstyle.decode")
 
 DEFAULT_FPS = 24.0
 MAX_TRUSTED_FPS = 480.0  # above this a container rate is a timebase artefact (e.g. 1000 or 90000)
@@ -409,3 +417,68 @@ def decode_windows(path: str | os.PathLike[str], anchor_every_s: float = 1.0, bu
         dec.summary.status
     """
     return WindowDecoder(path, anchor_every_s, burst_frames, max_side, start_window)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The decode stage process: jobs in, windows out, then the video's video_end.
+
+def window_message(window: DecodedWindow, ids: dict) -> wire.Message:
+    """The wire form of a decoded window; `ids` holds video_id, attempt and domain."""
+    return wire.make("window", arrays={"frames": np.stack(window.frames)}, **ids, window_index=window.window_index,
+                     anchor_index=window.anchor_index, frame_indices=list(window.frame_indices),
+                     timestamps=[round(t, 4) for t in window.timestamps_s])
+
+
+def decode_job(job: wire.Message, settings: DecodeSettings, out: Sender, stop: StopFlag) -> None:
+    """Decode one video into window messages, then send its video_end (unless the stage is stopping: an
+    unfinished video stays 'processing' and is redone on the next start)."""
+    f = job.fields
+    domain = f["domain"]
+    ids = {"video_id": f["video_id"], "attempt": f["attempt"], "domain": domain}
+    try:
+        decoder = decode_windows(f["path"], settings.anchor_every_s, settings.burst_frames, settings.max_side or None,
+                                 f["start_window"])
+    except NotAVideo as exc:
+        log.warning("video %d is not decodable: %s", f["video_id"], exc)
+        out.send(wire.make("video_end", **ids, windows=0, frames_read=0, status="failed", reason=exc.reason,
+                           duration_s=0.0))
+        return
+    with decoder:
+        tick = time.monotonic()
+        for window in decoder:
+            started = tick
+            metrics.DECODE_SECONDS.labels(domain).inc(time.monotonic() - tick)
+            out.send(window_message(window, ids))
+            metrics.WINDOWS_SENT.labels(domain).inc()
+            metrics.FRAMES_DECODED.labels(domain).inc(len(window.frames))
+            metrics.mark_work_done("decode", started)
+            if stop.set:
+                return
+            tick = time.monotonic()
+    summary = decoder.summary
+    metrics.FRAMES_GRABBED.labels(domain).inc(summary.frames_read)
+    if summary.status != "done":
+        log.warning("video %d decoded partially (%s): %d windows", f["video_id"], summary.reason, summary.windows)
+    out.send(wire.make("video_end", **ids, windows=summary.windows, frames_read=summary.frames_read,
+                       status=summary.status, reason=summary.reason or "",
+                       duration_s=round(summary.frames_read / summary.fps_used, 3)))
+
+
+def run(settings: Settings, index: int, stop: StopFlag) -> None:
+    cv2.setNumThreads(1)  # the decoders share a small machine with the models
+    fab = Fabric(settings, "decode", stop)
+    jobs = fab.receiver("jobs", ["jobs"], bind=False)
+    out = fab.sender("windows", [f"windows.{index}"], bind=True)
+    try:
+        while not stop.set:
+            job = jobs.recv(200)
+            if job is None:
+                continue
+            if job.type != "job":
+                metrics.MESSAGES_REJECTED.labels("decode", "unexpected_type").inc()
+                continue
+            decode_job(job, settings.decode, out, stop)
+    except Stopping as exc:
+        log.warning("decode-%d: %s", index, exc)
+    finally:
+        fab.close()

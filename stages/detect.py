@@ -18,12 +18,21 @@ Patch geometry decisions
 
 from __future__ import annotations
 
+import logging
 import math
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
+
+from daemon import metrics, wire
+from daemon.config import Settings
+from daemon.fabric import Fabric, StopFlag, Stopping
+from daemon.stage_main import StageFatal, model_threads
+
+log = logging.getLogger("humanstyle.detect")
 
 DEFAULT_PATCH_SIZE = 256
 DEFAULT_MARGIN = 0.15
@@ -111,3 +120,94 @@ def square_patch(
     if mask is not None:
         patch_mask = place(np.where(mask.astype(bool), np.uint8(255), np.uint8(0))) >= 128
     return SquarePatch(image=image, mask=patch_mask, square=sq, scale=scale)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The detect stage process: windows in, person patches out.
+
+def detect_window(detector, window: wire.Message, margin: float, patch_size: int) -> tuple[list[wire.Message], dict]:
+    """Run the anchor (the window's last frame); only when it has a person, run the burst frames too.
+
+    Returns the patch messages and the window_done fields. Pure apart from the detector call, so the one-shot
+    `extract` command and the benchmark use it as the daemon does."""
+    f = window.fields
+    frames = window.arrays["frames"]
+    anchor_dets = detector.detect([frames[-1]])[0]
+    per_frame = {len(frames) - 1: anchor_dets}
+    if anchor_dets and len(frames) > 1:
+        for i, dets in enumerate(detector.detect(list(frames[:-1]))):
+            per_frame[i] = dets
+    patches = []
+    for i in sorted(per_frame):
+        kind = "anchor" if i == len(frames) - 1 else "burst"
+        for person, det in enumerate(per_frame[i]):
+            try:
+                sq = square_patch(frames[i], det.box, margin, patch_size, mask=det.mask)
+            except ValueError as exc:
+                metrics.BOXES_SKIPPED.labels("degenerate").inc()
+                log.debug("skipping box %s: %s", det.box, exc)
+                continue
+            patches.append(wire.make(
+                "patch", arrays={"image": sq.image, "mask": sq.mask.astype(np.uint8) * 255},
+                video_id=f["video_id"], attempt=f["attempt"], domain=f["domain"], window_index=f["window_index"],
+                frame_index=f["frame_indices"][i], person_index=person, kind=kind, timestamp=f["timestamps"][i],
+                box=[round(v, 2) for v in det.box], square=[round(float(v), 2) for v in sq.square],
+                score=round(det.score, 5)))
+    done = {"video_id": f["video_id"], "attempt": f["attempt"], "domain": f["domain"],
+            "window_index": f["window_index"], "patches": len(patches), "anchor_hit": bool(anchor_dets),
+            "frames": len(per_frame)}
+    return patches, done
+
+
+def build_detector(settings: Settings):
+    from models.detection import PersonDetector
+    from models.weights import WeightsError
+
+    d = settings.detect
+    try:
+        return PersonDetector(weights=d.weights, device=d.device, score_threshold=d.score_threshold,
+                              max_persons=d.max_persons, min_box_side=d.min_box_side, min_size=d.min_size,
+                              max_size=d.max_size, batch_size=d.batch_size, allow_download=False)
+    except WeightsError as exc:
+        raise StageFatal(str(exc)) from None
+
+
+def run(settings: Settings, index: int, stop: StopFlag) -> None:
+    from models.detection import set_torch_threads
+
+    set_torch_threads(model_threads(settings, settings.detect.threads))
+    detector = build_detector(settings)
+    fab = Fabric(settings, "detect", stop)
+    windows = fab.receiver("windows", [f"windows.{i}" for i in range(settings.decode.workers)], bind=False)
+    out = fab.sender("patches", [f"patches.{index}"], bind=True)
+    try:
+        while not stop.set:
+            msg = windows.recv(200)
+            if msg is None:
+                continue
+            if msg.type == "video_end":
+                out.send(msg)  # the index needs it; it travels the same path as the results
+                continue
+            if msg.type != "window":
+                metrics.MESSAGES_REJECTED.labels("detect", "unexpected_type").inc()
+                continue
+            started = time.monotonic()
+            patches, done = detect_window(detector, msg, settings.detect.margin, settings.detect.patch_size)
+            record_window_metrics(done, len(patches))
+            for patch in patches:
+                out.send(patch)
+            out.send(wire.make("window_done", **done))
+            metrics.mark_work_done("detect", started)
+    except Stopping as exc:
+        log.warning("detect-%d: %s", index, exc)
+    finally:
+        fab.close()
+
+
+def record_window_metrics(done: dict, persons: int) -> None:
+    domain = done["domain"]
+    metrics.FRAMES_DETECTED.labels(domain, "anchor").inc()
+    if done["frames"] > 1:
+        metrics.FRAMES_DETECTED.labels(domain, "burst").inc(done["frames"] - 1)
+    metrics.PERSONS_DETECTED.labels(domain).inc(persons)
+    metrics.MODEL_CALLS.labels("maskrcnn").inc(2 if done["frames"] > 1 else 1)

@@ -1,0 +1,105 @@
+"""One-shot mode: the daemon's stages over a single video, in this process, with a progress bar.
+
+It calls the same functions the stage processes call (decode_windows, detect_window, classify_patches, the index
+stage's ResultWriter), so its patches, catalog rows and pairs are the ones the daemon would produce.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from daemon.catalog import Catalog
+from daemon.config import ConfigError, Settings
+from daemon.paths import catalog_path
+from stages.classify import build_estimator, classify_patches
+from stages.decode import NotAVideo, decode_windows, window_message
+from stages.detect import build_detector, detect_window
+from stages.results import ResultWriter
+from stages.watch import fingerprint
+
+
+@dataclass
+class ExtractSummary:
+    video_id: int
+    status: str
+    reason: str = ""
+    windows: int = 0
+    frames: Counter = field(default_factory=Counter)  # anchor / burst
+    views: Counter = field(default_factory=Counter)
+    rejections: Counter = field(default_factory=Counter)
+    pairs: int = 0
+
+    def text(self) -> str:
+        lines = [f"video {self.video_id}: {self.status}" + (f" ({self.reason})" if self.reason else ""),
+                 f"windows: {self.windows}",
+                 f"detector frames: anchor={self.frames['anchor']} burst={self.frames['burst']}",
+                 "patches: " + (", ".join(f"{v}={n}" for v, n in sorted(self.views.items())) or "none")]
+        if self.rejections:
+            lines.append("rejected: " + ", ".join(f"{r}={n}" for r, n in sorted(self.rejections.items())))
+        lines.append(f"new pairs: {self.pairs}")
+        return "\n".join(lines)
+
+
+def extract_video(settings: Settings, path: Path, domain: str, progress: bool = False) -> ExtractSummary:
+    catalog = Catalog(catalog_path(settings))
+    try:
+        writer = ResultWriter(settings, catalog)
+    except RuntimeError as exc:  # the pairing index is locked by its single writer
+        raise ConfigError(f"{settings.paths.data_dir} is in use by a running daemon: {exc}") from None
+    try:
+        return _extract(settings, catalog, writer, path, domain, progress)
+    finally:
+        writer.pairing.close()
+        catalog.close()
+
+
+def _extract(settings: Settings, catalog: Catalog, writer: ResultWriter, path: Path, domain: str,
+             progress: bool) -> ExtractSummary:
+    stat = path.stat()
+    video, created = catalog.add_video(fingerprint(path), str(path.resolve()), domain, stat.st_size, stat.st_mtime)
+    if not created and video.status in ("done", "partial", "failed"):
+        return ExtractSummary(video.id, "duplicate", f"already {video.status} as video {video.id} ({video.path})")
+    writer.recover()
+    summary = ExtractSummary(video.id, "processing")
+    catalog.set_video_status(video.id, "processing", attempt=video.attempt + 1)
+    d = settings.decode
+    try:
+        decoder = decode_windows(path, d.anchor_every_s, d.burst_frames, d.max_side or None)
+    except NotAVideo as exc:
+        catalog.set_video_status(video.id, "failed", exc.reason)
+        summary.status, summary.reason = "failed", exc.reason
+        return summary
+    detector, estimator = build_detector(settings), build_estimator(settings)
+    bar = _progress_bar(decoder, progress)
+    with decoder:
+        for window in decoder:
+            msg = window_message(window, {"video_id": video.id, "attempt": 1, "domain": domain})
+            patches, done = detect_window(detector, msg, settings.detect.margin, settings.detect.patch_size)
+            summary.frames["anchor"] += 1
+            summary.frames["burst"] += done["frames"] - 1
+            for item in classify_patches(estimator, patches, settings.classify.min_keypoint_confidence):
+                writer.write_patch(item)
+                summary.views[item["view"]] += 1
+                if item["reason"]:
+                    summary.rejections[item["reason"]] += 1
+            summary.pairs += writer.flush_pairs()
+            summary.windows += 1
+            bar.update(1)
+    bar.close()
+    result = decoder.summary
+    status, reason = result.status, result.reason or ""
+    catalog.set_video_status(video.id, status, reason, windows=result.windows, frames_read=result.frames_read)
+    summary.status, summary.reason = status, reason
+    return summary
+
+
+def _progress_bar(decoder, enabled: bool):
+    from tqdm import tqdm
+
+    info = decoder.info
+    total = None
+    if info.frame_count:
+        total = -(-info.frame_count // decoder.span)
+    return tqdm(total=total, unit="s", desc="extract", disable=not enabled)

@@ -44,6 +44,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from daemon import metrics, wire
+from daemon.catalog import Catalog
+from daemon.config import Settings
+from daemon.fabric import Fabric, StopFlag, Stopping
+from daemon.paths import catalog_path
+
 log = logging.getLogger(__name__)
 
 TEMP_SUFFIXES = (".part", ".partial", ".crdownload", ".download", ".opdownload", ".tmp", ".temp", ".filepart",
@@ -297,3 +303,64 @@ class Watcher:
                     observer.join(timeout=2)
             except Exception:  # stopping a broken observer must not raise
                 pass
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The watch stage process: stable files in the watch folder -> "discovered" messages for the index.
+
+def discovered_message(candidate: Candidate, extensions: list[str]) -> wire.Message:
+    """Fingerprint a stable file; files that cannot be videos are reported as rejected, once."""
+    path = Path(candidate.path)
+    rejected = ""
+    if path.suffix.lower() not in {e.lower() for e in extensions}:
+        rejected = "not_a_video"
+    elif candidate.size == 0:
+        rejected = "empty_file"
+    try:
+        digest = fingerprint(path) if candidate.size else ""
+    except OSError as exc:
+        log.warning("cannot read %s: %s", path, exc)
+        digest, rejected = "", "unreadable"
+    if not digest:  # nothing to fingerprint: key the row on the path so it is recorded once
+        digest = "path:" + hashlib.sha256(os.fsencode(path)).hexdigest()
+    return wire.make("discovered", path=str(path), domain=candidate.domain, size=int(candidate.size),
+                     mtime=float(candidate.mtime), fingerprint=digest, rejected=rejected)
+
+
+class KnownFiles:
+    """Files the catalog already records with this size and mtime (so a restart does not re-fingerprint)."""
+
+    def __init__(self, db: Path) -> None:
+        self.db = db
+        self.catalog: Catalog | None = None
+
+    def __contains__(self, candidate: Candidate) -> bool:
+        if self.catalog is None:
+            if not self.db.exists():
+                return False
+            self.catalog = Catalog(self.db, readonly=True)
+        return self.catalog.known_file(str(candidate.path), int(candidate.size), float(candidate.mtime))
+
+
+def run(settings: Settings, index: int, stop: StopFlag) -> None:
+    fab = Fabric(settings, "watch", stop)
+    out = fab.sender("discovered", ["discovered"], bind=False)
+    known = KnownFiles(catalog_path(settings))
+    sent: dict[str, tuple[int, float]] = {}
+    w = settings.watch
+    watcher = Watcher(settings.paths.watch_dir, settings.domains, w.stable_s, w.poll_interval_s)
+    try:
+        while not stop.set:
+            for candidate in watcher.poll(timeout=0.5):
+                key, version = str(candidate.path), (int(candidate.size), float(candidate.mtime))
+                if sent.get(key) == version or candidate in known:
+                    continue
+                started = time.monotonic()
+                out.send(discovered_message(candidate, w.extensions))
+                sent[key] = version
+                metrics.mark_work_done("watch", started)
+    except Stopping as exc:
+        log.warning("watch: %s", exc)
+    finally:
+        watcher.close()
+        fab.close()

@@ -1,0 +1,134 @@
+"""The real daemon, end to end: subprocesses, sockets, metrics, restarts and shutdown."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import sqlite3
+
+import pytest
+import zmq
+
+from tests.conftest import fast_sections, write_config
+from tests.harness import Daemon
+from tests.media import make_clip
+
+pytestmark = pytest.mark.timeout(240)
+
+
+@pytest.fixture
+def daemon_factory(tmp_path):
+    started: list[Daemon] = []
+
+    def make(**overrides) -> Daemon:
+        cfg = write_config(tmp_path, fast_sections(tmp_path, **overrides))
+        d = Daemon(cfg, tmp_path / "daemon.log")
+        started.append(d)
+        return d.start()
+
+    yield make
+    for d in started:
+        if d.proc and d.proc.poll() is None:
+            d.proc.kill()
+            d.proc.wait(10)
+        for pid in d.alive_children():
+            os.kill(pid, signal.SIGKILL)
+
+
+def drop_clip(tmp_path, domain: str, name: str, seconds: float) -> None:
+    staging = tmp_path / "staging"
+    staging.mkdir(exist_ok=True)
+    clip = make_clip(staging / name, seconds, fps=24, size=(320, 240))
+    shutil.move(clip, tmp_path / "watch" / domain / name)
+
+
+def catalog_rows(tmp_path, sql: str) -> list[tuple]:
+    db = sqlite3.connect(f"file:{tmp_path / 'data' / 'catalog.sqlite'}?mode=ro", uri=True)
+    try:
+        return db.execute(sql).fetchall()
+    finally:
+        db.close()
+
+
+def test_ingests_a_clip_serves_metrics_and_stops_cleanly(tmp_path, daemon_factory):
+    d = daemon_factory()
+    health = d.health()
+    assert health["status"] == "ok"
+    assert set(health["stages"]) == {"index", "watch", "decode", "detect", "classify"}
+    # Known series exist at zero before anything happened.
+    assert d.value("humanstyle_stage_restarts_total", stage="detect") == 0
+    assert ("humanstyle_pairs_total", (("view", "FULL-BODY-FRONT"),)) in d.metrics()
+
+    drop_clip(tmp_path, "movie", "clip one.mp4", 3)
+    d.wait_for(lambda: d.value("humanstyle_videos_total", status="done") == 1, 150, "the video to be done")
+    # threshold 0.0: every anchor hits, so each of the 3 windows also runs its 4 burst frames.
+    assert d.value("humanstyle_frames_detected_total", domain="movie", kind="anchor") == 3
+    assert d.value("humanstyle_frames_detected_total", domain="movie", kind="burst") == 12
+    assert d.value("humanstyle_windows_sent_total", domain="movie") == 3
+    patches = catalog_rows(tmp_path, "SELECT view, reason, path FROM patches")
+    assert len(patches) == d.value("humanstyle_patches_total") > 0
+    for view, reason, path in patches:
+        assert (view == "REJECTED") == bool(reason)
+        assert (tmp_path / "data" / path).is_file()
+    assert d.health()["stages"]["index"]["last_work_s_ago"] >= 0
+
+    assert d.stop(signal.SIGINT) == 0
+    assert d.alive_children() == []
+    assert "stopped" in d.log_text()
+
+
+def test_a_killed_stage_is_restarted_and_work_continues(tmp_path, daemon_factory):
+    d = daemon_factory()
+    victim = d.health()["stages"]["detect"]["pids"][0]
+    os.kill(victim, signal.SIGKILL)
+    d.wait_for(lambda: d.value("humanstyle_stage_restarts_total", stage="detect") == 1, 30, "a detect restart")
+    d.wait_for(lambda: d.health()["status"] == "ok", 60, "health to recover")
+    assert victim not in d.health()["stages"]["detect"]["pids"]
+
+    drop_clip(tmp_path, "game", "after-restart.mp4", 1)
+    d.wait_for(lambda: d.value("humanstyle_videos_total", domain="game", status="done") == 1, 120,
+               "a video after the restart")
+    assert d.stop(signal.SIGTERM) == 0
+    assert d.alive_children() == []
+
+
+def test_malformed_messages_are_counted_and_the_receiver_survives(tmp_path, daemon_factory):
+    d = daemon_factory()
+    ctx = zmq.Context()
+    sock = ctx.socket(zmq.PUSH)
+    sock.setsockopt(zmq.LINGER, 1000)
+    sock.connect(f"ipc://{tmp_path / 'run' / 'classified.sock'}")
+    for frames in ([b"not json"], [b'{"type": "classified", "v": 99, "fields": {}, "arrays": []}'],
+                   [b'{"type": "exec", "v": 1, "fields": {}, "arrays": []}', b"payload"]):
+        sock.send_multipart(frames)
+    sock.close()
+    ctx.term()
+    d.wait_for(lambda: d.value("humanstyle_messages_rejected_total", stage="index") == 3, 30, "3 rejections")
+    assert d.value("humanstyle_messages_rejected_total", stage="index", reason="bad_version") == 1
+    assert d.value("humanstyle_stage_restarts_total", stage="index") == 0
+    drop_clip(tmp_path, "movie", "still-works.mp4", 1)
+    d.wait_for(lambda: d.value("humanstyle_videos_total", status="done") == 1, 120, "a video after bad input")
+    assert d.stop() == 0
+
+
+def test_a_crash_loop_stops_the_daemon_with_an_error(tmp_path, daemon_factory):
+    d = daemon_factory(supervisor={"crash_loop_restarts": 2, "crash_loop_window_s": 120.0,
+                                   "restart_backoff_s": 0.1})
+    for crash in range(2):
+        d.wait_for(lambda: d.health()["stages"]["watch"]["alive"] == 1, 30, "watch to run")
+        os.kill(d.health()["stages"]["watch"]["pids"][0], signal.SIGKILL)
+        if crash == 0:
+            d.wait_for(lambda: d.value("humanstyle_stage_restarts_total", stage="watch") == 1, 30, "a restart")
+    assert d.proc.wait(60) == 1
+    assert "crash loop" in d.log_text()
+    assert d.alive_children() == []
+
+
+def test_missing_weights_stop_the_daemon_before_it_starts(tmp_path):
+    sections = fast_sections(tmp_path, detect={"weights": str(tmp_path / "nope.pth")})
+    cfg = write_config(tmp_path, sections)
+    from daemon.cli import main
+
+    assert main(["run", "--config", str(cfg)]) == 2
+    assert not (tmp_path / "data" / "catalog.sqlite").exists()

@@ -25,11 +25,27 @@ def model_threads(settings: Settings, configured: int) -> int:
     return max(1, (os.cpu_count() or 1) // model_procs)
 
 
-def stage_main(stage: str, index: int, settings: Settings) -> None:
+def die_with_parent(parent_pid: int) -> None:
+    """Ask Linux to send SIGTERM when the supervisor dies, even by SIGKILL, so no stage outlives it."""
+    import ctypes
+    import signal
+
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, int(signal.SIGTERM))  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux/glibc: the loops' parent check below still applies
+        pass
+    if os.getppid() != parent_pid:  # the parent died before prctl took effect
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def stage_main(stage: str, index: int, settings: Settings, parent_pid: int | None = None) -> None:
     from daemon.fabric import StopFlag
 
     setup_logging(settings.log.level, f"{stage}-{index}")
     stop = StopFlag().install()
+    if parent_pid is not None:
+        die_with_parent(parent_pid)
     module = importlib.import_module(f"stages.{stage}")
     try:
         module.run(settings, index, stop)

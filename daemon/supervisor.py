@@ -93,7 +93,7 @@ class Supervisor:
         from daemon import metrics
         from daemon.stage_main import stage_main
 
-        child.process = self.ctx.Process(target=stage_main, args=(child.stage, child.index, self.settings),
+        child.process = self.ctx.Process(target=stage_main, args=(child.stage, child.index, self.settings, os.getpid()),
                                          name=f"humanstyle-{child.name}", daemon=False)
         child.process.start()
         child.started_at = time.monotonic()

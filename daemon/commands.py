@@ -29,6 +29,10 @@ def add_subcommands(sub: argparse._SubParsersAction, add_config: Callable) -> No
     add_config(p)
     HANDLERS["export"] = cmd_export
 
+    from daemon import train_commands
+
+    train_commands.add_subcommands(sub, add_config, HANDLERS)
+
 
 def cmd_extract(settings: Settings, args: argparse.Namespace) -> int:
     from daemon.preflight import check_weights

@@ -115,6 +115,8 @@ class TrainSettings:
     cyclegan_ngf: int = opt(64, "CycleGAN generator width", min=4, max=256)
     cyclegan_ndf: int = opt(64, "CycleGAN discriminator width", min=4, max=256)
     cyclegan_blocks: int = opt(9, "ResNet blocks in each CycleGAN generator", min=1, max=32)
+    lambda_luminance: float = opt(0.0, "weight of a loss matching the mean brightness of outputs to targets "
+                                  "(a remedy for dark outputs; 0 = off)", min=0, max=1000)
     min_pairs: int = opt(8, "pix2pix waits until this many pairs exist", min=1, max=1_000_000)
     min_patches: int = opt(8, "CycleGAN waits until each domain has this many patches", min=1, max=1_000_000)
     val_fraction: float = opt(0.1, "share of pairs/patches held out for validation (stable by patch id)",

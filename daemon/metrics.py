@@ -92,8 +92,14 @@ def init_known_series(domains: tuple[str, ...]) -> None:
         STAGE_RESTARTS.labels(stage)
     for queue in QUEUES:
         QUEUE_MESSAGES.labels(queue)
-    for model in ("pix2pix", "cyclegan"):
+    for model in train_model_names(domains):
         TRAIN_STEPS.labels(model)
+
+
+def train_model_names(domains: tuple[str, ...]) -> tuple[str, str, str]:
+    """The trainer's models as metric labels: pix2pix per direction, and CycleGAN (both directions at once)."""
+    a, b = domains[:2]
+    return f"pix2pix-{a}2{b}", f"pix2pix-{b}2{a}", "cyclegan"
 
 
 def mark_work_done(stage: str, started: float) -> None:

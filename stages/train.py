@@ -1,0 +1,285 @@
+"""The trainer stage: keeps pix2pix (both directions, on pairs) and CycleGAN (on unpaired patches) learning as data
+arrives.
+
+Data comes from the catalog (read-only) and is refreshed on every `pairs_appended` event and every
+`train.refresh_every_s`. Splits are by patch id and never change as data grows (`models.data.split_of`). Each
+model steps only once it has enough data; with too little it waits on the event socket instead of spinning.
+
+Determinism: a batch is a pure function of (model, step): indices come from a generator seeded by the step and the
+augmentation draws from `set_epoch(step)`. Together with the checkpointed nets, optimisers, scaler, image pools
+and global RNG state, a resumed run continues bit-for-bit on the CPU.
+
+Files under `data_dir/train/`: `checkpoints/latest.pt` (everything, atomic, every `checkpoint_every` steps and on
+shutdown), `checkpoints/best-<model>.pt` (the best validation score so far), `samples/<model>/step-N.png`
+(input | output | target) and `tensorboard/`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from daemon import metrics
+from daemon.catalog import Catalog
+from daemon.config import Settings
+from daemon.fabric import Fabric, StopFlag
+from daemon.paths import catalog_path
+from daemon.stage_main import StageFatal
+from models.checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
+from models.cyclegan import CycleGAN, CycleGANSettings
+from models.data import PairedDataset, UnpairedDataset, split_of, write_sample_grid
+from models.pix2pix import Pix2Pix, Pix2PixSettings
+
+log = logging.getLogger("humanstyle.train")
+VAL_BATCH = 16
+
+
+@dataclass
+class TrainingData:
+    """Image paths by split: pairs (a_path, b_path) and unpaired patches per side."""
+
+    pairs: dict[str, list[tuple[Path, Path]]] = field(default_factory=lambda: {"train": [], "val": []})
+    side_a: dict[str, list[Path]] = field(default_factory=lambda: {"train": [], "val": []})
+    side_b: dict[str, list[Path]] = field(default_factory=lambda: {"train": [], "val": []})
+
+
+def load_training_data(catalog: Catalog, data_dir: Path, domains: tuple[str, str], val_fraction: float
+                       ) -> TrainingData:
+    data = TrainingData()
+    for row in catalog.pairs():
+        # A pair follows its first-domain patch, so that patch's pairs never straddle the splits.
+        split = split_of(f"{domains[0]}:{row['a_patch_id']}", val_fraction)
+        data.pairs[split].append((data_dir / row["a_path"], data_dir / row["b_path"]))
+    for domain, side in zip(domains, (data.side_a, data.side_b), strict=True):
+        for patch_id, path, _view in catalog.patch_paths(domain):
+            side[split_of(f"{domain}:{patch_id}", val_fraction)].append(data_dir / path)
+    return data
+
+
+def stack_batch(dataset, step: int, batch_size: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The batch for `step`: indices from a generator seeded by the step, augmentation seeded the same way."""
+    gen = torch.Generator().manual_seed(seed * 1_000_003 + step)
+    indices = torch.randint(len(dataset), (batch_size,), generator=gen).tolist()
+    dataset.set_epoch(step)
+    items = [dataset[i] for i in indices]
+    return torch.stack([x for x, _ in items]), torch.stack([y for _, y in items])
+
+
+class Trainer:
+    def __init__(self, settings: Settings, device: str, seed: int = 0) -> None:
+        t = settings.train
+        self.settings, self.seed = settings, seed
+        self.domains = settings.domains
+        self.root = settings.paths.data_dir / "train"
+        self.names = metrics.train_model_names(self.domains)
+        p2p = dict(image_size=t.pix2pix_image_size, ngf=t.pix2pix_ngf, ndf=t.pix2pix_ndf, device=device, amp=t.amp,
+                   lambda_luminance=t.lambda_luminance)
+        self.pix2pix = {self.names[0]: Pix2Pix(Pix2PixSettings(**p2p, seed=seed)),
+                        self.names[1]: Pix2Pix(Pix2PixSettings(**p2p, seed=seed + 10))}
+        self.cyclegan = CycleGAN(CycleGANSettings(
+            image_size=t.cyclegan_image_size, ngf=t.cyclegan_ngf, ndf=t.cyclegan_ndf, n_blocks=t.cyclegan_blocks,
+            device=device, amp=t.amp, lambda_luminance=t.lambda_luminance, seed=seed))
+        self.best: dict[str, float] = {}
+        self.data = TrainingData()
+        self.datasets: dict[str, object] = {}
+        self.val_sets: dict[str, object] = {}
+        self._tb = None
+
+    # --- data --------------------------------------------------------------------------------------------------
+    def refresh(self, catalog: Catalog) -> None:
+        t = self.settings.train
+        data = load_training_data(catalog, self.settings.paths.data_dir, self.domains, t.val_fraction)
+        self.data = data
+        a2b, b2a, cyc = self.names
+        reverse = {s: [(b, a) for a, b in pairs] for s, pairs in data.pairs.items()}
+        for split, target in (("train", self.datasets), ("val", self.val_sets)):
+            train = split == "train"
+            target.clear()
+            if data.pairs[split]:
+                target[a2b] = PairedDataset(data.pairs[split], t.pix2pix_image_size, train, seed=self.seed)
+                target[b2a] = PairedDataset(reverse[split], t.pix2pix_image_size, train, seed=self.seed + 1)
+            if data.side_a[split] and data.side_b[split]:
+                target[cyc] = UnpairedDataset(data.side_a[split], data.side_b[split], t.cyclegan_image_size, train,
+                                              seed=self.seed)
+        for split in ("train", "val"):
+            metrics.TRAIN_DATASET.labels("pix2pix", split).set(len(data.pairs[split]))
+            metrics.TRAIN_DATASET.labels(f"cyclegan-{self.domains[0]}", split).set(len(data.side_a[split]))
+            metrics.TRAIN_DATASET.labels(f"cyclegan-{self.domains[1]}", split).set(len(data.side_b[split]))
+
+    def ready(self) -> list[str]:
+        """The models that have enough training data to step."""
+        t = self.settings.train
+        out = [n for n in self.names[:2] if n in self.datasets and len(self.data.pairs["train"]) >= t.min_pairs]
+        if self.names[2] in self.datasets and min(len(self.data.side_a["train"]),
+                                                  len(self.data.side_b["train"])) >= t.min_patches:
+            out.append(self.names[2])
+        return out
+
+    # --- training ----------------------------------------------------------------------------------------------
+    def model(self, name: str) -> Pix2Pix | CycleGAN:
+        return self.cyclegan if name == "cyclegan" else self.pix2pix[name]
+
+    def train_step(self, name: str) -> dict[str, float]:
+        t = self.settings.train
+        model = self.model(name)
+        batch = t.cyclegan_batch_size if name == "cyclegan" else t.pix2pix_batch_size
+        a, b = stack_batch(self.datasets[name], model.step, batch, self.seed)
+        started = time.monotonic()
+        terms = model.train_step(a, b)
+        metrics.TRAIN_STEPS.labels(name).inc()
+        metrics.TRAIN_IMAGES.labels(name).inc(batch)
+        metrics.mark_work_done("train", started)
+        self._record(name, model.step, terms)
+        if model.step % t.sample_every == 0:
+            self.write_samples(name)
+        if model.step % t.validate_every == 0:
+            self.validate(name)
+        return terms
+
+    def _record(self, name: str, step: int, terms: dict[str, float]) -> None:
+        for term, value in terms.items():
+            if term.startswith("brightness_fake"):
+                metrics.TRAIN_BRIGHTNESS.labels(name, "generated").set(value)
+            elif term.startswith("brightness_real"):
+                metrics.TRAIN_BRIGHTNESS.labels(name, "target").set(value)
+            elif term == "brightness_gap":
+                metrics.TRAIN_BRIGHTNESS.labels(name, "gap").set(value)
+            elif not term.startswith("brightness"):
+                metrics.TRAIN_LOSS.labels(name, term).set(value)
+        if step % 10 == 0 and (tb := self.tensorboard()) is not None:
+            for term, value in terms.items():
+                tb.add_scalar(f"{name}/{term}", value, step)
+
+    def validate(self, name: str) -> float | None:
+        dataset = self.val_sets.get(name)
+        if dataset is None or len(dataset) == 0:
+            return None
+        n = min(len(dataset), VAL_BATCH)
+        a = torch.stack([dataset[i][0] for i in range(n)])
+        b = torch.stack([dataset[i][1] for i in range(n)])
+        model = self.model(name)
+        with torch.no_grad():
+            result = model.validate(a, b)
+        score = result if isinstance(result, float) else result["score"]
+        if name != "cyclegan":
+            metrics.TRAIN_VAL_L1.labels(name).set(score)
+        if (tb := self.tensorboard()) is not None:
+            tb.add_scalar(f"{name}/validation", score, model.step)
+        if score < self.best.get(name, float("inf")):
+            self.best[name] = score
+            save_checkpoint(self.root / "checkpoints" / f"best-{name}.pt",
+                            {"model": name, "score": score, "state": model.state_dict()})
+            log.info("%s: new best validation score %.4f at step %d", name, score, model.step)
+        return score
+
+    def write_samples(self, name: str) -> Path:
+        dataset = self.val_sets.get(name) or self.datasets[name]
+        n = min(len(dataset), 4)
+        a = torch.stack([dataset[i][0] for i in range(n)])
+        b = torch.stack([dataset[i][1] for i in range(n)])
+        model = self.model(name)
+        with torch.no_grad():
+            out = model.translate(a, "a2b") if name == "cyclegan" else model.translate(a)
+        path = self.root / "samples" / name / f"step-{model.step:08d}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # CycleGAN has no target: its third column is an unpaired image of the other domain, for reference.
+        grid = write_sample_grid(path, a, out, b)
+        if (tb := self.tensorboard()) is not None:
+            tb.add_image(f"{name}/samples", grid, model.step, dataformats="HWC")
+        return path
+
+    def tensorboard(self):
+        if self._tb is None:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:  # tensorboard is a declared dependency, but training must not die for logs
+                return None
+            self._tb = SummaryWriter(str(self.root / "tensorboard"))
+        return self._tb
+
+    # --- checkpoints -------------------------------------------------------------------------------------------
+    @property
+    def latest(self) -> Path:
+        return self.root / "checkpoints" / "latest.pt"
+
+    def state_dict(self) -> dict:
+        return {"models": {n: self.model(n).state_dict() for n in self.names}, "best": dict(self.best),
+                "rng": capture_rng_state(), "domains": list(self.domains)}
+
+    def save(self) -> Path:
+        save_checkpoint(self.latest, self.state_dict())
+        for name in self.names:
+            metrics.CHECKPOINTS.labels(name).inc()
+        if self._tb is not None:
+            self._tb.flush()
+        return self.latest
+
+    def resume(self) -> bool:
+        """Load latest.pt when it exists; a checkpoint that does not fit the configured models is a fatal error
+        (silently starting over would throw the training away)."""
+        if not self.latest.exists():
+            return False
+        state = load_checkpoint(self.latest)
+        try:
+            for name in self.names:
+                self.model(name).load_state_dict(state["models"][name])
+        except (KeyError, ValueError, RuntimeError) as exc:
+            raise StageFatal(f"{self.latest} does not fit the configured models ({exc}); restore the [train] "
+                             "settings it was made with, or move it away to start over") from None
+        self.best = {k: float(v) for k, v in state["best"].items()}
+        restore_rng_state(state["rng"])
+        log.info("resumed from %s at steps %s", self.latest, {n: self.model(n).step for n in self.names})
+        return True
+
+    def close(self) -> None:
+        if self._tb is not None:
+            self._tb.close()
+
+
+def training_device(configured: str) -> str:
+    if configured == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return configured
+
+
+def run(settings: Settings, index: int, stop: StopFlag) -> None:
+    t = settings.train
+    device = training_device(t.device)
+    if device == "cpu":
+        torch.set_num_threads(t.threads)
+        os.nice(t.nice)  # ingestion has priority on a shared CPU
+    trainer = Trainer(settings, device)
+    trainer.resume()
+    fab = Fabric(settings, "train", stop)
+    events = fab.subscriber("events")
+    db = catalog_path(settings)
+    catalog: Catalog | None = None
+    last_refresh, last_save = 0.0, {n: trainer.model(n).step for n in trainer.names}
+    try:
+        while not stop.set:
+            ready = trainer.ready()
+            event = events.recv(timeout_ms=0 if ready else 1000)
+            if event is not None or time.monotonic() - last_refresh > t.refresh_every_s:
+                if catalog is None and db.exists():
+                    catalog = Catalog(db, readonly=True)
+                if catalog is not None:
+                    trainer.refresh(catalog)
+                    last_refresh = time.monotonic()
+                continue
+            for name in ready:
+                if stop.set:
+                    break
+                trainer.train_step(name)
+            steps = {n: trainer.model(n).step for n in trainer.names}
+            if any(steps[n] - last_save[n] >= t.checkpoint_every for n in trainer.names):
+                trainer.save()
+                last_save = steps
+    finally:
+        trainer.save()
+        trainer.close()
+        fab.close()

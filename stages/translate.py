@@ -1,0 +1,69 @@
+"""Apply a trained generator to image files (the `humanstyle translate` command)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import torch
+
+from models.checkpoint import load_checkpoint
+from models.cyclegan import CycleGAN, CycleGANSettings
+from models.data import build_transform, read_rgb, to_uint8_rgb
+from models.pix2pix import Pix2Pix, Pix2PixSettings
+
+
+class TranslateError(ValueError):
+    pass
+
+
+def load_generator(checkpoint: Path, model: str, direction: str, domains: tuple[str, str]):
+    """(callable image batch -> image batch, image size) for `direction` ("movie2game" style)."""
+    a, b = domains
+    if direction not in (f"{a}2{b}", f"{b}2{a}"):
+        raise TranslateError(f"--direction {direction!r}: expected {a}2{b} or {b}2{a}")
+    try:
+        state = load_checkpoint(checkpoint)
+    except Exception as exc:  # a missing, truncated or foreign file: say which, whatever torch raised
+        raise TranslateError(f"cannot read checkpoint {checkpoint}: {exc}") from None
+    if "models" in state:  # latest.pt holds every model
+        name = "cyclegan" if model == "cyclegan" else f"pix2pix-{direction}"
+        state = state["models"].get(name)
+        if state is None:
+            raise TranslateError(f"{checkpoint} has no model {name!r}")
+    elif "state" in state:  # best-<model>.pt
+        state = state["state"]
+    kind = state.get("kind")
+    settings = {**state["settings"], "device": "cuda" if torch.cuda.is_available() else "cpu"}
+    if kind == "pix2pix":
+        if model != "pix2pix":
+            raise TranslateError(f"{checkpoint} holds a pix2pix model; use --model pix2pix")
+        net = Pix2Pix(Pix2PixSettings(**settings))
+        net.load_state_dict(state)
+        return net.translate, net.settings.image_size
+    if kind == "cyclegan":
+        net = CycleGAN(CycleGANSettings(**settings))
+        net.load_state_dict(state)
+        way = "a2b" if direction == f"{a}2{b}" else "b2a"
+        return (lambda x: net.translate(x, way)), net.settings.image_size
+    raise TranslateError(f"{checkpoint} is not a humanstyle training checkpoint")
+
+
+def translate_files(checkpoint: Path, model: str, direction: str, domains: tuple[str, str], inputs: list[Path],
+                    out_dir: Path) -> list[Path]:
+    generator, size = load_generator(checkpoint, model, direction, domains)
+    transform = build_transform(size, train=False)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for path in inputs:
+        try:
+            image = read_rgb(path)
+        except (OSError, ValueError) as exc:
+            raise TranslateError(f"cannot read image {path}: {exc}") from None
+        with torch.no_grad():
+            output = generator(transform(image=image)["image"][None])
+        target = out_dir / f"{Path(path).stem}-{direction}.png"
+        if not cv2.imwrite(str(target), cv2.cvtColor(to_uint8_rgb(output)[0], cv2.COLOR_RGB2BGR)):
+            raise TranslateError(f"cannot write {target}")
+        written.append(target)
+    return written

@@ -51,7 +51,7 @@ def catalog_rows(tmp_path, sql: str) -> list[tuple]:
         db.close()
 
 
-def test_ingests_a_clip_serves_metrics_and_stops_cleanly(tmp_path, daemon_factory):
+def test_ingests_a_clip_serves_metrics_and_stops_cleanly(tmp_path, daemon_factory, capsys):
     d = daemon_factory()
     health = d.health()
     assert health["status"] == "ok"
@@ -72,6 +72,13 @@ def test_ingests_a_clip_serves_metrics_and_stops_cleanly(tmp_path, daemon_factor
         assert (view == "REJECTED") == bool(reason)
         assert (tmp_path / "data" / path).is_file()
     assert d.health()["stages"]["index"]["last_work_s_ago"] >= 0
+
+    from daemon.cli import main
+
+    assert main(["status", "--config", str(d.config_path)]) == 0  # read-only, while the daemon writes
+    out = capsys.readouterr().out
+    assert "videos: 1" in out and "domain=movie  status=done  count=1" in out
+    assert f"patches: {len(patches)}" in out
 
     assert d.stop(signal.SIGINT) == 0
     assert d.alive_children() == []

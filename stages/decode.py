@@ -1,6 +1,7 @@
 """Sparse, windowed decoding of one video file: per second, an anchor frame and a burst of earlier frames.
 
-Pure of sockets, catalog and config: the stage loop around it passes plain arguments.
+The functions and classes above the stage loop (at the end of the file) are pure of sockets, catalog and config:
+they take plain arguments, so tests and one-shot tools call them directly.
 
 Decisions
 - Windows are counted in frames, not timestamps: window w covers frames [w*span, w*span + n) with

@@ -1,6 +1,7 @@
 """Finding new videos in the watch folder: scanning, stability, fingerprints, and a watcher that wakes early.
 
-Pure of sockets, catalog and config: the stage loop passes plain arguments and does the bookkeeping.
+The functions and classes above the stage loop (at the end of the file) are pure of sockets, catalog and config:
+they take plain arguments; the loop does the bookkeeping.
 
 Decisions
 - Layout: watch_dir/<domain>/... ; each immediate subfolder named exactly like a domain is that domain and

@@ -184,13 +184,19 @@ def classify_patches(estimator, patches: list[wire.Message], min_confidence: flo
     for patch, result in zip(patches, results, strict=True):
         h, w = patch.arrays["image"].shape[:2]
         if result is None:
-            keypoints, score, view, reason = np.zeros((17, 3), np.float32), 0.0, "REJECTED", "no_person"
-        else:
-            keypoints, score = result.keypoints.astype(np.float32), result.score
-            view, reason = classify_with_reason(keypoints, (w, h), min_confidence)
+            out.append(rejected(patch, "no_person"))
+            continue
+        keypoints = result.keypoints.astype(np.float32)
+        view, reason = classify_with_reason(keypoints, (w, h), min_confidence)
         out.append(wire.make("classified", arrays={**patch.arrays, "keypoints": keypoints}, **patch.fields,
-                             view=view, reason=reason or "", keypoint_score=round(float(score), 5)))
+                             view=view, reason=reason or "", keypoint_score=round(float(result.score), 5)))
     return out
+
+
+def rejected(patch: wire.Message, reason: str) -> wire.Message:
+    """A patch kept as REJECTED with `reason` and no keypoints."""
+    return wire.make("classified", arrays={**patch.arrays, "keypoints": np.zeros((17, 3), np.float32)},
+                     **patch.fields, view=REJECTED, reason=reason, keypoint_score=0.0)
 
 
 def build_estimator(settings: Settings):
@@ -229,7 +235,12 @@ def run(settings: Settings, index: int, stop: StopFlag) -> None:
                     break
                 msg = inbox.recv(0)
             started = time.monotonic()
-            results = classify_patches(estimator, batch, settings.classify.min_keypoint_confidence)
+            try:
+                results = classify_patches(estimator, batch, settings.classify.min_keypoint_confidence)
+            except Exception as exc:  # keep the stage alive; the patches are kept as rejected, with the reason
+                log.exception("a batch of %d patches failed", len(batch))
+                metrics.ERRORS.labels("classify", type(exc).__name__).inc()
+                results = [rejected(p, "classify_error") for p in batch]
             if batch:
                 metrics.MODEL_CALLS.labels("keypointrcnn").inc()
             for item in results + passing:

@@ -432,37 +432,53 @@ def window_message(window: DecodedWindow, ids: dict) -> wire.Message:
 
 def decode_job(job: wire.Message, settings: DecodeSettings, out: Sender, stop: StopFlag) -> None:
     """Decode one video into window messages, then send its video_end (unless the stage is stopping: an
-    unfinished video stays 'processing' and is redone on the next start)."""
+    unfinished video stays 'processing' and is redone on the next start). A file that cannot be decoded ends
+    failed or partial with a reason; it never takes the stage down."""
     f = job.fields
     domain = f["domain"]
     ids = {"video_id": f["video_id"], "attempt": f["attempt"], "domain": domain}
+
+    def end(status: str, reason: str, windows: int = 0, frames_read: int = 0, duration_s: float = 0.0) -> None:
+        out.send(wire.make("video_end", **ids, windows=windows, frames_read=frames_read, status=status,
+                           reason=reason, duration_s=round(duration_s, 3)))
+
     try:
         decoder = decode_windows(f["path"], settings.anchor_every_s, settings.burst_frames, settings.max_side or None,
                                  f["start_window"])
     except NotAVideo as exc:
         log.warning("video %d is not decodable: %s", f["video_id"], exc)
-        out.send(wire.make("video_end", **ids, windows=0, frames_read=0, status="failed", reason=exc.reason,
-                           duration_s=0.0))
-        return
+        return end("failed", exc.reason)
+    except Exception:
+        log.exception("video %d: the decoder could not open it", f["video_id"])
+        metrics.ERRORS.labels("decode", "open").inc()
+        return end("failed", "decode_error")
+    sent = 0
     with decoder:
         tick = time.monotonic()
-        for window in decoder:
-            started = tick
-            metrics.DECODE_SECONDS.labels(domain).inc(time.monotonic() - tick)
-            out.send(window_message(window, ids))
-            metrics.WINDOWS_SENT.labels(domain).inc()
-            metrics.FRAMES_DECODED.labels(domain).inc(len(window.frames))
-            metrics.mark_work_done("decode", started)
-            if stop.set:
-                return
-            tick = time.monotonic()
+        try:
+            for window in decoder:
+                started = tick
+                metrics.DECODE_SECONDS.labels(domain).inc(time.monotonic() - tick)
+                out.send(window_message(window, ids))
+                sent += 1
+                metrics.WINDOWS_SENT.labels(domain).inc()
+                metrics.FRAMES_DECODED.labels(domain).inc(len(window.frames))
+                metrics.mark_work_done("decode", started)
+                if stop.set:
+                    return
+                tick = time.monotonic()
+        except Stopping:
+            raise
+        except Exception as exc:  # e.g. the file changed after the probe: keep what was sent, end the video
+            log.exception("video %d: decoding failed after %d windows", f["video_id"], sent)
+            metrics.ERRORS.labels("decode", type(exc).__name__).inc()
+            return end("partial" if sent else "failed", getattr(exc, "reason", "decode_error"), windows=sent)
     summary = decoder.summary
     metrics.FRAMES_GRABBED.labels(domain).inc(summary.frames_read)
     if summary.status != "done":
         log.warning("video %d decoded partially (%s): %d windows", f["video_id"], summary.reason, summary.windows)
-    out.send(wire.make("video_end", **ids, windows=summary.windows, frames_read=summary.frames_read,
-                       status=summary.status, reason=summary.reason or "",
-                       duration_s=round(summary.frames_read / summary.fps_used, 3)))
+    end(summary.status, summary.reason or "", summary.windows, summary.frames_read,
+        summary.frames_read / summary.fps_used)
 
 
 def run(settings: Settings, index: int, stop: StopFlag) -> None:

@@ -159,6 +159,13 @@ def detect_window(detector, window: wire.Message, margin: float, patch_size: int
     return patches, done
 
 
+def failed_window(window: wire.Message) -> dict:
+    """window_done fields for a window that could not be detected: no patches, so the video still completes."""
+    f = window.fields
+    return {"video_id": f["video_id"], "attempt": f["attempt"], "domain": f["domain"],
+            "window_index": f["window_index"], "patches": 0, "anchor_hit": False, "frames": 1}
+
+
 def build_detector(settings: Settings):
     from models.detection import PersonDetector
     from models.weights import WeightsError
@@ -192,7 +199,12 @@ def run(settings: Settings, index: int, stop: StopFlag) -> None:
                 metrics.MESSAGES_REJECTED.labels("detect", "unexpected_type").inc()
                 continue
             started = time.monotonic()
-            patches, done = detect_window(detector, msg, settings.detect.margin, settings.detect.patch_size)
+            try:
+                patches, done = detect_window(detector, msg, settings.detect.margin, settings.detect.patch_size)
+            except Exception as exc:  # one bad window must not take the stage (and its queue) down
+                log.exception("window %d of video %d failed", msg["window_index"], msg["video_id"])
+                metrics.ERRORS.labels("detect", type(exc).__name__).inc()
+                patches, done = [], failed_window(msg)
             record_window_metrics(done, len(patches))
             for patch in patches:
                 out.send(patch)

@@ -324,8 +324,22 @@ def discovered_message(candidate: Candidate, extensions: list[str]) -> wire.Mess
         digest, rejected = "", "unreadable"
     if not digest:  # nothing to fingerprint: key the row on the path so it is recorded once
         digest = "path:" + hashlib.sha256(os.fsencode(path)).hexdigest()
-    return wire.make("discovered", path=str(path), domain=candidate.domain, size=int(candidate.size),
+    name = str(path)
+    if not is_utf8(name):
+        # A name that is not UTF-8 cannot be stored or shown faithfully: record the file once, failed, under an
+        # escaped name, rather than guess at an encoding.
+        name = os.fsencode(path).decode("utf-8", "backslashreplace")
+        rejected = "bad_file_name"
+    return wire.make("discovered", path=name, domain=candidate.domain, size=int(candidate.size),
                      mtime=float(candidate.mtime), fingerprint=digest, rejected=rejected)
+
+
+def is_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # lone surrogates stand for undecodable bytes
+        return False
+    return True
 
 
 class KnownFiles:
@@ -340,7 +354,8 @@ class KnownFiles:
             if not self.db.exists():
                 return False
             self.catalog = Catalog(self.db, readonly=True)
-        return self.catalog.known_file(str(candidate.path), int(candidate.size), float(candidate.mtime))
+        name = str(candidate.path)
+        return is_utf8(name) and self.catalog.known_file(name, int(candidate.size), float(candidate.mtime))
 
 
 def run(settings: Settings, index: int, stop: StopFlag) -> None:

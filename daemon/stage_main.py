@@ -25,6 +25,24 @@ def model_threads(settings: Settings, configured: int) -> int:
     return max(1, (os.cpu_count() or 1) // model_procs)
 
 
+RANDOM_INIT_SEED = 0
+
+
+def seed_random_init(weights: str) -> None:
+    """Seed torch before building a model with weights "none", so every process builds the SAME random model.
+
+    torch seeds each process differently, so without this a restarted (or a second) detector or classifier is a
+    different random network: the video redone after a crash gets other boxes, views and keypoints than the
+    attempt it replaces, and "redone work equals undisturbed work" no longer holds for tests and benchmarks.
+    Real weights are unaffected (nothing random is drawn for them)."""
+    from models.weights import choice_kind
+
+    if choice_kind(weights) == "none":
+        import torch
+
+        torch.manual_seed(RANDOM_INIT_SEED)
+
+
 def die_with_parent(parent_pid: int) -> None:
     """Ask Linux to send SIGTERM when the supervisor dies, even by SIGKILL, so no stage outlives it."""
     import ctypes

@@ -40,7 +40,7 @@ import numpy as np
 from daemon import metrics, wire
 from daemon.config import Settings
 from daemon.fabric import Fabric, StopFlag, Stopping
-from daemon.stage_main import StageFatal, model_threads
+from daemon.stage_main import StageFatal, model_threads, seed_random_init
 
 log = logging.getLogger("humanstyle.classify")
 
@@ -206,6 +206,7 @@ def build_estimator(settings: Settings):
     c = settings.classify
     size = settings.detect.patch_size
     try:
+        seed_random_init(c.weights)
         return KeypointEstimator(weights=c.weights, device=c.device, min_size=size, max_size=size,
                                  batch_size=c.batch_size, box_score_threshold=c.person_threshold,
                                  allow_download=False)

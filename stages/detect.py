@@ -30,7 +30,7 @@ import numpy as np
 from daemon import metrics, wire
 from daemon.config import Settings
 from daemon.fabric import Fabric, StopFlag, Stopping
-from daemon.stage_main import StageFatal, model_threads
+from daemon.stage_main import StageFatal, model_threads, seed_random_init
 
 log = logging.getLogger("humanstyle.detect")
 
@@ -172,6 +172,7 @@ def build_detector(settings: Settings):
 
     d = settings.detect
     try:
+        seed_random_init(d.weights)
         return PersonDetector(weights=d.weights, device=d.device, score_threshold=d.score_threshold,
                               max_persons=d.max_persons, min_box_side=d.min_box_side, min_size=d.min_size,
                               max_size=d.max_size, batch_size=d.batch_size, allow_download=False)

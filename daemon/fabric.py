@@ -119,6 +119,10 @@ class Fabric:
         self._attach(sock, [name], bind=False)
         return Receiver(sock, None, self)
 
+    def mark_ready(self) -> None:
+        """Tell /healthz this process finished starting: its sockets are up and its models loaded."""
+        metrics.STAGE_READY.labels(self.stage).inc()
+
     def close(self) -> None:
         for sock in self._sockets:
             sock.close(linger=0)

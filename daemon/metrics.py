@@ -52,6 +52,8 @@ STAGE_RESTARTS = Counter("humanstyle_stage_restarts", "Stage processes restarted
 STAGE_UP = Gauge("humanstyle_stage_up", "Stage processes running", ["stage"], multiprocess_mode="livesum")
 STAGE_SECONDS = Histogram("humanstyle_stage_seconds", "Time to process one unit of work", ["stage"],
                           buckets=LATENCY_BUCKETS)
+STAGE_READY = Gauge("humanstyle_stage_ready", "Stage processes that finished starting (sockets up, models loaded)",
+                    ["stage"], multiprocess_mode="livesum")
 STAGE_LAST_WORK = Gauge("humanstyle_stage_last_work_timestamp_seconds",
                         "Unix time a stage last finished a unit of work", ["stage"], multiprocess_mode="max")
 QUEUE_MESSAGES = Gauge("humanstyle_queue_messages", "Messages sent on a queue and not yet received",

@@ -20,16 +20,21 @@ def registry() -> CollectorRegistry:
     return REGISTRY
 
 
-def last_work_times() -> dict[str, float]:
-    """stage -> unix time it last finished a unit of work, read from the merged metrics."""
-    out: dict[str, float] = {}
+def stage_gauges() -> tuple[dict[str, float], dict[str, int]]:
+    """Per stage, from the merged metrics: the unix time it last finished a unit of work, and how many of its
+    processes are ready."""
+    last: dict[str, float] = {}
+    ready: dict[str, int] = {}
     for family in registry().collect():
-        if family.name == "humanstyle_stage_last_work_timestamp_seconds":
-            for sample in family.samples:
-                stage = sample.labels.get("stage")
-                if stage:
-                    out[stage] = max(out.get(stage, 0.0), sample.value)
-    return out
+        for sample in family.samples:
+            stage = sample.labels.get("stage")
+            if not stage:
+                continue
+            if family.name == "humanstyle_stage_last_work_timestamp_seconds":
+                last[stage] = max(last.get(stage, 0.0), sample.value)
+            elif family.name == "humanstyle_stage_ready":
+                ready[stage] = ready.get(stage, 0) + int(sample.value)
+    return last, ready
 
 
 def make_handler(health: Callable[[], dict]) -> type[BaseHTTPRequestHandler]:

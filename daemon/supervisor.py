@@ -193,13 +193,14 @@ class Supervisor:
 
     # --- HTTP --------------------------------------------------------------------------------------------------
     def health(self) -> dict:
-        from daemon.metrics_server import last_work_times
+        from daemon.metrics_server import stage_gauges
 
-        last = last_work_times()
+        last, ready = stage_gauges()
         stages: dict[str, dict] = {}
         for child in self.children:
             alive = child.process is not None and child.process.is_alive()
-            info = stages.setdefault(child.stage, {"processes": 0, "alive": 0, "restarting": 0, "pids": []})
+            info = stages.setdefault(child.stage, {"processes": 0, "alive": 0, "ready": ready.get(child.stage, 0),
+                                                   "restarting": 0, "pids": []})
             info["processes"] += 1
             if alive:
                 info["pids"].append(child.process.pid)
@@ -207,7 +208,9 @@ class Supervisor:
             info["restarting"] += int(child.restart_at is not None)
             if child.stage in last:
                 info["last_work_s_ago"] = round(time.time() - last[child.stage], 3)
-        healthy = all(s["alive"] == s["processes"] for s in stages.values()) and not self.stopping.is_set()
+        # Healthy: every process is alive and has finished starting (sockets bound, models loaded).
+        healthy = all(s["alive"] == s["ready"] == s["processes"] for s in stages.values())
+        healthy = healthy and not self.stopping.is_set()
         return {"status": "ok" if healthy else "degraded", "uptime_s": round(time.time() - self.started, 1),
                 "stages": stages}
 

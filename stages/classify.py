@@ -204,12 +204,12 @@ def build_estimator(settings: Settings):
     from models.weights import WeightsError
 
     c = settings.classify
-    size = settings.detect.patch_size
+    size = c.input_size or settings.detect.patch_size
     try:
         seed_random_init(c.weights)
         return KeypointEstimator(weights=c.weights, device=c.device, min_size=size, max_size=size,
                                  batch_size=c.batch_size, box_score_threshold=c.person_threshold,
-                                 allow_download=False)
+                                 allow_download=False, upscale=size > settings.detect.patch_size)
     except WeightsError as exc:
         raise StageFatal(str(exc)) from None
 
@@ -222,6 +222,7 @@ def run(settings: Settings, index: int, stop: StopFlag) -> None:
     fab = Fabric(settings, "classify", stop)
     inbox = fab.receiver("patches", [f"patches.{i}" for i in range(settings.detect.workers)], bind=False)
     out = fab.sender("classified", ["classified"], bind=False)
+    fab.mark_ready()
     batch_size = settings.classify.batch_size
     try:
         while not stop.set:

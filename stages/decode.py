@@ -486,6 +486,7 @@ def run(settings: Settings, index: int, stop: StopFlag) -> None:
     fab = Fabric(settings, "decode", stop)
     jobs = fab.receiver("jobs", ["jobs"], bind=False)
     out = fab.sender("windows", [f"windows.{index}"], bind=True)
+    fab.mark_ready()
     try:
         while not stop.set:
             job = jobs.recv(200)

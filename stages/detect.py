@@ -188,6 +188,7 @@ def run(settings: Settings, index: int, stop: StopFlag) -> None:
     fab = Fabric(settings, "detect", stop)
     windows = fab.receiver("windows", [f"windows.{i}" for i in range(settings.decode.workers)], bind=False)
     out = fab.sender("patches", [f"patches.{index}"], bind=True)
+    fab.mark_ready()
     try:
         while not stop.set:
             msg = windows.recv(200)

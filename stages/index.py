@@ -83,6 +83,7 @@ class IndexStage:
     def run(self, stop: StopFlag) -> None:
         # Videos left 'processing' by a previous run are redone first by dispatch() (writes are idempotent).
         self.results.recover()
+        self.fab.mark_ready()
         quiet_since = None
         while True:
             handled = self.step(timeout_ms=200)

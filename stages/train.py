@@ -257,6 +257,7 @@ def run(settings: Settings, index: int, stop: StopFlag) -> None:
     trainer.resume()
     fab = Fabric(settings, "train", stop)
     events = fab.subscriber("events")
+    fab.mark_ready()
     db = catalog_path(settings)
     catalog: Catalog | None = None
     last_refresh, last_save = 0.0, {n: trainer.model(n).step for n in trainer.names}

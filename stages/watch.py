@@ -365,6 +365,7 @@ def run(settings: Settings, index: int, stop: StopFlag) -> None:
     sent: dict[str, tuple[int, float]] = {}
     w = settings.watch
     watcher = Watcher(settings.paths.watch_dir, settings.domains, w.stable_s, w.poll_interval_s)
+    fab.mark_ready()
     try:
         while not stop.set:
             for candidate in watcher.poll(timeout=0.5):

@@ -104,7 +104,7 @@ def test_malformed_messages_are_counted_and_the_receiver_survives(tmp_path, daem
     d = daemon_factory()
     ctx = zmq.Context()
     sock = ctx.socket(zmq.PUSH)
-    sock.setsockopt(zmq.LINGER, 1000)
+    sock.setsockopt(zmq.LINGER, 10_000)
     sock.connect(f"ipc://{tmp_path / 'run' / 'classified.sock'}")
     for frames in ([b"not json"], [b'{"type": "classified", "v": 99, "fields": {}, "arrays": []}'],
                    [b'{"type": "exec", "v": 1, "fields": {}, "arrays": []}', b"payload"]):

@@ -106,17 +106,20 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"no config matches {args.configs!r}")
     for device in devices:
         amp = not args.no_amp and device.startswith("cuda")
+        load_start = round(os.getloadavg()[0], 2)  # other work on the machine skews CPU numbers
         rows = [measure(cfg, device, args.steps, args.warmup, amp) for cfg in configs]
         print(f"\n{device} ({device_name(device)}), {args.threads} threads, amp={amp}")
         print(f"{'config':<18}{'images/s':>10}{'s/step':>10}")
         for row in rows:
             print(f"{row['config']:<18}{row['images_per_second']:>10.2f}{row['seconds_per_step']:>10.3f}")
+        load_end = round(os.getloadavg()[0], 2)
         report = {
             "device": device,
             "device_name": device_name(device),
             "threads": args.threads,
             "cpu_count": os.cpu_count(),
-            "load_average_1m_at_start": round(os.getloadavg()[0], 2),
+            "load_average_1m_at_start": load_start,
+            "load_average_1m_at_end": load_end,
             "amp": amp,
             "torch": torch.__version__,
             "warmup_steps": args.warmup,

@@ -86,6 +86,8 @@ class ClassifySettings:
     min_keypoint_confidence: float = opt(0.5, "keypoints below this confidence count as not visible", min=0, max=1)
     person_threshold: float = opt(0.3, "minimum score of the person Keypoint R-CNN finds in a patch", min=0, max=1)
     batch_size: int = opt(8, "patches per model call", min=1, max=128)
+    input_size: int = opt(0, "Keypoint R-CNN input side; 0 = the patch's own size. A larger value enlarges patches "
+                          "to it as torchvision's default (800) does: slower, for comparisons only", min=0, max=1600)
     device: str = opt("auto", '"auto" (CUDA when present), "cpu" or "cuda[:N]"')
     threads: int = opt(0, "torch CPU threads per classifier process; 0 = share the cores evenly", min=0, max=256)
     workers: int = opt(1, "classifier processes", min=1, max=64)

@@ -131,6 +131,7 @@ class _RCNNAdapter:
         keep: int,
         min_box_side: float,
         allow_download: bool,
+        upscale: bool = False,
     ) -> None:
         _check_positive(min_size=min_size, max_size=max_size, batch_size=batch_size, keep=keep)
         if not 0.0 <= score_threshold <= 1.0:
@@ -140,6 +141,7 @@ class _RCNNAdapter:
         self.min_box_side = float(min_box_side)
         self.keep = int(keep)
         self.person_only = choice_kind(weights) != "none"
+        self.upscale = bool(upscale)
         self._scale = 1.0
         model = build_model(
             arch,
@@ -182,7 +184,7 @@ class _RCNNAdapter:
     def _run(self, images: list[np.ndarray]) -> list[dict[str, torch.Tensor]]:
         """Forward one same-shape batch; returns torchvision's outputs on the CPU, in input pixels."""
         h, w = images[0].shape[:2]
-        short = min(self.min_size, h, w)
+        short = self.min_size if self.upscale else min(self.min_size, h, w)
         self._scale = min(short / min(h, w), self.max_size / max(h, w))
         self.model.transform.min_size = (short,)
         tensors = [
@@ -269,7 +271,10 @@ class KeypointEstimator(_RCNNAdapter):
         batch_size: int = 8,
         box_score_threshold: float = 0.3,
         allow_download: bool = False,
+        upscale: bool = False,
     ) -> None:
+        """``upscale=True`` resizes every patch to ``min_size`` even when that enlarges it, as torchvision's
+        default transform does (for comparisons with it; it only costs time)."""
         super().__init__(
             self.ARCH,
             weights,
@@ -281,6 +286,7 @@ class KeypointEstimator(_RCNNAdapter):
             keep=1,
             min_box_side=0.0,
             allow_download=allow_download,
+            upscale=upscale,
         )
 
     def estimate(self, patches: Sequence[np.ndarray]) -> list[KeypointResult | None]:

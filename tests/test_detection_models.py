@@ -95,6 +95,15 @@ def test_keypoint_estimator_shapes_and_ranges():
     assert nobody.estimate(patches[:1]) == [None]
 
 
+def test_keypoint_estimator_upscales_only_when_asked():
+    """classify.input_size > patch size (benchmark parity with torchvision's default 800) enlarges the patch;
+    keypoints still come back in patch pixels."""
+    est = KeypointEstimator("none", device="cpu", min_size=192, max_size=192, box_score_threshold=0.0, upscale=True)
+    results = est.estimate(frames(1, 96, 96))
+    assert est.model.transform.min_size == (192,)
+    assert results[0] is not None and ((results[0].keypoints[:, :2] >= 0) & (results[0].keypoints[:, :2] <= 96)).all()
+
+
 def test_keypoint_confidence_mapping():
     with warnings.catch_warnings():
         warnings.simplefilter("error")

@@ -30,6 +30,8 @@ FRAMES_DECODED = Counter("humanstyle_frames_decoded", "Frames converted to image
 FRAMES_GRABBED = Counter("humanstyle_frames_grabbed", "Frames read from the stream, converted or not", ["domain"])
 WINDOWS_SENT = Counter("humanstyle_windows_sent", "One-second windows sent to the detectors", ["domain"])
 DECODE_SECONDS = Counter("humanstyle_decode_seconds", "Wall time spent decoding", ["domain"])
+VIDEOS_UNFINISHED = Gauge("humanstyle_videos_unfinished", "Videos queued or processing, from the catalog",
+                          ["domain", "status"], multiprocess_mode="livemax")
 VIDEO_SECONDS = Counter("humanstyle_video_seconds_ingested", "Seconds of footage fully processed", ["domain"])
 
 # --- detection and classification -----------------------------------------------------------------------------
@@ -52,6 +54,8 @@ STAGE_RESTARTS = Counter("humanstyle_stage_restarts", "Stage processes restarted
 STAGE_UP = Gauge("humanstyle_stage_up", "Stage processes running", ["stage"], multiprocess_mode="livesum")
 STAGE_SECONDS = Histogram("humanstyle_stage_seconds", "Time to process one unit of work", ["stage"],
                           buckets=LATENCY_BUCKETS)
+STAGE_PROCESSES = Gauge("humanstyle_stage_processes", "Processes configured per stage", ["stage"],
+                        multiprocess_mode="max")
 STAGE_READY = Gauge("humanstyle_stage_ready", "Stage processes that finished starting (sockets up, models loaded)",
                     ["stage"], multiprocess_mode="livesum")
 STAGE_LAST_WORK = Gauge("humanstyle_stage_last_work_timestamp_seconds",
@@ -73,6 +77,8 @@ TRAIN_VAL_L1 = Gauge("humanstyle_train_validation_l1", "Validation L1 of pix2pix
                      multiprocess_mode="mostrecent")
 TRAIN_BRIGHTNESS = Gauge("humanstyle_train_brightness", "Mean brightness in [0,1] of generated vs target images",
                          ["model", "which"], multiprocess_mode="mostrecent")
+TRAIN_READY = Gauge("humanstyle_train_ready", "1 when a model has enough data to train", ["model"],
+                    multiprocess_mode="mostrecent")
 CHECKPOINTS = Counter("humanstyle_checkpoints_written", "Checkpoints written", ["model"])
 
 

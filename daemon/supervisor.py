@@ -69,6 +69,8 @@ class Supervisor:
         from daemon import metrics
 
         metrics.init_known_series(self.settings.domains)
+        for child in self.children:
+            metrics.STAGE_PROCESSES.labels(child.stage).inc()
         self.settings.paths.data_dir.mkdir(parents=True, exist_ok=True)
         self.settings.paths.watch_dir.mkdir(parents=True, exist_ok=True)
         for domain in self.settings.domains:

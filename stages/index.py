@@ -23,10 +23,12 @@ from daemon.catalog import Catalog, Video
 from daemon.config import Settings
 from daemon.fabric import Fabric, Receiver, Sender, StopFlag
 from daemon.paths import catalog_path
-from stages.results import ResultWriter
+from stages.pair import VIEWS as PAIRED_VIEWS
+from stages.results import REJECTED, ResultWriter
 
 log = logging.getLogger("humanstyle.index")
 MAX_ATTEMPTS = 3
+KNOWN_VIEWS = (*PAIRED_VIEWS, REJECTED)
 
 
 @dataclass
@@ -67,6 +69,7 @@ class IndexStage:
         self.catalog = Catalog(catalog_path(settings))
         self.results = ResultWriter(settings, self.catalog)
         self.in_flight: dict[int, VideoProgress] = {}
+        self._backlog_at = 0.0
         self.discovered: Receiver = fab.receiver("discovered", ["discovered"], bind=True)
         self.classified: Receiver = fab.receiver("classified", ["classified"], bind=True)
         self.control: Receiver = fab.receiver("control", ["control"], bind=True)
@@ -95,6 +98,7 @@ class IndexStage:
                 continue
             self.dispatch()
             self.check_stalls()
+            self.publish_backlog()
 
     def step(self, timeout_ms: int) -> int:
         handled = 0
@@ -110,7 +114,15 @@ class IndexStage:
         return handled
 
     # --- videos ------------------------------------------------------------------------------------------------
+    def reject(self, reason: str, msg: wire.Message) -> None:
+        """A well-formed message that cannot be used here: counted and logged, never fatal."""
+        metrics.MESSAGES_REJECTED.labels("index", reason).inc()
+        log.warning("index: rejected a %s message: %s", msg.type, reason)
+
     def on_discovered(self, msg: wire.Message) -> None:
+        if msg.type != "discovered":
+            self.reject("unexpected_type", msg)
+            return
         f = msg.fields
         if f["domain"] not in self.settings.domains:
             log.warning("ignoring a file of unknown domain %r", f["domain"])
@@ -129,6 +141,17 @@ class IndexStage:
             log.warning("video %d (%s) failed: %s", video.id, f["path"], f["rejected"])
         else:
             log.info("queued video %d: %s", video.id, f["path"])
+
+    def publish_backlog(self, every_s: float = 5.0) -> None:
+        """Videos waiting or in progress, per domain, as a gauge (counters cannot show a backlog)."""
+        now = time.monotonic()
+        if now - self._backlog_at < every_s:
+            return
+        self._backlog_at = now
+        counts = {(d, s): n for d, s, n in self.catalog.counts()["videos"]}
+        for domain in self.settings.domains:
+            for status in ("queued", "processing"):
+                metrics.VIDEOS_UNFINISHED.labels(domain, status).set(counts.get((domain, status), 0))
 
     def dispatch(self) -> None:
         """Hand queued videos to the decoders while fewer than watch.max_in_flight are being processed."""
@@ -168,15 +191,24 @@ class IndexStage:
                 self.redo(vid, f"no progress for {timeout:.0f} s")
 
     def on_control(self, msg: wire.Message) -> None:
-        if msg.type == "stage_restarted":
-            for vid in list(self.in_flight):
-                self.redo(vid, f"a {msg['stage']} process was restarted")
+        if msg.type != "stage_restarted":
+            self.reject("unexpected_type", msg)
+            return
+        for vid in list(self.in_flight):
+            self.redo(vid, f"a {msg['stage']} process was restarted")
 
     # --- results -----------------------------------------------------------------------------------------------
     def on_result(self, msg: wire.Message) -> None:
         f = msg.fields
         progress = self.in_flight.get(f["video_id"])
         if msg.type == "classified":
+            # Names of patch files come from the domain and the view: only known ones, and only for known videos.
+            if f["domain"] not in self.settings.domains or f["view"] not in KNOWN_VIEWS:
+                self.reject("bad_field", msg)
+                return
+            if progress is None and self.catalog.video(f["video_id"]) is None:
+                self.reject("unknown_video", msg)
+                return
             self.results.write_patch(msg)
             if progress:
                 progress.on_patch(f["window_index"], f["frame_index"], f["person_index"])
@@ -187,7 +219,7 @@ class IndexStage:
             if progress:
                 progress.on_end(f)
         else:
-            metrics.MESSAGES_REJECTED.labels("index", "unexpected_type").inc()
+            self.reject("unexpected_type", msg)
             return
         new_pairs = self.results.flush_pairs()
         if new_pairs:

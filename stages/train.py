@@ -118,6 +118,8 @@ class Trainer:
         if self.names[2] in self.datasets and min(len(self.data.side_a["train"]),
                                                   len(self.data.side_b["train"])) >= t.min_patches:
             out.append(self.names[2])
+        for name in self.names:
+            metrics.TRAIN_READY.labels(name).set(int(name in out))
         return out
 
     # --- training ----------------------------------------------------------------------------------------------

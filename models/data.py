@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 from collections.abc import Sequence
-from pathlib import Path
 
 os.environ.setdefault(
     "NO_ALBUMENTATIONS_UPDATE", "1"
@@ -24,6 +22,8 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from albumentations.pytorch import ToTensorV2  # noqa: E402
 from torch.utils.data import Dataset  # noqa: E402
+
+from models.files import atomic_write_bytes  # noqa: E402
 
 PathLike = str | os.PathLike[str]
 
@@ -168,16 +168,5 @@ def write_sample_grid(
     ok, png = cv2.imencode(".png", cv2.cvtColor(grid, cv2.COLOR_RGB2BGR))
     if not ok:
         raise OSError("PNG encoding failed")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(png.tobytes())
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_bytes(path, png.tobytes())
     return grid

@@ -12,8 +12,6 @@ partial image. A `manifest.csv` (also atomic) lists every input row with its out
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
@@ -21,6 +19,8 @@ from typing import Literal
 import cv2
 import numpy as np
 import pandas as pd
+
+from models.files import atomic_write_bytes
 
 SPLITS = ("train", "val", "test")
 
@@ -60,18 +60,7 @@ def _write_image(path: Path, image: np.ndarray) -> None:
     ok, buf = cv2.imencode(ext, image, params)
     if not ok:
         raise OSError(f"could not encode {path.name}")
-    _write_bytes(path, buf.tobytes())
-
-
-def _write_bytes(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_bytes(path, buf.tobytes(), durable=False)
 
 
 def _check(frame: pd.DataFrame, required: Sequence[str], ext: str, size: int) -> None:
@@ -126,7 +115,7 @@ def export_pix2pix(
         rows.append({"file": file, "split": split, "view": row["view"], "similarity": row["similarity"],
                      "movie_id": row.get("movie_id"), "game_id": row.get("game_id"), "status": status})
     manifest = pd.DataFrame(rows, columns=["file", "split", "view", "similarity", "movie_id", "game_id", "status"])
-    _write_bytes(out_dir / "manifest.csv", manifest.to_csv(index=False).encode())
+    atomic_write_bytes(out_dir / "manifest.csv", manifest.to_csv(index=False).encode(), durable=False)
     return manifest
 
 
@@ -165,5 +154,5 @@ def export_cyclegan(
             _write_image(out_dir / folder / name, image)
         rows.append({"file": file, "split": split, "domain": row["domain"], "id": row.get("id"), "status": status})
     manifest = pd.DataFrame(rows, columns=["file", "split", "domain", "id", "status"])
-    _write_bytes(out_dir / "manifest.csv", manifest.to_csv(index=False).encode())
+    atomic_write_bytes(out_dir / "manifest.csv", manifest.to_csv(index=False).encode(), durable=False)
     return manifest

@@ -26,6 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
+from models.files import atomic_write_bytes, fsync_dir
+
 log = logging.getLogger(__name__)
 
 DOMAINS: tuple[str, str] = ("movie", "game")
@@ -137,24 +139,6 @@ def _top_k(rows: np.ndarray, ids: np.ndarray, sims: np.ndarray, k: int) -> np.nd
     return order[rank < k]
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 # ----------------------------------------------------------------------------------------------- index
 class KeypointIndex:
     """Persistent, append-only feature index for one (domain, view); single writer (enforced with flock).
@@ -211,7 +195,7 @@ class KeypointIndex:
             if meta.get("format") != 1 or meta.get("dim") != self.dim:
                 raise ValueError(f"{path}: format/dim {meta} does not match dim={self.dim}")
             return int(meta["chunk_rows"])
-        _write_atomic(path, json.dumps({"format": 1, "dim": self.dim, "chunk_rows": chunk_rows}).encode())
+        atomic_write_bytes(path, json.dumps({"format": 1, "dim": self.dim, "chunk_rows": chunk_rows}).encode())
         return chunk_rows
 
     def _chunk_path(self, chunk: int) -> Path:
@@ -237,7 +221,7 @@ class KeypointIndex:
         if self._rows != committed:
             log.warning("%s: committed %d rows but only %d intact; keeping the intact prefix",
                         self.directory, committed, self._rows)
-            _write_atomic(committed_path, f"{self._rows}\n".encode())
+            atomic_write_bytes(committed_path, f"{self._rows}\n".encode())
         # Drop torn tails and chunks past the intact prefix so later appends start from a clean end.
         last = (self._rows - 1) // self.chunk_rows if self._rows else -1
         for path in self.directory.glob("chunk-*.rec"):
@@ -290,7 +274,7 @@ class KeypointIndex:
                 os.close(fd)
             row, done = row + count, done + count
         if new_file and self.durable:
-            _fsync_dir(self.directory)
+            fsync_dir(self.directory)
         self._commit(row)
         # Only now is the append visible in memory: a failed commit leaves the object as it was.
         row, done = self._rows, 0
@@ -309,7 +293,7 @@ class KeypointIndex:
     def _commit(self, rows: int) -> None:
         path = self.directory / "committed"
         if self.durable:
-            _write_atomic(path, f"{rows}\n".encode())
+            atomic_write_bytes(path, f"{rows}\n".encode())
         else:
             tmp = path.with_name("committed.tmp")
             tmp.write_text(f"{rows}\n")

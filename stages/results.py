@@ -19,7 +19,7 @@ import numpy as np
 from daemon import metrics, wire
 from daemon.catalog import Catalog
 from daemon.config import Settings
-from daemon.files import atomic_write_bytes
+from models.files import atomic_write_bytes
 from stages.pair import VIEWS as PAIRED_VIEWS
 from stages.pair import PairingIndex
 
@@ -94,7 +94,7 @@ class ResultWriter:
         rel = Path("patches") / f["domain"] / f["view"] / (patch_name(f["video_id"], f["frame_index"],
                                                                        f["person_index"]) + ".png")
         # The mask first: the image is what the row points to, so it is written last.
-        atomic_write_bytes(self.data_dir / rel.with_suffix(".mask.png"), encode_png(mask), fsync=False)
+        atomic_write_bytes(self.data_dir / rel.with_suffix(".mask.png"), encode_png(mask), durable=False)
         atomic_write_bytes(self.data_dir / rel, encode_png(image))
         return str(rel)
 

@@ -1,0 +1,43 @@
+"""Atomic file writes, shared by every layer: a reader (or a crash) sees the old file or the new one, never half
+of one. The temporary file lives in the target's folder so the final rename never crosses filesystems."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import BinaryIO
+
+
+def fsync_dir(directory: str | os.PathLike[str]) -> None:
+    """Make a rename in `directory` durable."""
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: str | os.PathLike[str], write: Callable[[BinaryIO], object], durable: bool = True) -> None:
+    """Call `write(fh)` on a temporary file, then rename it over `path`. With `durable`, the data and the rename
+    are fsynced (for files a crash must not lose, such as checkpoints and commit markers)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            write(fh)
+            if durable:
+                fh.flush()
+                os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    if durable:
+        fsync_dir(path.parent)
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, durable: bool = True) -> None:
+    atomic_write(path, lambda fh: fh.write(data), durable)

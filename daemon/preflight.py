@@ -16,6 +16,7 @@ def check_weights(settings: Settings) -> None:
     (when allowed), once, in the foreground. Raises ConfigError with the file expected and where to put it."""
     from models import weights
 
+    problems = []
     for section, arch in ARCHS.items():
         sec = getattr(settings, section)
         try:
@@ -29,5 +30,6 @@ def check_weights(settings: Settings) -> None:
                 weights.download_default_weights(arch)
             log.info("%s", weights.check_weights_available(arch, sec.weights, allow_download=False))
         except weights.WeightsError as exc:
-            raise ConfigError(f"{section}.weights = {sec.weights!r}: {exc}") from None
-
+            problems.append(f"{section}.weights = {sec.weights!r}: {exc}")
+    if problems:  # both models are reported at once, so one trip to a connected machine fetches everything
+        raise ConfigError("\n".join(problems))

@@ -161,3 +161,38 @@ def _validate(type_: str, fields: dict[str, Any], arrays: dict[str, tuple[str, t
     missing = set(allowed) - set(arrays)
     if missing:
         raise WireError("bad_array", f"{type_} lacks array {sorted(missing)[0]!r}")
+    _check_meaning(type_, fields, {name: shape for name, (_dtype, shape) in arrays.items()})
+
+
+def _is_num(value: Any) -> bool:
+    return isinstance(value, NUM) and not isinstance(value, bool)
+
+
+def _image_shape(name: str, shape: tuple[int, ...]) -> tuple[int, int]:
+    if len(shape) != 3 or shape[2] != 3 or not shape[0] or not shape[1]:
+        raise WireError("bad_array", f"{name} must be a non-empty H x W x 3 image, not {list(shape)}")
+    return shape[0], shape[1]
+
+
+def _check_meaning(type_: str, fields: dict[str, Any], shapes: dict[str, tuple[int, ...]]) -> None:
+    """What receivers compute with beyond JSON types: arrays shaped as the images they stand for, one frame per
+    frame index, a start window a decoder can seek to. A well-typed message that breaks these would otherwise
+    crash the receiving stage (and, replayed, crash it again after every restart)."""
+    if type_ == "window":
+        frames = shapes["frames"]
+        if len(frames) != 4 or not frames[0]:
+            raise WireError("bad_array", f"frames must be N x H x W x 3, not {list(frames)}")
+        _image_shape("frames", frames[1:])
+        indices, stamps = fields["frame_indices"], fields["timestamps"]
+        if not len(indices) == len(stamps) == frames[0]:
+            raise WireError("bad_field", f"{frames[0]} frames, {len(indices)} indices, {len(stamps)} timestamps")
+        if not all(isinstance(i, int) and not isinstance(i, bool) for i in indices) or not all(
+                _is_num(t) for t in stamps):
+            raise WireError("bad_field", "frame_indices must be integers and timestamps numbers")
+    elif type_ in ("patch", "classified"):
+        if shapes["mask"] != _image_shape("image", shapes["image"]):
+            raise WireError("bad_array", f"mask {list(shapes['mask'])} does not match image {list(shapes['image'])}")
+        if type_ == "classified" and shapes["keypoints"] != (17, 3):
+            raise WireError("bad_array", f"keypoints must be 17 x 3, not {list(shapes['keypoints'])}")
+    elif type_ == "job" and fields["start_window"] < 0:
+        raise WireError("bad_field", "job.start_window < 0")

@@ -232,7 +232,12 @@ def run(settings: Settings, index: int, stop: StopFlag) -> None:
             batch, passing = [], []
             msg: wire.Message | None = first
             while msg is not None:
-                (batch if msg.type == "patch" else passing).append(msg)
+                if msg.type == "patch":
+                    batch.append(msg)
+                elif msg.type in ("window_done", "video_end"):
+                    passing.append(msg)  # the index needs them; they travel the same path as the results
+                else:
+                    metrics.MESSAGES_REJECTED.labels("classify", "unexpected_type").inc()
                 if len(batch) >= batch_size:
                     break
                 msg = inbox.recv(0)

@@ -1,0 +1,238 @@
+"""Shared helpers for the reliability suite (tests/test_reliability_*.py): a configuration that makes patches
+and pairs exist with random-init models, clips dropped into both domains, a snapshot of everything the index
+wrote, and the invariants that must hold after any fault:
+
+- every video ended done / partial / failed, and failed ones say why;
+- no duplicate videos (fingerprint), patches (video, frame, person) or pairs (the two patches);
+- no orphans: every file under data/patches belongs to a catalog row (image or its mask), every row's file exists;
+- pairs.csv holds exactly the catalog's pairs, once each.
+
+Patches and pairs are compared across runs by content keys that do not depend on the order of discovery:
+(video fingerprint, frame, person, view) and the pair of such keys with its view.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import os
+import shutil
+import signal
+import sqlite3
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tests.conftest import fast_sections, write_config
+from tests.harness import Daemon
+from tests.media import make_clip
+
+TERMINAL = ("done", "partial", "failed")
+STAGES = ("watch", "index", "decode", "detect", "classify")
+
+# Clips small enough that a fault run takes tens of seconds on two shared cores, long enough (2 windows of
+# 3 frames) that a kill lands in the middle of a video.
+CLIP_SECONDS, CLIP_FPS, CLIP_SIZE = 2.0, 8, (160, 120)
+
+
+def reliability_sections(tmp: Path, **overrides: dict) -> dict[str, dict]:
+    """fast_sections plus: score threshold 0 and 2 persons (from fast_sections) so patches exist; every
+    cross-domain pair of a view recorded (min_similarity -1, top_k above any patch count here) so the pair SET
+    does not depend on the order patches arrive in; 2 burst frames to keep runs short."""
+    base = {
+        "decode": {"burst_frames": 2, "max_side": 320},
+        "pair": {"min_similarity": -1.0, "top_k": 100},
+        "classify": {"min_keypoint_confidence": 0.0},
+        "supervisor": {"restart_backoff_s": 0.2, "shutdown_timeout_s": 10.0, "crash_loop_restarts": 8},
+    }
+    for name, values in overrides.items():
+        base.setdefault(name, {}).update(values)
+    return fast_sections(tmp, **base)
+
+
+@contextlib.contextmanager
+def running_daemon(tmp: Path, log_name: str = "daemon.log", **overrides: dict) -> Iterator[Daemon]:
+    """A started daemon on tmp (config written there); killed with all its children afterwards."""
+    cfg = write_config(tmp, reliability_sections(tmp, **overrides))
+    d = Daemon(cfg, tmp / log_name)
+    try:
+        yield d.start()
+    finally:
+        kill_daemon(d)
+
+
+def kill_daemon(d: Daemon) -> None:
+    with contextlib.suppress(Exception):
+        d.health()
+    if d.proc is not None and d.proc.poll() is None:
+        d.proc.kill()
+        d.proc.wait(10)
+    for pid in d.alive_children():
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    with contextlib.suppress(Exception):
+        d.log.close()
+
+
+def wait_children_gone(d: Daemon, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while d.alive_children():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"stage processes {d.alive_children()} outlived the supervisor")
+        time.sleep(0.1)
+
+
+def stage_pid(d: Daemon, stage: str) -> int:
+    pids = d.health()["stages"][stage]["pids"]
+    assert pids, f"no running {stage} process"
+    return pids[0]
+
+
+# --- media -----------------------------------------------------------------------------------------------------
+def staged_clip(tmp: Path, name: str, seconds: float = CLIP_SECONDS, fps: float = CLIP_FPS,
+                size: tuple[int, int] = CLIP_SIZE, **kwargs) -> Path:
+    staging = tmp / "staging"
+    staging.mkdir(exist_ok=True)
+    return make_clip(staging / name, seconds, fps=fps, size=size, **kwargs)
+
+
+def drop(tmp: Path, src: Path, domain: str, name: str | None = None, trailer: bytes = b"") -> Path:
+    """Move (atomically, as a finished copy) a file into watch/<domain>/; `trailer` bytes appended on the way
+    change the fingerprint without changing a single decoded frame."""
+    dest = tmp / "watch" / domain / (name or src.name)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp_copy = src.with_name(src.name + ".copy")
+    shutil.copyfile(src, tmp_copy)
+    if trailer:
+        with open(tmp_copy, "ab") as fh:
+            fh.write(trailer)
+    os.replace(tmp_copy, dest)
+    return dest
+
+
+def drop_in_both_domains(tmp: Path, name: str, **clip_kwargs) -> tuple[Path, Path]:
+    """The same frames as a movie and as a game video (two fingerprints): identical patches on both sides, so
+    every non-rejected view yields pairs."""
+    src = staged_clip(tmp, name, **clip_kwargs)
+    return drop(tmp, src, "movie"), drop(tmp, src, "game", trailer=b"\0" * 16)
+
+
+# --- what the index wrote --------------------------------------------------------------------------------------
+@dataclass
+class Snapshot:
+    videos: dict[str, tuple[str, str]]  # fingerprint -> (status, reason)
+    video_paths: dict[str, str]  # fingerprint -> path
+    patches: set[tuple]  # (fingerprint, frame, person, view)
+    pairs: set[tuple]  # ((fp, frame, person), (fp, frame, person), view)
+    duplicates: dict[str, int] = field(default_factory=dict)
+    orphan_files: list[str] = field(default_factory=list)
+    rows_without_files: list[str] = field(default_factory=list)
+    csv_rows: int = 0
+    csv_matches_catalog: bool = True
+    counts: dict[str, int] = field(default_factory=dict)
+
+    def status_of(self, name: str) -> tuple[str, str] | None:
+        for fp, path in self.video_paths.items():
+            if Path(path).name == name:
+                return self.videos[fp]
+        return None
+
+    def rows_for(self, name: str) -> int:
+        return sum(Path(p).name == name for p in self.video_paths.values())
+
+
+def snapshot(data_dir: Path) -> Snapshot:
+    db = sqlite3.connect(f"file:{data_dir / 'catalog.sqlite'}?mode=ro", uri=True)
+    try:
+        q = db.execute
+        videos = {fp: (st, rs) for fp, st, rs in q("SELECT fingerprint, status, reason FROM videos")}
+        paths = dict(q("SELECT fingerprint, path FROM videos"))
+        prow = q("SELECT p.id, v.fingerprint, p.frame_index, p.person_index, p.view, p.path FROM patches p "
+                 "JOIN videos v ON v.id = p.video_id").fetchall()
+        key = {pid: (fp, fr, pe) for pid, fp, fr, pe, _v, _p in prow}
+        patches = {(fp, fr, pe, v) for _pid, fp, fr, pe, v, _p in prow}
+        pair_rows = q("SELECT id, a_patch_id, b_patch_id, view FROM pairs").fetchall()
+        pairs = {(key[a], key[b], view) for _i, a, b, view in pair_rows}
+        duplicates = {
+            "videos": q("SELECT COUNT(*) - COUNT(DISTINCT fingerprint) FROM videos").fetchone()[0],
+            "patches": q("SELECT COUNT(*) FROM (SELECT 1 FROM patches GROUP BY video_id, frame_index, person_index "
+                         "HAVING COUNT(*) > 1)").fetchone()[0],
+            "pairs": q("SELECT COUNT(*) FROM (SELECT 1 FROM pairs GROUP BY a_patch_id, b_patch_id "
+                       "HAVING COUNT(*) > 1)").fetchone()[0],
+            "patch_paths": q("SELECT COUNT(*) - COUNT(DISTINCT path) FROM patches WHERE path != ''").fetchone()[0],
+        }
+        row_paths = {p for *_rest, p in prow if p}
+        catalog_pairs = Counter((str(i), str(a), str(b), v) for i, a, b, v in pair_rows)
+        unpatched = q("SELECT COUNT(*) FROM patches WHERE video_id NOT IN (SELECT id FROM videos)").fetchone()[0]
+    finally:
+        db.close()
+    expected_files = set()
+    for p in row_paths:
+        expected_files.add(p)
+        expected_files.add(str(Path(p).with_suffix(".mask.png")))
+    on_disk = set()
+    patch_root = data_dir / "patches"
+    if patch_root.exists():
+        for f in patch_root.rglob("*"):
+            if f.is_file():
+                on_disk.add(str(f.relative_to(data_dir)))
+    csv_counter: Counter = Counter()
+    csv_path = data_dir / "pairs.csv"
+    if csv_path.exists():
+        with open(csv_path, newline="") as fh:
+            rows = list(csv.reader(fh))[1:]
+        csv_counter = Counter((r[0], r[5], r[6], r[3]) for r in rows)
+    return Snapshot(
+        videos=videos, video_paths=paths, patches=patches, pairs=pairs, duplicates=duplicates,
+        orphan_files=sorted(on_disk - expected_files), rows_without_files=sorted(
+            p for p in expected_files if not (data_dir / p).is_file()),
+        csv_rows=sum(csv_counter.values()), csv_matches_catalog=csv_counter == catalog_pairs,
+        counts={"videos": len(videos), "patches": len(prow), "pairs": len(pair_rows),
+                "patches_of_unknown_videos": unpatched})
+
+
+def assert_invariants(snap: Snapshot) -> None:
+    """What must hold after any fault, whatever the inputs."""
+    unfinished = {fp: s for fp, s in snap.videos.items() if s[0] not in TERMINAL}
+    assert not unfinished, f"videos not finished: {unfinished}"
+    unexplained = [snap.video_paths[fp] for fp, (st, rs) in snap.videos.items() if st == "failed" and not rs]
+    assert not unexplained, f"failed without a reason: {unexplained}"
+    assert all(n == 0 for n in snap.duplicates.values()), f"duplicates: {snap.duplicates}"
+    assert snap.orphan_files == [], f"files without a catalog row: {snap.orphan_files[:10]}"
+    assert snap.rows_without_files == [], f"catalog rows without files: {snap.rows_without_files[:10]}"
+    assert snap.csv_matches_catalog, "pairs.csv does not hold exactly the catalog's pairs"
+    assert snap.counts["patches_of_unknown_videos"] == 0
+
+
+def all_finished(data_dir: Path, expected_videos: int) -> bool:
+    db_path = data_dir / "catalog.sqlite"
+    if not db_path.exists():
+        return False
+    db = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=5)
+    try:
+        rows = db.execute("SELECT status FROM videos").fetchall()
+    finally:
+        db.close()
+    return len(rows) == expected_videos and all(r[0] in TERMINAL for r in rows)
+
+
+def catalog_value(data_dir: Path, sql: str, args: tuple = ()) -> list[tuple]:
+    db = sqlite3.connect(f"file:{data_dir / 'catalog.sqlite'}?mode=ro", uri=True, timeout=5)
+    try:
+        return db.execute(sql, args).fetchall()
+    finally:
+        db.close()
+
+
+# --- processes -------------------------------------------------------------------------------------------------
+def peak_rss_mib(pid: int) -> float | None:
+    """VmHWM (peak resident set) of a live process in MiB, None once it is gone."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None

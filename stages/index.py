@@ -12,7 +12,9 @@ video after a crash, a restarted stage or a stall never duplicates anything.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import sqlite3
 import time
 from dataclasses import dataclass, field
 
@@ -28,6 +30,10 @@ from stages.results import REJECTED, ResultWriter
 
 log = logging.getLogger("humanstyle.index")
 MAX_ATTEMPTS = 3
+# A full, read-only or vanished data folder: OSError from file writes, OperationalError from SQLite ("database or
+# disk is full", "attempt to write a readonly database", "disk I/O error", "database is locked").
+WRITE_ERRORS = (OSError, sqlite3.OperationalError)
+WRITE_RETRY_MAX_S = 10.0
 KNOWN_VIEWS = (*PAIRED_VIEWS, REJECTED)
 
 
@@ -69,6 +75,7 @@ class IndexStage:
         self.catalog = Catalog(catalog_path(settings))
         self.results = ResultWriter(settings, self.catalog)
         self.in_flight: dict[int, VideoProgress] = {}
+        self.stop: StopFlag | None = None
         self._backlog_at = 0.0
         self.discovered: Receiver = fab.receiver("discovered", ["discovered"], bind=True)
         self.classified: Receiver = fab.receiver("classified", ["classified"], bind=True)
@@ -84,8 +91,9 @@ class IndexStage:
 
     # --- the loop ----------------------------------------------------------------------------------------------
     def run(self, stop: StopFlag) -> None:
+        self.stop = stop
         # Videos left 'processing' by a previous run are redone first by dispatch() (writes are idempotent).
-        self.results.recover()
+        self.guarded(lambda: self.results.recover())
         self.fab.mark_ready()
         quiet_since = None
         while True:
@@ -96,8 +104,8 @@ class IndexStage:
                 if handled == 0 and time.monotonic() - quiet_since > 1.0:
                     break
                 continue
-            self.dispatch()
-            self.check_stalls()
+            self.guarded(self.dispatch)
+            self.guarded(self.check_stalls)
             self.publish_backlog()
 
     def step(self, timeout_ms: int) -> int:
@@ -106,12 +114,46 @@ class IndexStage:
             receiver, handler = self.handlers[sock]
             while (msg := receiver.recv(timeout_ms=0)) is not None:
                 started = time.monotonic()
-                handler(msg)
+                self.guarded(handler, msg)
                 metrics.mark_work_done("index", started)
                 handled += 1
                 if handled % 64 == 0:
                     break
         return handled
+
+    def guarded(self, work, *args) -> bool:
+        """Run one unit of work. When the data folder refuses a write (full, read-only, gone), keep the unit and
+        retry it with back-off instead of crashing: a restarted index would replay the same write straight into a
+        crash loop that stops the daemon, whereas waiting here lets upstream stages block on their full queues
+        (back-pressure) until space or permission returns. Before each retry the result writer is rebuilt as at a
+        restart (pairing index reloaded from disk, unindexed patches replayed, pairs.csv rewritten from the
+        catalog), so a unit that failed halfway is completed exactly once. Returns False when a stop request
+        ends the wait: the unit is left to the next start (its video is still 'processing')."""
+        delay, failed = 0.5, False
+        while True:
+            try:
+                if failed:
+                    self.results.pairing.close()
+                    self.results = ResultWriter(self.settings, self.catalog)
+                    self.results.recover()
+                work(*args)
+            except WRITE_ERRORS as exc:
+                if self.catalog.db.in_transaction:
+                    with contextlib.suppress(sqlite3.Error):
+                        self.catalog.db.execute("ROLLBACK")
+                metrics.ERRORS.labels("index", "write_failed").inc()
+                log.error("index: cannot write to %s (%s); retrying in %.1f s", self.settings.paths.data_dir, exc,
+                          delay)
+                failed = True
+                if self.stop is not None and self.stop.event.wait(delay):
+                    return False
+                delay = min(2 * delay, WRITE_RETRY_MAX_S)
+                continue
+            if failed:
+                log.info("index: writes work again")
+                for progress in self.in_flight.values():  # time spent waiting for the disk is not a stall
+                    progress.last_activity = time.monotonic()
+            return True
 
     # --- videos ------------------------------------------------------------------------------------------------
     def reject(self, reason: str, msg: wire.Message) -> None:

@@ -287,3 +287,29 @@ def test_the_pipeline_still_works_after_all_that(live):
     d.wait_for(lambda: all_finished(tmp / "data", len(snapshot(tmp / "data").videos)), 60, "every video finished")
     for stage in ("index", "decode", "detect", "classify"):
         assert d.value("humanstyle_messages_rejected_total", stage=stage) > 0
+
+
+def test_sockets_and_metrics_are_private_and_on_loopback(live):
+    d, tmp = live
+    run = tmp / "run"
+    assert run.stat().st_mode & 0o777 == 0o700 and run.stat().st_uid == os.getuid()
+    socks = sorted(p.name for p in run.glob("*.sock"))
+    assert {"discovered.sock", "classified.sock", "control.sock", "jobs.sock", "windows.0.sock",
+            "patches.0.sock"} <= set(socks)
+    # Every TCP socket the daemon's processes listen on is the metrics endpoint, on 127.0.0.1.
+    health = d.health()
+    pids = [d.proc.pid] + [pid for s in health["stages"].values() for pid in s["pids"]]
+    inodes = set()
+    for pid in pids:
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            target = os.readlink(fd) if fd.is_symlink() else ""
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
+    listening = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            cols = line.split()
+            if cols[3] == "0A" and cols[9] in inodes:  # state LISTEN, owned by the daemon
+                listening.append(cols[1])
+    port = int(d.listen.rsplit(":", 1)[1])
+    assert listening == [f"0100007F:{port:04X}"], f"daemon listens on {listening}"

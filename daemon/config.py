@@ -137,6 +137,9 @@ class QueueSettings:
     tcp_base_port: int = opt(5550, "first of the consecutive ports used with transport = tcp", min=1024, max=65000)
     high_water_mark: int = opt(64, "messages a socket buffers before its sender blocks (back-pressure)",
                                min=1, max=100_000)
+    window_high_water_mark: int = opt(2, "the same for the decoder->detector queue, whose messages hold several "
+                                      "full frames each; small so a long video cannot pile frames up in memory",
+                                      min=1, max=100_000)
     max_message_mb: float = opt(64.0, "larger messages are rejected by the receiver", min=1, max=4096)
 
 

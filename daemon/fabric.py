@@ -77,10 +77,13 @@ class Fabric:
         self.max_bytes = int(settings.queues.max_message_mb * 1024 * 1024)
         self._sockets: list[zmq.Socket] = []
 
-    def _socket(self, kind: int) -> zmq.Socket:
+    def _socket(self, kind: int, queue: str | None = None) -> zmq.Socket:
         sock = self.ctx.socket(kind)
         sock.setsockopt(zmq.LINGER, 0)
-        hwm = self.settings.queues.high_water_mark
+        # A window carries several full frames (~14 MB at 720p): with the general mark a fast decoder parked a
+        # whole video's windows in the detector's memory; a couple queued keep the detector busy just as well.
+        q = self.settings.queues
+        hwm = q.window_high_water_mark if queue == "windows" else q.high_water_mark
         sock.setsockopt(zmq.SNDHWM, hwm)
         sock.setsockopt(zmq.RCVHWM, hwm)
         if kind in (zmq.PULL, zmq.SUB):
@@ -99,12 +102,12 @@ class Fabric:
                 sock.connect(ep)
 
     def sender(self, queue: str, names: list[str], bind: bool) -> Sender:
-        sock = self._socket(zmq.PUSH)
+        sock = self._socket(zmq.PUSH, queue)
         self._attach(sock, names, bind)
         return Sender(sock, queue, self)
 
     def receiver(self, queue: str, names: list[str], bind: bool) -> Receiver:
-        sock = self._socket(zmq.PULL)
+        sock = self._socket(zmq.PULL, queue)
         self._attach(sock, names, bind)
         return Receiver(sock, queue, self)
 

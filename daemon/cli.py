@@ -96,9 +96,10 @@ def cmd_status(settings: config.Settings, args: argparse.Namespace) -> int:
 
 def cmd_run(settings: config.Settings, args: argparse.Namespace) -> int:
     from daemon.paths import prepare_metrics_dir, prepare_runtime_dir
-    from daemon.preflight import check_weights_in_child
+    from daemon.preflight import check_folders, check_weights_in_child
 
     check_weights_in_child(settings)  # raises ConfigError naming the missing file, before any video is touched
+    check_folders(settings)
     runtime = prepare_runtime_dir(settings)
     # prometheus_client reads this when first imported, so it must be set before any metric exists.
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(prepare_metrics_dir(runtime))

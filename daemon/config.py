@@ -108,11 +108,13 @@ class TrainSettings:
     threads: int = opt(1, "torch CPU threads for training on the CPU", min=1, max=256)
     nice: int = opt(10, "CPU priority increment for the trainer so ingestion keeps up", min=0, max=19)
     amp: bool = opt(True, "mixed precision on CUDA")
-    pix2pix_image_size: int = opt(64, "pix2pix training resolution", min=16, max=1024)
+    pix2pix_image_size: int = opt(64, "pix2pix training resolution (the PatchGAN needs at least 32)", min=32,
+                                  max=1024)
     pix2pix_batch_size: int = opt(32, "pix2pix batch size", min=1, max=1024)
     pix2pix_ngf: int = opt(64, "pix2pix generator width", min=4, max=256)
     pix2pix_ndf: int = opt(64, "pix2pix discriminator width", min=4, max=256)
-    cyclegan_image_size: int = opt(200, "CycleGAN training resolution", min=16, max=1024)
+    cyclegan_image_size: int = opt(200, "CycleGAN training resolution (the PatchGAN needs at least 32)", min=32,
+                                   max=1024)
     cyclegan_batch_size: int = opt(1, "CycleGAN batch size", min=1, max=256)
     cyclegan_ngf: int = opt(64, "CycleGAN generator width", min=4, max=256)
     cyclegan_ndf: int = opt(64, "CycleGAN discriminator width", min=4, max=256)

@@ -55,3 +55,21 @@ def _check_weights_message(settings: Settings) -> str | None:
     except ConfigError as exc:
         return str(exc)
     return None
+
+
+def check_folders(settings: Settings) -> None:
+    """The data folder must be writable and the watch folder readable before anything starts; a folder that
+    fails later is handled by the index, which pauses and retries."""
+    import os
+    import tempfile
+
+    for key, path in (("paths.data_dir", settings.paths.data_dir), ("paths.watch_dir", settings.paths.watch_dir)):
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+            if key == "paths.data_dir":
+                with tempfile.TemporaryFile(dir=path):
+                    pass
+            elif not os.access(path, os.R_OK | os.X_OK):
+                raise PermissionError("not readable")
+        except OSError as exc:
+            raise ConfigError(f"{key} = {str(path)!r}: cannot use this folder ({exc.strerror or exc})") from None

@@ -113,7 +113,9 @@ class Supervisor:
                 if now >= child.restart_at:
                     self._start(child)
                     metrics.STAGE_RESTARTS.labels(child.stage).inc()
-                    if child.stage in WORKER_STAGES or child.stage == "index":
+                    # A restarted index redoes its in-flight videos by itself; telling it again would spend
+                    # a second of each video's attempts.
+                    if child.stage in WORKER_STAGES:
                         self._notify_restart(child.stage)
                 continue
             if proc is None or proc.is_alive():

@@ -74,3 +74,12 @@ def test_shipped_config_is_the_documented_defaults():
     for key, _default, _range, help_ in config.describe():
         assert help_, f"{key} has no description"
         assert f"\n{key.split('.')[1]} = " in shipped
+
+
+def test_an_unusable_data_folder_stops_the_daemon_before_it_starts(tmp_path, capsys):
+    blocker = tmp_path / "file-not-folder"
+    blocker.write_text("x")
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'[paths]\ndata_dir = "{blocker}/data"\n[detect]\nweights = "none"\n[classify]\nweights = "none"\n')
+    assert main(["run", "--config", str(cfg)]) == 2
+    assert "paths.data_dir" in capsys.readouterr().err

@@ -103,6 +103,9 @@ def cmd_run(settings: config.Settings, args: argparse.Namespace) -> int:
     runtime = prepare_runtime_dir(settings)
     # prometheus_client reads this when first imported, so it must be set before any metric exists.
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(prepare_metrics_dir(runtime))
+    # Stage processes inherit this: idle OpenMP threads sleep rather than spin, so model stages can share cores
+    # (see stage_main.model_threads). Read by OpenMP when torch loads, which happens only in the stage processes.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     from daemon.supervisor import Supervisor
 
     try:

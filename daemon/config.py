@@ -75,7 +75,7 @@ class DetectSettings:
     max_size: int = opt(912, "model input long-side cap", min=128, max=2667)
     batch_size: int = opt(5, "frames per model call (an anchor with its burst fits in one)", min=1, max=64)
     device: str = opt("auto", '"auto" (CUDA when present), "cpu" or "cuda[:N]"')
-    threads: int = opt(0, "torch CPU threads per detector process; 0 = share the cores evenly", min=0, max=256)
+    threads: int = opt(0, "torch CPU threads per detector process; 0 = the cores / detect.workers", min=0, max=256)
     workers: int = opt(1, "detector processes", min=1, max=64)
 
 
@@ -89,7 +89,8 @@ class ClassifySettings:
     input_size: int = opt(0, "Keypoint R-CNN input side; 0 = the patch's own size. A larger value enlarges patches "
                           "to it as torchvision's default (800) does: slower, for comparisons only", min=0, max=1600)
     device: str = opt("auto", '"auto" (CUDA when present), "cpu" or "cuda[:N]"')
-    threads: int = opt(0, "torch CPU threads per classifier process; 0 = share the cores evenly", min=0, max=256)
+    threads: int = opt(0, "torch CPU threads per classifier process; 0 = the cores / classify.workers", min=0,
+                       max=256)
     workers: int = opt(1, "classifier processes", min=1, max=64)
 
 

@@ -18,7 +18,8 @@ Runs, one after the other on the same clip:
   at its default input size (800, so a 256 px patch is enlarged) on each patch, one call per patch, capped at
   --max-persons boxes; PNG patch + mask written per person. Torch's default threads (all cores).
 - daemon_matched: the real daemon (subprocess, its own stage processes) with the baseline's input sizes:
-  detect.min_size 800 / max_size 1333, decode.max_side 0 (full frames), classify.input_size 800.
+  detect.min_size 800 / max_size 1333, decode.max_side 0 (full frames), classify.input_size 800, and
+  torchvision's 1000 region proposals per image in both models (detect.proposals, classify.proposals).
   Its patch set must equal the baseline's (frame index, person index, box within --box-tol pixels).
 - daemon_default: the daemon's own defaults for everything but the job settings above (sizes, threads, batching,
   workers); train.enabled false (an ingest benchmark) and short watch timers (stable_s 0.3 s).
@@ -53,7 +54,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-MATCHED = {"decode": {"max_side": 0}, "detect": {"min_size": 800, "max_size": 1333}, "classify": {"input_size": 800}}
+MATCHED = {"decode": {"max_side": 0}, "detect": {"min_size": 800, "max_size": 1333, "proposals": 1000},
+           "classify": {"input_size": 800, "proposals": 1000}}
 
 
 # --- /proc helpers ---------------------------------------------------------------------------------------------

@@ -74,6 +74,8 @@ class DetectSettings:
     min_size: int = opt(512, "model input short side; frames are never upscaled beyond their size", min=128, max=1600)
     max_size: int = opt(912, "model input long-side cap", min=128, max=2667)
     batch_size: int = opt(5, "frames per model call (an anchor with its burst fits in one)", min=1, max=64)
+    proposals: int = opt(300, "region proposals per frame for the box head (torchvision: 1000; 300, the Faster R-CNN "
+                         "paper's test setting, is much cheaper on a CPU)", min=10, max=2000)
     device: str = opt("auto", '"auto" (CUDA when present), "cpu" or "cuda[:N]"')
     threads: int = opt(0, "torch CPU threads per detector process; 0 = the cores / detect.workers", min=0, max=256)
     workers: int = opt(1, "detector processes", min=1, max=64)
@@ -86,6 +88,8 @@ class ClassifySettings:
     min_keypoint_confidence: float = opt(0.5, "keypoints below this confidence count as not visible", min=0, max=1)
     person_threshold: float = opt(0.3, "minimum score of the person Keypoint R-CNN finds in a patch", min=0, max=1)
     batch_size: int = opt(8, "patches per model call", min=1, max=128)
+    proposals: int = opt(100, "region proposals per patch for the box head (a patch holds one main person; "
+                         "torchvision: 1000)", min=10, max=2000)
     input_size: int = opt(0, "Keypoint R-CNN input side; 0 = the patch's own size. A larger value enlarges patches "
                           "to it as torchvision's default (800) does: slower, for comparisons only", min=0, max=1600)
     device: str = opt("auto", '"auto" (CUDA when present), "cpu" or "cuda[:N]"')

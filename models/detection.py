@@ -15,8 +15,9 @@ threshold 0.05, masks for at most 5 boxes, median of 3 runs after a warm-up, ms 
     Keypoint R-CNN, 256x256 patch         3910            -      -    1320     -     840
 
 Much of Mask R-CNN's CPU cost does not scale with the image: the box head runs on 1000 RPN proposals per
-image (torchvision's default; 300 proposals measured about 45 % faster at 720). That default is kept for
-recall.
+image (torchvision's default; 300 proposals measured about 45 % faster at 720). The adapters keep torchvision's
+1000 unless told otherwise (``proposals``); the daemon's config passes 300 for frames (the Faster R-CNN paper's
+test setting) and 100 for single-person patches, and a caller that needs torchvision's exact behaviour passes 1000.
 
 Default ``min_size=720``: 720p runs at native resolution (no upscale), 1080p is shrunk to 720 (people far
 from the camera stay above the default ``min_box_side``), and smaller footage is left as it is.
@@ -132,6 +133,7 @@ class _RCNNAdapter:
         min_box_side: float,
         allow_download: bool,
         upscale: bool = False,
+        proposals: int = 1000,
     ) -> None:
         _check_positive(min_size=min_size, max_size=max_size, batch_size=batch_size, keep=keep)
         if not 0.0 <= score_threshold <= 1.0:
@@ -149,6 +151,8 @@ class _RCNNAdapter:
             allow_download=allow_download,
             box_score_thresh=score_threshold,
             box_detections_per_img=CANDIDATES_PER_IMAGE,
+            # Region proposals the box head sees per image: most of the head's cost scales with it.
+            rpn_post_nms_top_n_test=int(proposals),
             min_size=self.min_size,
             max_size=self.max_size,
         )
@@ -220,7 +224,9 @@ class PersonDetector(_RCNNAdapter):
         max_size: int = 1333,
         batch_size: int = 4,
         allow_download: bool = False,
+        proposals: int = 1000,
     ) -> None:
+        """``proposals``: region proposals per image for the box head (torchvision's default 1000)."""
         super().__init__(
             self.ARCH,
             weights,
@@ -232,6 +238,7 @@ class PersonDetector(_RCNNAdapter):
             keep=max_persons,
             min_box_side=min_box_side,
             allow_download=allow_download,
+            proposals=proposals,
         )
 
     def detect(self, frames: Sequence[np.ndarray]) -> list[list[PersonDetection]]:
@@ -272,9 +279,11 @@ class KeypointEstimator(_RCNNAdapter):
         box_score_threshold: float = 0.3,
         allow_download: bool = False,
         upscale: bool = False,
+        proposals: int = 1000,
     ) -> None:
         """``upscale=True`` resizes every patch to ``min_size`` even when that enlarges it, as torchvision's
-        default transform does (for comparisons with it; it only costs time)."""
+        default transform does (for comparisons with it; it only costs time). ``proposals``: region proposals per
+        patch for the box head."""
         super().__init__(
             self.ARCH,
             weights,
@@ -287,6 +296,7 @@ class KeypointEstimator(_RCNNAdapter):
             min_box_side=0.0,
             allow_download=allow_download,
             upscale=upscale,
+            proposals=proposals,
         )
 
     def estimate(self, patches: Sequence[np.ndarray]) -> list[KeypointResult | None]:

@@ -209,7 +209,8 @@ def build_estimator(settings: Settings):
         seed_random_init(c.weights)
         return KeypointEstimator(weights=c.weights, device=c.device, min_size=size, max_size=size,
                                  batch_size=c.batch_size, box_score_threshold=c.person_threshold,
-                                 allow_download=False, upscale=size > settings.detect.patch_size)
+                                 allow_download=False, upscale=size > settings.detect.patch_size,
+                                 proposals=c.proposals)
     except WeightsError as exc:
         raise StageFatal(str(exc)) from None
 

@@ -175,7 +175,8 @@ def build_detector(settings: Settings):
         seed_random_init(d.weights)
         return PersonDetector(weights=d.weights, device=d.device, score_threshold=d.score_threshold,
                               max_persons=d.max_persons, min_box_side=d.min_box_side, min_size=d.min_size,
-                              max_size=d.max_size, batch_size=d.batch_size, allow_download=False)
+                              max_size=d.max_size, batch_size=d.batch_size, allow_download=False,
+                              proposals=d.proposals)
     except WeightsError as exc:
         raise StageFatal(str(exc)) from None
 

@@ -87,7 +87,9 @@ class ClassifySettings:
     allow_download: bool = opt(True, "let DEFAULT weights download into the torch hub cache when missing")
     min_keypoint_confidence: float = opt(0.5, "keypoints below this confidence count as not visible", min=0, max=1)
     person_threshold: float = opt(0.3, "minimum score of the person Keypoint R-CNN finds in a patch", min=0, max=1)
-    batch_size: int = opt(8, "patches per model call", min=1, max=128)
+    batch_size: int = opt(1, "patches per model call. 1 on a CPU: larger batches are no faster there, cost memory, and "
+                          "make results depend on how patches happened to arrive together; raise it on a GPU",
+                          min=1, max=128)
     proposals: int = opt(100, "region proposals per patch for the box head (a patch holds one main person; "
                          "torchvision: 1000)", min=10, max=2000)
     input_size: int = opt(0, "Keypoint R-CNN input side; 0 = the patch's own size. A larger value enlarges patches "

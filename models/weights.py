@@ -228,11 +228,6 @@ def build_model(arch: str, choice: str, *, allow_download: bool = False, **kwarg
     return model.eval()
 
 
-def missing_default_message(arch: str, reason: str) -> str:
-    """Offline help for missing "DEFAULT" weights: the file expected, where, the URL, the path option."""
-    return _missing_default_message(arch, reason)
-
-
 def download_default_weights(arch: str, *, progress: bool = True) -> Path:
     """Fetch the "DEFAULT" weights of ``arch`` into the hub cache now (torchvision's hash-checked download).
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import zmq
 
 from daemon import metrics, wire
-from daemon.catalog import Catalog, Video
+from daemon.catalog import UNFINISHED, Catalog, Video
 from daemon.config import Settings
 from daemon.fabric import Fabric, Receiver, Sender, StopFlag
 from daemon.paths import catalog_path
@@ -192,7 +192,7 @@ class IndexStage:
         self._backlog_at = now
         counts = {(d, s): n for d, s, n in self.catalog.counts()["videos"]}
         for domain in self.settings.domains:
-            for status in ("queued", "processing"):
+            for status in UNFINISHED:
                 metrics.VIDEOS_UNFINISHED.labels(domain, status).set(counts.get((domain, status), 0))
 
     def dispatch(self) -> None:

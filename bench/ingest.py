@@ -238,7 +238,7 @@ def daemon_sections(folder: Path, job: dict, extra: dict[str, dict]) -> dict[str
         "decode": {"burst_frames": job["burst_frames"]},
         "detect": {"weights": "none", "score_threshold": job["score_threshold"], "max_persons": job["max_persons"],
                    "min_box_side": job["min_box_side"], "patch_size": job["patch_size"], "margin": job["margin"]},
-        "classify": {"weights": "none"},
+        "classify": {"weights": "none", "min_person_overlap": 0.0},  # random boxes: keep one per patch
         "train": {"enabled": False},
         "metrics": {"listen": f"127.0.0.1:{free_port()}"},
     }

@@ -41,6 +41,7 @@ from daemon import metrics, wire
 from daemon.config import Settings
 from daemon.fabric import Fabric, StopFlag, Stopping
 from daemon.stage_main import StageFatal, model_threads, seed_random_init
+from stages.detect import box_in_patch
 
 log = logging.getLogger("humanstyle.classify")
 
@@ -176,15 +177,19 @@ def _side_vote(left_minus_right_x: float, torso: float) -> int:
 # The classify stage process: patches in, classified patches out (window_done and video_end pass through).
 
 def classify_patches(estimator, patches: list[wire.Message], min_confidence: float) -> list[wire.Message]:
-    """Keypoints for a batch of patch messages (one model call) and their view, as classified messages."""
+    """Keypoints for a batch of patch messages (one model call) and their view, as classified messages.
+
+    The keypoints are those of the person the patch was cut around (the detector's box, mapped into the patch),
+    not of whoever scores best in it: in a crowd a neighbour reaching into the square often does."""
     if not patches:
         return []
-    results = estimator.estimate([p.arrays["image"] for p in patches])
+    targets = [box_in_patch(p["box"], p["square"], p.arrays["image"].shape[1]) for p in patches]
+    results = estimator.estimate_own([p.arrays["image"] for p in patches], targets)
     out = []
-    for patch, result in zip(patches, results, strict=True):
+    for patch, (result, miss) in zip(patches, results, strict=True):
         h, w = patch.arrays["image"].shape[:2]
         if result is None:
-            out.append(rejected(patch, "no_person"))
+            out.append(rejected(patch, miss or "no_person"))
             continue
         keypoints = result.keypoints.astype(np.float32)
         view, reason = classify_with_reason(keypoints, (w, h), min_confidence)
@@ -210,7 +215,7 @@ def build_estimator(settings: Settings):
         return KeypointEstimator(weights=c.weights, device=c.device, min_size=size, max_size=size,
                                  batch_size=c.batch_size, box_score_threshold=c.person_threshold,
                                  allow_download=False, upscale=size > settings.detect.patch_size,
-                                 proposals=c.proposals)
+                                 proposals=c.proposals, min_overlap=c.min_person_overlap)
     except WeightsError as exc:
         raise StageFatal(str(exc)) from None
 

@@ -56,7 +56,7 @@ def fast_sections(tmp: Path, **overrides: dict) -> dict[str, dict]:
         "watch": {"stable_s": 0.3, "poll_interval_s": 0.2, "stall_timeout_s": 60.0},
         "detect": {"weights": "none", "score_threshold": 0.0, "min_size": 160, "max_size": 256, "max_persons": 2,
                    "min_box_side": 4, "patch_size": 96, "threads": 1},
-        "classify": {"weights": "none", "threads": 1},
+        "classify": {"weights": "none", "threads": 1, "min_person_overlap": 0.0},
         "train": {"enabled": False},
         "metrics": {"listen": f"127.0.0.1:{free_port()}"},
         "supervisor": {"restart_backoff_s": 0.2, "shutdown_timeout_s": 10.0},

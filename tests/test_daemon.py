@@ -86,9 +86,20 @@ def test_ingests_a_clip_serves_metrics_and_stops_cleanly(tmp_path, daemon_factor
 
 
 def test_a_killed_stage_is_restarted_and_work_continues(tmp_path, daemon_factory):
-    d = daemon_factory()
+    # A 2 s restart back-off keeps the stage down long enough for /healthz to be seen saying so.
+    d = daemon_factory(supervisor={"restart_backoff_s": 2.0})
     victim = d.health()["stages"]["detect"]["pids"][0]
     os.kill(victim, signal.SIGKILL)
+    seen: list[dict] = []
+
+    def degraded() -> bool:
+        h = d.health()  # the harness fails the test unless "degraded" comes with HTTP 503
+        seen.append(h)
+        return h["status"] == "degraded" and h["stages"]["detect"]["alive"] == 0
+    d.wait_for(degraded, 30, "/healthz to report the dead detector")
+    down = seen[-1]["stages"]
+    assert down["detect"]["restarting"] == 1 and down["detect"]["pids"] == []
+    assert all(s["alive"] == s["processes"] for name, s in down.items() if name != "detect")
     d.wait_for(lambda: d.value("humanstyle_stage_restarts_total", stage="detect") == 1, 30, "a detect restart")
     d.wait_for(lambda: d.health()["status"] == "ok", 60, "health to recover")
     assert victim not in d.health()["stages"]["detect"]["pids"]

@@ -258,6 +258,17 @@ def assert_invariants(snap: Snapshot) -> None:
     assert snap.counts["patches_of_unknown_videos"] == 0
 
 
+def every_cross_domain_pair(snap: Snapshot, domains: tuple[str, str] = ("movie", "game")) -> set[tuple]:
+    """The pairs a run with pair.min_similarity = -1 and pair.top_k above the patch count must hold exactly: every
+    (first-domain patch, second-domain patch) of the same kept view, whatever the order patches arrived in."""
+    sides: dict[str, dict[str, list]] = {}
+    for fp, frame, person, view in snap.patches:
+        if view != "REJECTED":
+            sides.setdefault(view, {}).setdefault(snap.video_domains[fp], []).append((fp, frame, person))
+    a, b = domains
+    return {(x, y, view) for view, side in sides.items() for x in side.get(a, ()) for y in side.get(b, ())}
+
+
 def all_finished(data_dir: Path, expected_videos: int) -> bool:
     db_path = data_dir / "catalog.sqlite"
     if not db_path.exists():
@@ -279,6 +290,26 @@ def catalog_value(data_dir: Path, sql: str, args: tuple = ()) -> list[tuple]:
 
 
 # --- processes -------------------------------------------------------------------------------------------------
+def tcp_listeners(pids: list[int]) -> list[tuple[str, int]]:
+    """(address, port) of every TCP socket in LISTEN state owned by these processes (/proc/net/tcp inodes matched
+    to /proc/<pid>/fd), sorted. Addresses as /proc writes them: 0100007F is 127.0.0.1."""
+    inodes = set()
+    for pid in pids:
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            with contextlib.suppress(OSError):
+                target = os.readlink(fd)
+                if target.startswith("socket:["):
+                    inodes.add(target[8:-1])
+    listening = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            cols = line.split()
+            if cols[3] == "0A" and cols[9] in inodes:  # state LISTEN, owned by one of the pids
+                address, port = cols[1].split(":")
+                listening.append((address, int(port, 16)))
+    return sorted(listening)
+
+
 def peak_rss_mib(pid: int) -> float | None:
     """VmHWM (peak resident set) of a live process in MiB, None once it is gone."""
     try:

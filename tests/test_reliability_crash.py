@@ -20,6 +20,7 @@ from tests.reliability_helpers import (
     assert_invariants,
     catalog_value,
     drop,
+    every_cross_domain_pair,
     kill_daemon,
     running_daemon,
     snapshot,
@@ -60,18 +61,6 @@ def baseline(tmp_path_factory, source_clip):
     return snap
 
 
-def every_cross_domain_pair(snap) -> set[tuple]:
-    """The pairs the baseline must hold exactly: every (movie patch, game patch) of the same kept view. With
-    pair.min_similarity = -1 and pair.top_k = 100 (more than the 6 patches per domain) the index records all of
-    them whatever the order patches arrive in; the patches themselves are deterministic (seeded random-init
-    models, one torch thread, identical frames)."""
-    sides: dict[str, dict[str, list]] = {}
-    for fp, frame, person, view in snap.patches:
-        if view != "REJECTED":
-            sides.setdefault(view, {}).setdefault(snap.video_domains[fp], []).append((fp, frame, person))
-    return {(m, g, view) for view, side in sides.items() for m in side.get("movie", ()) for g in side.get("game", ())}
-
-
 def assert_same_results(snap, baseline) -> None:
     assert_invariants(snap)
     assert snap.videos == baseline.videos
@@ -104,6 +93,8 @@ def test_baseline_is_complete(baseline):
     views = {d: {(fr, pe): v for fp, fr, pe, v in baseline.patches if baseline.video_domains[fp] == d}
              for d in ("movie", "game")}
     assert views["movie"] == views["game"] and len(views["movie"]) == 6
+    # min_similarity -1, top_k 100 (more than the 6 patches per domain): every same-view pair is recorded, and the
+    # patches are deterministic (seeded random-init models, one torch thread, identical frames).
     expected = every_cross_domain_pair(baseline)
     assert expected, "the inputs must produce pairs, or the pair checks prove nothing"
     assert baseline.pairs == expected

@@ -39,13 +39,18 @@ class Daemon:
         return f"http://{self.listen}{path}"
 
     def health(self) -> dict | None:
+        """The /healthz JSON (None while nothing answers). Its HTTP code must agree with its status: 200 with
+        "ok", 503 with "degraded"; anything else fails the calling test at once."""
         try:
             with urllib.request.urlopen(self.url("/healthz"), timeout=5) as resp:
-                data = json.load(resp)
+                code, data = resp.status, json.load(resp)
         except urllib.error.HTTPError as exc:
-            data = json.load(exc)
+            code, data = exc.code, json.load(exc)
         except OSError:
             return None
+        expected = {"ok": 200, "degraded": 503}.get(data.get("status"))
+        if code != expected:
+            raise AssertionError(f"/healthz answered HTTP {code} with status {data.get('status')!r}")
         for stage in data["stages"].values():
             self.pids.update(stage.get("pids", []))
         return data

@@ -28,7 +28,9 @@ class Daemon:
         self.pids: set[int] = set()
 
     def start(self, timeout: float = 90) -> Daemon:
-        env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+        # tests/seams gives the random-init keypoint model plausible poses in every daemon process (see there).
+        env = {**os.environ, "PYTHONPATH": f"{ROOT / 'tests' / 'seams'}{os.pathsep}{ROOT}", "OMP_NUM_THREADS": "1",
+               "HUMANSTYLE_TEST_POSES": "1"}
         self.log = open(self.log_path, "ab")
         self.proc = subprocess.Popen([sys.executable, "-m", "daemon.cli", "run", "--config", str(self.config_path)],
                                      stdout=self.log, stderr=subprocess.STDOUT, env=env, cwd=ROOT)

@@ -75,10 +75,9 @@ def cmd_check_config(settings: config.Settings, args: argparse.Namespace) -> int
 
 
 def cmd_status(settings: config.Settings, args: argparse.Namespace) -> int:
-    from daemon.catalog import Catalog
-    from daemon.paths import catalog_path
+    from stages.catalog import Catalog
 
-    db = catalog_path(settings)
+    db = settings.paths.catalog
     if not db.exists():
         print(f"no catalog yet at {db}: nothing has been ingested")
         return 0

@@ -52,11 +52,10 @@ def cmd_extract(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_export(settings: Settings, args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from daemon.catalog import Catalog
-    from daemon.paths import catalog_path
+    from stages.catalog import Catalog
     from stages.export import export_cyclegan, export_pix2pix
 
-    db = catalog_path(settings)
+    db = settings.paths.catalog
     if not db.exists():
         print(f"humanstyle: no catalog at {db}: nothing to export yet", file=sys.stderr)
         return 1

@@ -161,13 +161,14 @@ class Supervisor:
 
     def _notify_restart(self, stage: str) -> None:
         """Tell the index that work held by a dead process is lost, so it redoes the videos in flight."""
-        from daemon import fabric, wire
+        from daemon import fabric
+        from stages.records import StageRestarted
 
         if self._control is None:
             self._fabric = fabric.Fabric(self.settings, "supervisor")
             self._control = self._fabric.sender("control", ["control"], bind=False)
         try:
-            self._control.send(wire.make("stage_restarted", stage=stage), grace_s=1.0)
+            self._control.send(StageRestarted(stage=stage), grace_s=1.0)
         except fabric.Stopping:
             log.warning("could not notify the index of the %s restart", stage)
 

@@ -31,11 +31,10 @@ def add_subcommands(sub: argparse._SubParsersAction, add_config: Callable, handl
 def cmd_train(settings: Settings, args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from daemon.catalog import Catalog
-    from daemon.paths import catalog_path
+    from stages.catalog import Catalog
     from stages.train import Trainer, training_device
 
-    db = catalog_path(settings)
+    db = settings.paths.catalog
     if not db.exists():
         print(f"humanstyle: no catalog at {db}: ingest some footage first", file=sys.stderr)
         return 1

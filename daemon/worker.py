@@ -19,8 +19,9 @@ import zmq
 
 from daemon import metrics
 from daemon.config import Settings
-from daemon.fabric import Fabric, Receiver, Sender, StopFlag, Stopping
-from stages.handler import Route
+from daemon.fabric import Fabric, Receiver, Sender, StopFlag
+from stages import counters
+from stages.handler import Route, Stopping
 from stages.records import Record
 
 log = logging.getLogger("humanstyle.worker")
@@ -35,6 +36,7 @@ class Input:
     queue: str
     names: Callable[[Settings, int], list[str]]
     bind: bool
+    accepts: tuple[type[Record], ...]  # records of other types arriving here are refused (unexpected_type)
     subscribe: bool = False
 
 
@@ -62,8 +64,8 @@ class ProcessSpec:
 class SocketOutbox:
     """The daemon's Outbox: each record goes to the socket that carries its type."""
 
-    def __init__(self, senders: dict[type[Record], Sender], stop: StopFlag) -> None:
-        self._senders, self._stop = senders, stop
+    def __init__(self, stage: str, senders: dict[type[Record], Sender], stop: StopFlag) -> None:
+        self._stage, self._senders, self._stop = stage, senders, stop
 
     @property
     def stopping(self) -> bool:
@@ -80,6 +82,12 @@ class SocketOutbox:
 
     def try_send(self, record: Record) -> bool:
         return self._sender(record).try_send(record)
+
+    def unit_done(self, started: float) -> None:
+        metrics.mark_work_done(self._stage, started)
+
+    def pause(self, seconds: float) -> bool:
+        return self._stop.event.wait(seconds)
 
 
 @dataclass
@@ -106,11 +114,11 @@ class Worker:
             names = out.names(settings, index)
             sender = self.fab.publisher(names[0]) if out.publish else self.fab.sender(out.queue, names, bind=out.bind)
             senders.update(dict.fromkeys(out.carries, sender))
-        self.outbox = SocketOutbox(senders, stop)
+        self.outbox = SocketOutbox(spec.stage, senders, stop)
         self.poller = zmq.Poller()
         for receiver in self.inputs:
             self.poller.register(receiver.sock, zmq.POLLIN)
-        self._by_socket = {r.sock: r for r in self.inputs}
+        self._by_socket = {r.sock: (r, inp.accepts) for r, inp in zip(self.inputs, spec.inputs, strict=True)}
 
     # --- the loop ----------------------------------------------------------------------------------------------
     def run(self) -> None:
@@ -151,13 +159,16 @@ class Worker:
             return 0
         handled = 0
         for sock, _ in self.poller.poll(wait_ms):
-            receiver = self._by_socket[sock]
+            receiver, accepts = self._by_socket[sock]
             pending = _Pending()
             for _ in range(MAX_PER_SOCKET):
                 record = receiver.recv(timeout_ms=0)
                 if record is None:
                     break
                 handled += 1
+                if not isinstance(record, accepts):
+                    self.refuse(record)
+                    continue
                 self.take(record, pending)
             self.flush(pending)
         return handled
@@ -172,8 +183,7 @@ class Worker:
             return
         route = handler.routes.get(type(record))
         if route is None:
-            metrics.MESSAGES_REJECTED.labels(self.spec.stage, "unexpected_type").inc()
-            log.warning("%s: a %s record is not for this stage", self.spec.stage, record.TYPE)
+            self.refuse(record)
             return
         if pending.route is not None and pending.route is not route:
             self.flush(pending)
@@ -181,6 +191,10 @@ class Worker:
         pending.records.append(record)
         if len(pending.records) >= route.batch:
             self.flush(pending)
+
+    def refuse(self, record: Record) -> None:
+        counters.MESSAGES_REJECTED.labels(self.spec.stage, "unexpected_type").inc()
+        log.warning("%s: a %s record is not for this stage", self.spec.stage, record.TYPE)
 
     def flush(self, pending: _Pending) -> None:
         if pending.route is not None and pending.records:
@@ -197,10 +211,11 @@ class Worker:
             raise
         except Exception as exc:  # one bad unit must not take the stage (and its queue) down
             log.exception("%s: %d %s record(s) failed", self.spec.stage, len(records), records[0].TYPE)
-            metrics.ERRORS.labels(self.spec.stage, type(exc).__name__).inc()
+            counters.ERRORS.labels(self.spec.stage, type(exc).__name__).inc()
             if route.on_error is not None:
                 route.on_error(records, self.outbox)
-        metrics.mark_work_done(self.spec.stage, started)
+        if not route.units_done_by_handler:
+            metrics.mark_work_done(self.spec.stage, started)
 
 
 def run_process(spec: ProcessSpec, settings: Settings, index: int, stop: StopFlag) -> None:

@@ -18,6 +18,7 @@ in one-shot tools, benchmarks and tests, which call the same handlers without an
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -25,11 +26,19 @@ from typing import Any, Protocol
 from stages.records import Record
 
 
+class Stopping(Exception):
+    """Raised by Outbox.send when the process is leaving and the receiver cannot take the record in time. Stage
+    logic lets it pass: the unfinished work is redone on the next start."""
+
+
 @dataclass(frozen=True)
 class Route:
     handle: Callable[[list[Any], Any], None]
     batch: int = 1
     on_error: Callable[[list[Any], Any], None] | None = None
+    # False: each call is one unit of work. True: the handler reports its units itself (Outbox.unit_done), as the
+    # decoder does per window of a long video.
+    units_done_by_handler: bool = False
 
 
 class Outbox(Protocol):
@@ -45,6 +54,12 @@ class Outbox(Protocol):
     def try_send(self, record: Record) -> bool:
         """Deliver only if the receiver can take it now."""
 
+    def unit_done(self, started: float) -> None:
+        """A unit of work that began at time.monotonic() `started` is finished (latency, /healthz)."""
+
+    def pause(self, seconds: float) -> bool:
+        """Wait up to `seconds` (a back-off); True when the process was asked to stop meanwhile."""
+
 
 class ListOutbox:
     """An Outbox that keeps what it is given."""
@@ -59,6 +74,13 @@ class ListOutbox:
     def try_send(self, record: Record) -> bool:
         self.records.append(record)
         return True
+
+    def unit_done(self, started: float) -> None:
+        pass
+
+    def pause(self, seconds: float) -> bool:
+        time.sleep(seconds)
+        return self.stopping
 
     def take(self) -> list[Record]:
         out, self.records = self.records, []

@@ -112,3 +112,12 @@ def _alive(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
     except OSError:
         return False
+
+
+def run_stage(stage: str, settings, index: int, stop) -> None:
+    """Run one stage process's loop in this process (its spec from daemon.processes), as stage_main does."""
+    import importlib
+
+    from daemon.worker import run_process
+
+    run_process(importlib.import_module(f"daemon.processes.{stage}").SPEC, settings, index, stop)

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from daemon import wire
 from models.detection import KeypointEstimator, KeypointResult, box_iou, choose_person
 from stages.classify import classify_patches
 from stages.detect import box_in_patch, square_patch
+from stages.records import Patch
 
 OWN = (60.0, 40.0, 180.0, 250.0)  # the person the patch is centred on (patch pixels, 256 px patch)
 NEIGHBOUR = (150.0, 10.0, 256.0, 256.0)  # someone beside them, reaching into the square
@@ -103,10 +103,9 @@ class RecordingEstimator:
 
 
 def patch_message(box, square, size=256):
-    return wire.make("patch", arrays={"image": np.zeros((size, size, 3), np.uint8),
-                                      "mask": np.zeros((size, size), np.uint8)},
-                     video_id=1, attempt=1, domain="movie", window_index=0, frame_index=0, person_index=0,
-                     kind="anchor", timestamp=0.0, box=list(box), square=list(square), score=0.9)
+    return Patch(image=np.zeros((size, size, 3), np.uint8), mask=np.zeros((size, size), np.uint8), video_id=1,
+                 attempt=1, domain="movie", window_index=0, frame_index=0, person_index=0, kind="anchor",
+                 timestamp=0.0, box=list(box), square=list(square), score=0.9)
 
 
 def test_classify_patches_passes_the_detector_box_and_rejects_unmatched():
@@ -115,5 +114,5 @@ def test_classify_patches_passes_the_detector_box_and_rejects_unmatched():
     est = RecordingEstimator([(None, "no_matching_person"), (KeypointResult(kp, 0.8, OWN), None)])
     out = classify_patches(est, [patch_message(frame_box, square), patch_message(frame_box, square)], 0.5)
     assert est.targets[0] == pytest.approx(box_in_patch(frame_box, square, 256))
-    assert (out[0]["view"], out[0]["reason"]) == ("REJECTED", "no_matching_person")
-    assert (out[1]["view"], out[1]["reason"]) == ("REJECTED", "too_few_keypoints")
+    assert (out[0].view, out[0].reason) == ("REJECTED", "no_matching_person")
+    assert (out[1].view, out[1].reason) == ("REJECTED", "too_few_keypoints")

@@ -154,7 +154,7 @@ def test_an_unreadable_file_is_recorded_failed_not_fatal(tmp_path):
     between the scan and the fingerprint, which takes the same OSError path."""
     gone = tmp_path / "gone.mp4"
     msg = discovered_message(Candidate(gone, "movie", 1234, 1.0), [".mp4"])
-    assert msg["rejected"] == "unreadable" and msg["fingerprint"].startswith("path:")
+    assert msg.rejected == "unreadable" and msg.fingerprint.startswith("path:")
 
 
 @pytest.mark.skip_ok("as root (CI) chmod 000 stops nobody; the vanished-file test covers the same OSError path")
@@ -168,4 +168,4 @@ def test_chmod_000_makes_a_file_unreadable(tmp_path):
         msg = discovered_message(Candidate(path, "movie", 1000, 1.0), [".mp4"])
     finally:
         path.chmod(0o600)
-    assert msg["rejected"] == "unreadable"
+    assert msg.rejected == "unreadable"

@@ -23,6 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from daemon import wire
+from stages.records import Classified, Discovered, Job, Patch, Record, StageRestarted, Window
 from tests.reliability_helpers import (
     all_finished,
     drop,
@@ -41,43 +42,49 @@ FUZZ_EXAMPLES = 60
 
 
 # --- valid messages of each type, to mutate -------------------------------------------------------------------
-def valid(type_: str) -> wire.Message:
+def valid(type_: str) -> Record:
     img, mask = np.zeros((8, 8, 3), np.uint8), np.zeros((8, 8), np.uint8)
     common = {"video_id": 1, "attempt": 1, "domain": "movie"}
     patch_fields = {**common, "window_index": 0, "frame_index": 3, "person_index": 0, "kind": "anchor",
                     "timestamp": 0.1, "box": [0, 0, 4, 4], "square": [0, 0, 8, 8], "score": 0.5}
     return {
-        "discovered": lambda: wire.make("discovered", path="/nowhere/x.mp4", domain="movie", size=1, mtime=1.0,
-                                        fingerprint="f" * 64, rejected=""),
-        "job": lambda: wire.make("job", **common, path="/nowhere/x.mp4", start_window=0),
-        "window": lambda: wire.make("window", arrays={"frames": np.zeros((1, 8, 8, 3), np.uint8)}, **common,
-                                    window_index=0, anchor_index=3, frame_indices=[3], timestamps=[0.1]),
-        "patch": lambda: wire.make("patch", arrays={"image": img, "mask": mask}, **patch_fields),
-        "classified": lambda: wire.make("classified", arrays={"image": img, "mask": mask,
-                                                              "keypoints": np.zeros((17, 3), np.float32)},
-                                        **patch_fields, view="REJECTED", reason="no_person", keypoint_score=0.0),
-        "stage_restarted": lambda: wire.make("stage_restarted", stage="decode"),
+        "discovered": lambda: Discovered(path="/nowhere/x.mp4", domain="movie", size=1, mtime=1.0,
+                                         fingerprint="f" * 64, rejected=""),
+        "job": lambda: Job(**common, path="/nowhere/x.mp4", start_window=0),
+        "window": lambda: Window(frames=np.zeros((1, 8, 8, 3), np.uint8), **common, window_index=0, anchor_index=3,
+                                 frame_indices=[3], timestamps=[0.1]),
+        "patch": lambda: Patch(image=img, mask=mask, **patch_fields),
+        "classified": lambda: Classified(image=img, mask=mask, keypoints=np.zeros((17, 3), np.float32),
+                                         **patch_fields, view="REJECTED", reason="no_person", keypoint_score=0.0),
+        "stage_restarted": lambda: StageRestarted(stage="decode"),
     }[type_]()
 
 
-def frames_of(msg: wire.Message) -> list[bytes]:
+def frames_of(msg: Record) -> list[bytes]:
     return [bytes(f) for f in wire.encode(msg)]
 
 
-def with_header(msg: wire.Message, change) -> list[bytes]:
+def raw_frames(type_: str, fields: dict, arrays: dict[str, np.ndarray]) -> list[bytes]:
+    """The frames a sender that skips validation would send (wire.encode refuses to build invalid messages)."""
+    specs = [{"name": k, "dtype": str(v.dtype), "shape": list(v.shape)} for k, v in arrays.items()]
+    head = {"type": type_, "v": wire.VERSION, "fields": fields, "arrays": specs}
+    return [json.dumps(head).encode(), *(np.ascontiguousarray(v).tobytes() for v in arrays.values())]
+
+
+def with_header(msg: Record, change) -> list[bytes]:
     frames = frames_of(msg)
     head = json.loads(frames[0])
     change(head)
     return [json.dumps(head).encode(), *frames[1:]]
 
 
-def with_array(msg: wire.Message, name: str, arr: np.ndarray, **field_changes) -> list[bytes]:
+def with_array(msg: Record, name: str, arr: np.ndarray, **field_changes) -> list[bytes]:
     """A message whose array `name` is replaced (declared consistently, so only its meaning is wrong)."""
-    return frames_of(wire.Message(msg.type, {**msg.fields, **field_changes}, {**msg.arrays, name: arr}))
+    return raw_frames(msg.TYPE, {**msg.fields(), **field_changes}, {**msg.arrays(), name: arr})
 
 
-def with_fields(msg: wire.Message, **changes) -> list[bytes]:
-    return frames_of(wire.Message(msg.type, {**msg.fields, **changes}, msg.arrays))
+def with_fields(msg: Record, **changes) -> list[bytes]:
+    return raw_frames(msg.TYPE, {**msg.fields(), **changes}, msg.arrays())
 
 
 def structural_garbage(type_: str) -> list[list[bytes]]:
@@ -95,7 +102,7 @@ def structural_garbage(type_: str) -> list[list[bytes]]:
         [b"{" + b" " * (wire.MAX_HEADER_BYTES + 10) + b"}"],
         [b"{}", b"x" * (LIMIT + 1000)],  # over queues.max_message_mb, under ZeroMQ's hard cap
     ]
-    if msg.arrays:
+    if msg.arrays():
         out.append(with_header(msg, lambda h: h["arrays"][0].update(dtype="object")))
         out.append(with_header(msg, lambda h: h["arrays"][0].update(shape=[1 << 30])))
         out.append(frames_of(msg)[:1])  # arrays declared, buffers missing

@@ -6,9 +6,8 @@ from __future__ import annotations
 import numpy as np
 
 from daemon import config
-from daemon.catalog import Catalog
 from daemon.cli import main
-from daemon.paths import catalog_path
+from stages.catalog import Catalog
 from tests.conftest import fast_sections, write_config
 
 EXPECTED = """\
@@ -43,7 +42,7 @@ def add_patch(cat: Catalog, video_id: int, domain: str, frame: int, view: str, r
 def test_status_prints_every_section_with_exact_counts(tmp_path, capsys):
     settings = config.load(write_config(tmp_path, fast_sections(tmp_path)))
     settings.paths.data_dir.mkdir(parents=True)
-    cat = Catalog(catalog_path(settings))
+    cat = Catalog(settings.paths.catalog)
     movie, _ = cat.add_video("fp-movie", "/w/movie/a.mp4", "movie", 10, 0.0)
     game, _ = cat.add_video("fp-game", "/w/game/b.mp4", "game", 10, 0.0)
     cat.add_video("fp-text", "/w/game/notes.txt", "game", 5, 0.0, status="failed", reason="not_a_video")

@@ -12,13 +12,16 @@ import pytest
 import torch
 import zmq
 
-from daemon import config, fabric, metrics, wire
-from daemon.catalog import Catalog
+from daemon import config, fabric, wire
 from daemon.cli import main
-from daemon.paths import catalog_path, prepare_runtime_dir
+from daemon.paths import prepare_runtime_dir
 from models.checkpoint import load_checkpoint
-from stages.train import Trainer, run
+from stages import counters
+from stages.catalog import Catalog
+from stages.records import PairsAppended
+from stages.train import Trainer
 from tests.conftest import fast_sections, write_config
+from tests.harness import run_stage
 
 TINY = {"pix2pix_image_size": 32, "pix2pix_batch_size": 4, "pix2pix_ngf": 8, "pix2pix_ndf": 8,
         "cyclegan_image_size": 32, "cyclegan_batch_size": 2, "cyclegan_ngf": 8, "cyclegan_ndf": 8,
@@ -34,7 +37,7 @@ def make_settings(tmp_path, **train) -> config.Settings:
 def add_patches(settings: config.Settings, domain: str, n: int, start: int, seed: int) -> list[int]:
     """Write n small patch images and their rows; returns their ids."""
     rng = np.random.default_rng(seed)
-    cat = Catalog(catalog_path(settings))
+    cat = Catalog(settings.paths.catalog)
     video, _ = cat.add_video(f"fp-{domain}", f"/videos/{domain}.mp4", domain, 1, 0.0)
     ids = []
     for i in range(start, start + n):
@@ -53,7 +56,7 @@ def add_patches(settings: config.Settings, domain: str, n: int, start: int, seed
 def add_pairs(settings: config.Settings, n: int, start: int) -> None:
     a = add_patches(settings, "movie", n, start, seed=start)
     b = add_patches(settings, "game", n, start, seed=start + 1000)
-    cat = Catalog(catalog_path(settings))
+    cat = Catalog(settings.paths.catalog)
     for x, y in zip(a, b, strict=True):
         cat.add_pair(x, y, "FULL-BODY-FRONT", 0.95)
     cat.close()
@@ -76,7 +79,7 @@ def test_refresh_train_sample_checkpoint(tmp_path):
     s = make_settings(tmp_path)
     add_pairs(s, 12, 0)
     trainer = Trainer(s, "cpu")
-    trainer.refresh(Catalog(catalog_path(s), readonly=True))
+    trainer.refresh(Catalog(s.paths.catalog, readonly=True))
     d = trainer.data
     assert len(d.pairs["train"]) + len(d.pairs["val"]) == 12
     assert set(trainer.ready()) == {"pix2pix-movie2game", "pix2pix-game2movie", "cyclegan"}
@@ -95,10 +98,10 @@ def test_splits_are_stable_as_data_grows(tmp_path):
     s = make_settings(tmp_path)
     add_pairs(s, 10, 0)
     trainer = Trainer(s, "cpu")
-    trainer.refresh(Catalog(catalog_path(s), readonly=True))
+    trainer.refresh(Catalog(s.paths.catalog, readonly=True))
     before = {split: set(p) for split, p in trainer.data.pairs.items()}
     add_pairs(s, 10, 100)
-    trainer.refresh(Catalog(catalog_path(s), readonly=True))
+    trainer.refresh(Catalog(s.paths.catalog, readonly=True))
     for split, pairs in before.items():
         assert pairs <= set(trainer.data.pairs[split])
 
@@ -107,14 +110,14 @@ def test_waits_without_enough_data(tmp_path):
     s = make_settings(tmp_path)
     add_pairs(s, 2, 0)
     trainer = Trainer(s, "cpu")
-    trainer.refresh(Catalog(catalog_path(s), readonly=True))
+    trainer.refresh(Catalog(s.paths.catalog, readonly=True))
     assert trainer.ready() == []
 
 
 def test_resume_continues_bit_for_bit(tmp_path):
     s = make_settings(tmp_path, sample_every=1000, validate_every=1000)
     add_pairs(s, 12, 0)
-    cat = Catalog(catalog_path(s), readonly=True)
+    cat = Catalog(s.paths.catalog, readonly=True)
 
     torch.manual_seed(123)
     first = Trainer(s, "cpu")
@@ -141,9 +144,9 @@ def test_daemon_trainer_picks_up_new_data_and_checkpoints_on_stop(tmp_path):
     pub = ctx.socket(zmq.PUB)
     pub.bind(fabric.endpoint(s, "events"))
     stop = fabric.StopFlag()
-    thread = threading.Thread(target=run, args=(s, 0, stop), daemon=True)
+    thread = threading.Thread(target=run_stage, args=("train", s, 0, stop), daemon=True)
     thread.start()
-    steps_metric = metrics.TRAIN_STEPS.labels("pix2pix-movie2game")
+    steps_metric = counters.TRAIN_STEPS.labels("pix2pix-movie2game")
     base = steps_metric._value.get()
     time.sleep(2.0)
     assert steps_metric._value.get() == base, "must not train on 2 pairs"
@@ -151,7 +154,7 @@ def test_daemon_trainer_picks_up_new_data_and_checkpoints_on_stop(tmp_path):
     add_pairs(s, 12, 100)
     deadline = time.monotonic() + 60
     while steps_metric._value.get() < base + 2 and time.monotonic() < deadline:
-        pub.send_multipart(wire.encode(wire.make("pairs_appended", count=12, total=14)))
+        pub.send_multipart(wire.encode(PairsAppended(count=12, total=14)))
         time.sleep(0.5)
     assert steps_metric._value.get() >= base + 2
     stop.event.set()
@@ -187,13 +190,13 @@ def test_the_trainer_refreshes_on_its_timer_alone_and_checkpoints_on_shutdown(tm
     s = make_settings(tmp_path, refresh_every_s=1.0, checkpoint_every=1_000_000, cyclegan_image_size=48)
     add_pairs(s, 2, 0)  # too few to train
     prepare_runtime_dir(s)
-    dataset = [metrics.TRAIN_DATASET.labels("pix2pix", split) for split in ("train", "val")]
+    dataset = [counters.TRAIN_DATASET.labels("pix2pix", split) for split in ("train", "val")]
     for gauge in dataset:
         gauge.set(-1)  # another test's value must not pass for this trainer's
-    steps_metric = {n: metrics.TRAIN_STEPS.labels(n) for n in metrics.train_model_names(s.domains)}
+    steps_metric = {n: counters.TRAIN_STEPS.labels(n) for n in counters.train_model_names(s.domains)}
     base = {n: m._value.get() for n, m in steps_metric.items()}
     stop = fabric.StopFlag()
-    thread = threading.Thread(target=run, args=(s, 0, stop), daemon=True)
+    thread = threading.Thread(target=run_stage, args=("train", s, 0, stop), daemon=True)
     thread.start()
     try:
         wait_until(lambda: sum(g._value.get() for g in dataset) == 2, 60, "the first refresh")

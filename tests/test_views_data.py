@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from stages.classify import KEYPOINT_NAMES, LABELS
+from stages.vocabulary import KEYPOINT_NAMES, LABELS
 from stages.detect import DEFAULT_MARGIN, square_box
 
 HERE = Path(__file__).resolve().parent / "data" / "views"

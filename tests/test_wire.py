@@ -1,3 +1,4 @@
+import dataclasses
 import json
 
 import numpy as np
@@ -6,14 +7,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from daemon import wire
+from stages.records import RECORD_TYPES, Job, Patch, Window
 
 LIMIT = 1 << 20
 
 
 def window_msg(frames=None):
     frames = np.arange(2 * 4 * 6 * 3, dtype=np.uint8).reshape(2, 4, 6, 3) if frames is None else frames
-    return wire.make("window", arrays={"frames": frames}, video_id=3, attempt=1, domain="movie", window_index=7,
-                     anchor_index=191, frame_indices=[180, 191], timestamps=[7.5, 7.96])
+    return Window(frames=frames, video_id=3, attempt=1, domain="movie", window_index=7, anchor_index=191,
+                  frame_indices=[180, 191], timestamps=[7.5, 7.96])
 
 
 def frames_of(msg):
@@ -23,15 +25,15 @@ def frames_of(msg):
 def test_round_trip_keeps_fields_and_arrays():
     msg = window_msg()
     back = wire.decode(frames_of(msg), LIMIT)
-    assert back.type == "window" and back.fields == msg.fields
-    np.testing.assert_array_equal(back.arrays["frames"], msg.arrays["frames"])
+    assert type(back) is Window and back.fields() == msg.fields()
+    np.testing.assert_array_equal(back.frames, msg.frames)
 
 
 def test_non_contiguous_arrays_are_sent_correctly():
     big = np.arange(4 * 8 * 6 * 3, dtype=np.uint8).reshape(4, 8, 6, 3)
     view = big[::2, ::2]
     back = wire.decode(frames_of(window_msg(view)), LIMIT)
-    np.testing.assert_array_equal(back.arrays["frames"], view)
+    np.testing.assert_array_equal(back.frames, view)
 
 
 def test_the_header_is_json_not_pickle():
@@ -40,8 +42,17 @@ def test_the_header_is_json_not_pickle():
 
 
 def test_sender_side_validation_catches_bugs():
-    with pytest.raises(wire.WireError, match="missing_field"):
-        wire.make("job", video_id=1)
+    with pytest.raises(wire.WireError, match="bad_field"):
+        wire.encode(Job(video_id=1, attempt=1, path="/v.mp4", domain="movie", start_window="0"))
+    with pytest.raises(wire.WireError, match="bad_field"):
+        wire.encode(Job(video_id=1, attempt=1, path="/v.mp4", domain="movie", start_window=-1))
+
+
+def test_schemas_follow_the_records():
+    fields, arrays = wire.SCHEMAS["classified"]
+    assert {f.name for f in dataclasses.fields(Patch)} < set(fields) | set(arrays)  # a classified patch is more
+    assert arrays == {"image": "uint8", "mask": "uint8", "keypoints": "float32"}
+    assert set(wire.SCHEMAS) == set(RECORD_TYPES)
 
 
 def tamper(header_change=None, buffers=None):
@@ -93,7 +104,7 @@ def test_random_headers_of_every_type_are_rejected_cleanly(fields, type_):
     except wire.WireError:
         return
     required, _ = wire.SCHEMAS[type_]
-    assert set(msg.fields) == set(required)
+    assert set(msg.fields()) == set(required)
 
 
 @pytest.mark.parametrize("box, square", [([0, 0, 4], [0, 0, 8, 8]), ([0, 0, 4, 4], [0, 0, 0, 8]),
@@ -101,6 +112,6 @@ def test_random_headers_of_every_type_are_rejected_cleanly(fields, type_):
 def test_patches_need_a_box_and_a_square_the_classifier_can_map(box, square):
     image = np.zeros((8, 8, 3), np.uint8)
     with pytest.raises(wire.WireError, match="bad_field"):
-        wire.make("patch", arrays={"image": image, "mask": image[..., 0]}, video_id=1, attempt=1, domain="movie",
-                  window_index=0, frame_index=0, person_index=0, kind="anchor", timestamp=0.0, box=box,
-                  square=square, score=0.5)
+        wire.encode(Patch(image=image, mask=image[..., 0], video_id=1, attempt=1, domain="movie", window_index=0,
+                          frame_index=0, person_index=0, kind="anchor", timestamp=0.0, box=box, square=square,
+                          score=0.5))

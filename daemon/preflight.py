@@ -37,7 +37,8 @@ def check_weights(settings: Settings) -> None:
 
 def check_weights_in_child(settings: Settings) -> None:
     """check_weights in a short-lived process. The supervisor lives as long as the daemon and never runs a model, so
-    it should not hold torch: importing torch and torchvision costs about 840 MB of RSS (375 MB of it private)."""
+    it should not hold torch and torchvision, which cost hundreds of MB of RSS (bench/README.md: the supervisor's peak
+    went from 819 to 26 MB)."""
     import multiprocessing as mp
 
     with mp.get_context("spawn").Pool(1) as pool:

@@ -164,3 +164,22 @@ def test_default_download_failure_becomes_weights_error(empty_hub, monkeypatch):
     monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
     with pytest.raises(W.WeightsError, match="(?s)download failed.*expected file"):
         W.download_default_weights(KEYPOINT, progress=False)
+
+
+def test_the_adapters_defaults_are_the_configs():
+    """A model built without arguments (a notebook, a benchmark) behaves as the daemon's default config does."""
+    import inspect
+
+    from stages.settings import ClassifySettings, DetectSettings
+
+    d, c = DetectSettings(), ClassifySettings()
+    detector = inspect.signature(PersonDetector).parameters
+    expected = {"score_threshold": d.score_threshold, "max_persons": d.max_persons, "min_box_side": d.min_box_side,
+                "min_size": d.min_size, "max_size": d.max_size, "batch_size": d.batch_size,
+                "proposals": d.proposals, "device": d.device}
+    assert {k: detector[k].default for k in expected} == expected
+    estimator = inspect.signature(KeypointEstimator).parameters
+    expected = {"min_size": d.patch_size, "max_size": d.patch_size, "batch_size": c.batch_size,
+                "box_score_threshold": c.person_threshold, "proposals": c.proposals,
+                "min_overlap": c.min_person_overlap, "device": c.device}
+    assert {k: estimator[k].default for k in expected} == expected

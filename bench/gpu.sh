@@ -38,64 +38,71 @@ if [ "$mode" = cuda ] && [ -z "$wheels" ] && compgen -G ".whl/*.whl" >/dev/null;
 suffix=$([ "$mode" = cuda ] && echo cuda || echo cpumode)
 out=${OUT:-$(mktemp -d -t humanstyle-gpu-XXXXXX)}
 mkdir -p "$out"
-exec > >(tee -a "$out/gpu_$suffix.log") 2>&1
-start=$(date +%s)
-echo "bench/gpu.sh --$mode: writing to $out"
 
-if [ -n "$wheels" ]; then
-    # Packages the machine lacks (pyzmq, albumentations, ...), as wheels carried next to the working tree.
-    site=$(mktemp -d -t humanstyle-site-XXXXXX)
-    "$py" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target "$site" "$wheels"/*.whl || exit 1
-    export PYTHONPATH="$site${PYTHONPATH:+:$PYTHONPATH}"
-fi
-export PYTHONUNBUFFERED=1 KINETO_LOG_LEVEL=5  # kineto (torch.profiler) is chatty on stderr otherwise
-"$py" -c 'import platform, torch, torchvision, cv2, zmq
-print(f"python {platform.python_version()}, torch {torch.__version__}, torchvision {torchvision.__version__}, "
-      f"opencv {cv2.__version__}, pyzmq {zmq.__version__}, CUDA available: {torch.cuda.is_available()}")' || exit 1
+run_all() {
+    start=$(date +%s)
+    echo "bench/gpu.sh --$mode: writing to $out"
 
-sampler=
-if [ "$mode" = cuda ]; then
-    "$py" -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)' \
-        || { echo "bench/gpu.sh: torch sees no CUDA device (use --cpu on a machine without one)"; exit 1; }
-    if command -v nvidia-smi >/dev/null; then
-        nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv
-        # One sample per call, stamped here: nvidia-smi's own loop may buffer its output.
-        (while :; do
-            v=$(nvidia-smi --query-gpu=utilization.gpu,memory.used,power.draw --format=csv,noheader,nounits \
-                2>/dev/null | head -1) && echo "$(date +%s.%N),$v"
-            sleep 0.2
-        done) > "$out/gpu_util_$suffix.csv" &
-        sampler=$!
-        trap 'kill "$sampler" 2>/dev/null' EXIT
-    else
-        echo "nvidia-smi not found: no GPU utilisation samples"
+    if [ -n "$wheels" ]; then
+        # Packages the machine lacks (pyzmq, albumentations, ...), as wheels carried next to the working tree.
+        site=$(mktemp -d -t humanstyle-site-XXXXXX)
+        "$py" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target "$site" "$wheels"/*.whl \
+            || exit 1
+        export PYTHONPATH="$site${PYTHONPATH:+:$PYTHONPATH}"
     fi
-fi
+    export PYTHONUNBUFFERED=1 KINETO_LOG_LEVEL=5  # kineto (torch.profiler) is chatty on stderr otherwise
+    "$py" -c 'import platform, torch, torchvision, cv2, zmq; print("python", platform.python_version(), "| torch",
+torch.__version__, "| torchvision", torchvision.__version__, "| opencv", cv2.__version__, "| pyzmq", zmq.__version__,
+"| CUDA available:", torch.cuda.is_available())' || exit 1
 
-# In order of importance, so that a slow part squeezes the later ones rather than the run's limit: ingest with the
-# daemon's defaults and with batch sizes raised (a third variant, two workers per model stage, only if it starts
-# within 150 s), training against the reference, then the largest-batch search with whatever time is left.
-status=0
-left() { echo $(( budget - ($(date +%s) - start) )); }
-gpu_csv=()
-[ -n "$sampler" ] && gpu_csv=(--gpu-util "$out/gpu_util_$suffix.csv")
-echo; echo "== ingest ($(left) s left)"
-"$py" bench/gpu_ingest.py --mode "$mode" "${gpu_csv[@]}" --budget-s 150 \
-    --out "$out/ingest_daemon_$suffix.json" || status=1
-echo; echo "== training against the reference ($(left) s left)"
-"$py" bench/gpu_train.py --mode "$mode" --part compare --reference "$ref" \
-    --out "$out/train_reference_$suffix.json" --log "$out/reference_$suffix.log" || status=1
-if [ "$mode" = cuda ]; then
-    search=$(( $(left) - 30 )); [ "$search" -gt 150 ] && search=150
-    echo; echo "== largest batches ($(left) s left, searching for at most $search s)"
-    if [ "$search" -ge 20 ]; then
-        "$py" bench/gpu_train.py --mode cuda --part largest --max-batch-budget-s "$search" \
-            --out "$out/train_largest_$suffix.json" || status=1
-    else
-        echo "skipped: too little time left"
+    sampler=
+    if [ "$mode" = cuda ]; then
+        "$py" -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)' \
+            || { echo "bench/gpu.sh: torch sees no CUDA device (use --cpu on a machine without one)"; exit 1; }
+        if command -v nvidia-smi >/dev/null; then
+            nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv
+            # One sample per call, stamped here: nvidia-smi's own loop may buffer its output.
+            (while :; do
+                v=$(nvidia-smi --query-gpu=utilization.gpu,memory.used,power.draw --format=csv,noheader,nounits \
+                    2>/dev/null | head -1) && echo "$(date +%s.%N),$v"
+                sleep 0.2
+            done) > "$out/gpu_util_$suffix.csv" &
+            sampler=$!
+            trap 'kill "$sampler" 2>/dev/null' EXIT
+        else
+            echo "nvidia-smi not found: no GPU utilisation samples"
+        fi
     fi
-fi
 
-echo; echo "bench/gpu.sh: $(( $(date +%s) - start )) s, status $status; files in $out:"
-ls "$out"
-exit $status
+    # In order of importance, so that a slow part squeezes the later ones rather than the run's limit: ingest with the
+    # daemon's defaults and with batch sizes raised (a third variant, two workers per model stage, only if it starts
+    # within 150 s), training against the reference, then the largest-batch search with whatever time is left.
+    status=0
+    left() { echo $(( budget - ($(date +%s) - start) )); }
+    gpu_csv=()
+    [ -n "$sampler" ] && gpu_csv=(--gpu-util "$out/gpu_util_$suffix.csv")
+    echo; echo "== ingest ($(left) s left)"
+    "$py" bench/gpu_ingest.py --mode "$mode" ${gpu_csv[@]+"${gpu_csv[@]}"} --budget-s 150 \
+        --out "$out/ingest_daemon_$suffix.json" || status=1
+    echo; echo "== training against the reference ($(left) s left)"
+    "$py" bench/gpu_train.py --mode "$mode" --part compare --reference "$ref" \
+        --out "$out/train_reference_$suffix.json" --log "$out/reference_$suffix.log" || status=1
+    if [ "$mode" = cuda ]; then
+        search=$(( $(left) - 30 )); [ "$search" -gt 150 ] && search=150
+        echo; echo "== largest batches ($(left) s left, searching for at most $search s)"
+        if [ "$search" -ge 20 ]; then
+            "$py" bench/gpu_train.py --mode cuda --part largest --max-batch-budget-s "$search" \
+                --out "$out/train_largest_$suffix.json" || status=1
+        else
+            echo "skipped: too little time left"
+        fi
+    fi
+
+    echo; echo "bench/gpu.sh: $(( $(date +%s) - start )) s, status $status; files in $out:"
+    ls "$out"
+    return $status
+}
+
+# Everything printed also goes to the log file (a function piped to tee: the log is complete when the script ends).
+run_all 2>&1 | tee -a "$out/gpu_$suffix.log"
+exit "${PIPESTATUS[0]}"

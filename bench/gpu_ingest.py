@@ -389,8 +389,11 @@ def print_report(report: dict[str, Any]) -> None:
                 print(f"{key}: error {w['error'][:200]}")
             continue
         ms = w["ms_per_window"]
+        decode = report["decode_only"][0]["video_s_per_s"] if report.get("decode_only") else None
         print(f"{key} (detect batch {w['detect_batch_size']}, classify batch {w['classify_batch_size']}), "
-              f"ms per window (= per video second): serialise {ms['serialise_windows'] + ms['serialise_patches']:.1f}, "
+              f"ms per window (= per video second): "
+              + (f"decode {1000 / decode:.1f} (alone, above), " if decode else "")
+              + f"serialise {ms['serialise_windows'] + ms['serialise_patches']:.1f}, "
               f"detect {ms['detect']:.1f}, classify {ms['classify']:.1f} ({w['patches'] / w['windows']:.1f} patches)")
         for name in ("detect", "classify"):
             p = w[name]["per_window_ms"]

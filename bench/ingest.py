@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import resource
@@ -116,7 +117,7 @@ def baseline(clip: Path, out_dir: Path, job: dict, seed: int) -> dict:
     from torchvision.models.detection import keypointrcnn_resnet50_fpn, maskrcnn_resnet50_fpn
 
     from stages.classify import classify_with_reason
-    from stages.decode import plan_window, window_span
+    from stages.decode import plan_window
     from stages.detect import square_patch
 
     torch.manual_seed(seed)
@@ -147,7 +148,7 @@ def baseline(clip: Path, out_dir: Path, job: dict, seed: int) -> dict:
     dropped: dict[int, int] = {}  # frame -> boxes the cap let in and the min-side filter then dropped
     usage0, started = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
     cap = cv2.VideoCapture(str(clip))
-    span = window_span(cap.get(cv2.CAP_PROP_FPS), 1.0)
+    span = max(1, math.floor(cap.get(cv2.CAP_PROP_FPS) + 0.5))  # frames per second: a frame grid suffices here
     count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
     held: dict[int, object] = {}
     index = -1
@@ -157,7 +158,7 @@ def baseline(clip: Path, out_dir: Path, job: dict, seed: int) -> dict:
             break
         index += 1
         w = index // span
-        plan = plan_window(w, span, job["burst_frames"], min(span, count - w * span))
+        plan = plan_window(w * span, min(span, count - w * span), job["burst_frames"])
         if index in plan.frame_indices:
             held[index] = frame
         if index != plan.anchor_index:
@@ -238,7 +239,7 @@ def daemon_sections(folder: Path, job: dict, extra: dict[str, dict]) -> dict[str
         "decode": {"burst_frames": job["burst_frames"]},
         "detect": {"weights": "none", "score_threshold": job["score_threshold"], "max_persons": job["max_persons"],
                    "min_box_side": job["min_box_side"], "patch_size": job["patch_size"], "margin": job["margin"]},
-        "classify": {"weights": "none"},
+        "classify": {"weights": "none", "min_person_overlap": 0.0},  # random boxes: keep one per patch
         "train": {"enabled": False},
         "metrics": {"listen": f"127.0.0.1:{free_port()}"},
     }

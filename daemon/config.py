@@ -87,6 +87,9 @@ class ClassifySettings:
     allow_download: bool = opt(True, "let DEFAULT weights download into the torch hub cache when missing")
     min_keypoint_confidence: float = opt(0.5, "keypoints below this confidence count as not visible", min=0, max=1)
     person_threshold: float = opt(0.3, "minimum score of the person Keypoint R-CNN finds in a patch", min=0, max=1)
+    min_person_overlap: float = opt(0.5, "IoU a person Keypoint R-CNN finds needs with the detector's box the patch "
+                                    "was cut around; the best-overlapping person is kept, a patch with none is "
+                                    "rejected (no_matching_person)", min=0, max=1)
     batch_size: int = opt(1, "patches per model call. 1 on a CPU: larger batches are no faster there, cost memory, and "
                           "make results depend on how patches happened to arrive together; raise it on a GPU",
                           min=1, max=128)

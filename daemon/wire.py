@@ -10,6 +10,7 @@ raises `WireError` with a short reason code (a metric label) and never takes the
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -192,6 +193,11 @@ def _check_meaning(type_: str, fields: dict[str, Any], shapes: dict[str, tuple[i
     elif type_ in ("patch", "classified"):
         if shapes["mask"] != _image_shape("image", shapes["image"]):
             raise WireError("bad_array", f"mask {list(shapes['mask'])} does not match image {list(shapes['image'])}")
+        box, square = fields["box"], fields["square"]
+        if not (len(box) == len(square) == 4 and all(_is_num(v) and math.isfinite(v) for v in (*box, *square))):
+            raise WireError("bad_field", "box and square must be 4 finite numbers each")
+        if not (square[2] - square[0] > 0 and square[3] - square[1] > 0):
+            raise WireError("bad_field", "square must have a positive side")
         if type_ == "classified" and shapes["keypoints"] != (17, 3):
             raise WireError("bad_array", f"keypoints must be 17 x 3, not {list(shapes['keypoints'])}")
     elif type_ == "job" and fields["start_window"] < 0:

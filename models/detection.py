@@ -111,6 +111,33 @@ def keypoint_confidence(logits: np.ndarray) -> np.ndarray:
     return (0.5 * (1.0 + np.tanh(0.5 * z))).astype(np.float32)  # tanh form cannot overflow
 
 
+def box_iou(boxes: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """Intersection over union of each (x1, y1, x2, y2) row of `boxes` with the box `target`."""
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    t = np.asarray(target, dtype=np.float64)
+    iw = np.clip(np.minimum(boxes[:, 2], t[2]) - np.maximum(boxes[:, 0], t[0]), 0.0, None)
+    ih = np.clip(np.minimum(boxes[:, 3], t[3]) - np.maximum(boxes[:, 1], t[1]), 0.0, None)
+    inter = iw * ih
+    area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    union = area + (t[2] - t[0]) * (t[3] - t[1]) - inter
+    return np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
+
+
+def choose_person(boxes: np.ndarray, scores: np.ndarray, target: Sequence[float], min_overlap: float) -> int | None:
+    """Which of the people found in a patch is the one the patch was cut around.
+
+    A patch is a square around one detected person, but neighbours in a crowd reach into it and may score
+    higher. The person kept is the one whose box overlaps the detector's box (`target`, same pixels) the most
+    (IoU), ties going to the higher score; None when nobody overlaps it by at least `min_overlap`.
+    """
+    if len(boxes) == 0:
+        return None
+    iou = box_iou(boxes, np.asarray(target, dtype=np.float64))
+    order = np.lexsort((-np.asarray(scores, dtype=np.float64), -iou))
+    best = int(order[0])
+    return best if iou[best] >= min_overlap else None
+
+
 def _check_positive(**values: float) -> None:
     for name, value in values.items():
         if not value > 0:
@@ -144,7 +171,11 @@ class _RCNNAdapter:
         self.keep = int(keep)
         self.person_only = choice_kind(weights) != "none"
         self.upscale = bool(upscale)
+        self.min_overlap = 0.0
         self._scale = 1.0
+        # Per-batch target boxes (input pixels) and how many candidates each image had; None = keep by score.
+        self._targets: list[Sequence[float]] | None = None
+        self._candidates: list[int] = []
         model = build_model(
             arch,
             weights,
@@ -169,9 +200,17 @@ class _RCNNAdapter:
             if self.person_only:
                 ok &= lab == COCO_PERSON_LABEL
             idx = torch.nonzero(ok).flatten()
-            idx = idx[torch.argsort(s[idx], descending=True)][: self.keep]
+            idx = idx[torch.argsort(s[idx], descending=True)]
+            idx = idx[: self.keep] if self._targets is None else self._own_person(i, b, s, idx)
             boxes[i], scores[i], labels[i] = b[idx], s[idx], lab[idx]
         return boxes, scores, labels
+
+    def _own_person(self, image: int, boxes: torch.Tensor, scores: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        """Keep only the candidate chosen by `choose_person` for this image's target box (in input pixels)."""
+        self._candidates[image] = len(idx)
+        target = np.asarray(self._targets[image], dtype=np.float64) * self._scale
+        j = choose_person(boxes[idx].double().numpy(), scores[idx].double().numpy(), target, self.min_overlap)
+        return idx[j : j + 1] if j is not None else idx[:0]
 
     def _batches(self, images: Sequence[np.ndarray]) -> Iterator[list[int]]:
         batch: list[int] = []
@@ -265,7 +304,11 @@ class PersonDetector(_RCNNAdapter):
 
 
 class KeypointEstimator(_RCNNAdapter):
-    """Keypoint R-CNN (ResNet-50 FPN) on person patches; keeps the best-scoring person of each patch."""
+    """Keypoint R-CNN (ResNet-50 FPN) on person patches: the keypoints of one person per patch.
+
+    Without targets that person is the best-scoring one. With a target box per patch (the detector's box the
+    patch was cut around, in patch pixels) it is the person `choose_person` picks, chosen before the keypoint
+    head runs, so only that person pays for keypoints."""
 
     ARCH = "keypointrcnn_resnet50_fpn"
 
@@ -280,10 +323,11 @@ class KeypointEstimator(_RCNNAdapter):
         allow_download: bool = False,
         upscale: bool = False,
         proposals: int = 1000,
+        min_overlap: float = 0.5,
     ) -> None:
         """``upscale=True`` resizes every patch to ``min_size`` even when that enlarges it, as torchvision's
         default transform does (for comparisons with it; it only costs time). ``proposals``: region proposals per
-        patch for the box head."""
+        patch for the box head. ``min_overlap``: the IoU with the target box a person needs to be kept."""
         super().__init__(
             self.ARCH,
             weights,
@@ -298,20 +342,40 @@ class KeypointEstimator(_RCNNAdapter):
             upscale=upscale,
             proposals=proposals,
         )
+        if not 0.0 <= min_overlap <= 1.0:
+            raise ValueError(f"min_overlap must be in [0, 1], got {min_overlap}")
+        self.min_overlap = float(min_overlap)
 
     def estimate(self, patches: Sequence[np.ndarray]) -> list[KeypointResult | None]:
-        """Keypoints of the best person per HxWx3 uint8 BGR patch, or None where nobody is found."""
-        results: list[KeypointResult | None] = [None for _ in patches]
+        """Keypoints of the best-scoring person per HxWx3 uint8 BGR patch, or None where nobody is found."""
+        return [result for result, _ in self.estimate_own(patches, None)]
+
+    def estimate_own(
+        self, patches: Sequence[np.ndarray], targets: Sequence[Sequence[float]] | None
+    ) -> list[tuple[KeypointResult | None, str | None]]:
+        """Per patch (result, None), or (None, reason): "no_person" when the model finds nobody,
+        "no_matching_person" when it finds people but none overlapping the patch's target box enough."""
+        if targets is not None and len(targets) != len(patches):
+            raise ValueError(f"{len(targets)} target boxes for {len(patches)} patches")
+        out: list[tuple[KeypointResult | None, str | None]] = [(None, "no_person") for _ in patches]
         for batch in self._batches(patches):
-            for i, out in zip(batch, self._run([patches[i] for i in batch]), strict=True):
-                if len(out["scores"]) == 0:
+            self._targets = None if targets is None else [targets[i] for i in batch]
+            self._candidates = [0] * len(batch)
+            try:
+                outputs = self._run([patches[i] for i in batch])
+            finally:
+                self._targets = None
+            for k, (i, o) in enumerate(zip(batch, outputs, strict=True)):
+                if len(o["scores"]) == 0:
+                    if targets is not None and self._candidates[k]:
+                        out[i] = (None, "no_matching_person")
                     continue
-                j = int(torch.argmax(out["scores"]))
+                j = int(torch.argmax(o["scores"]))
                 h, w = patches[i].shape[:2]
-                kp = out["keypoints"][j].numpy().astype(np.float32)
+                kp = o["keypoints"][j].numpy().astype(np.float32)
                 kp[:, 0] = np.clip(kp[:, 0], 0.0, w)
                 kp[:, 1] = np.clip(kp[:, 1], 0.0, h)
-                kp[:, 2] = keypoint_confidence(out["keypoints_scores"][j].numpy())
-                box = tuple(float(v) for v in out["boxes"][j])
-                results[i] = KeypointResult(kp, float(out["scores"][j]), box)  # type: ignore[arg-type]
-        return results
+                kp[:, 2] = keypoint_confidence(o["keypoints_scores"][j].numpy())
+                box = tuple(float(v) for v in o["boxes"][j])
+                out[i] = (KeypointResult(kp, float(o["scores"][j]), box), None)  # type: ignore[arg-type]
+        return out

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Validate the monitoring kit with promtool: the scrape config, the rules, the rules' unit tests, and (with
-# python3) the PromQL syntax of every Grafana dashboard query. Installs promtool (Debian's `prometheus` package) when it is missing and we are root on an apt
-# system; otherwise says so and exits 0, so a CI without promtool skips rather than fails.
+# python3) the PromQL syntax of every Grafana dashboard query. Installs promtool (Debian's `prometheus` package)
+# when it is missing and we are root on an apt system. Otherwise it says so and exits 0 (SKIP), unless
+# HUMANSTYLE_REQUIRE_ALL=1 (set by .ci/run): then a missing promtool is a failure, so CI cannot pass unchecked.
 set -euo pipefail
 cd "$(dirname "$0")/prometheus"
 
@@ -12,6 +13,10 @@ if ! command -v promtool >/dev/null 2>&1; then
         apt-get update -qq >/dev/null
         # --no-install-recommends keeps it to the server binary and promtool; the service is never started here.
         apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+    elif [ "${HUMANSTYLE_REQUIRE_ALL:-0}" != "0" ]; then
+        echo "FAIL: promtool not found and cannot install it (need root and apt-get), and" \
+             "HUMANSTYLE_REQUIRE_ALL=1 forbids skipping these checks" >&2
+        exit 1
     else
         echo "SKIP: promtool not found and cannot install it (need root and apt-get);" \
              "install Prometheus' promtool to run these checks" >&2

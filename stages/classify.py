@@ -1,32 +1,40 @@
 """Classifier stage. Pure view rules first (tested directly); the process loop is appended below them.
 
-Input: 17 COCO keypoints (x, y in patch pixels, confidence in [0, 1]) of the best person in a patch. A
-keypoint counts as *visible* when its confidence >= ``min_confidence`` and it lies inside the patch;
-NaN/inf anywhere make that keypoint invisible, so the rules never see a NaN. Only confidences and geometry
-are used, so any keypoint model whose scores are mapped to [0, 1] fits.
+Input: 17 COCO keypoints (x, y in patch pixels, confidence in [0, 1]) of the patch's person. A keypoint counts as
+*visible* when its confidence >= ``min_confidence`` and it lies inside the patch; NaN/inf anywhere make that
+keypoint invisible, so the rules never see a NaN. Only confidences and geometry are used, so any keypoint model
+whose scores are mapped to [0, 1] fits.
+
+The rules were tuned on real people (tests/data/views, measured by bench/views.py; numbers in bench/README.md).
+What real keypoint models do there shaped them: they draw a confident face on the back of a head, so the face
+cannot decide front or back; they keep the body's left/right layout right far more often, so the body decides;
+for a person looking over their shoulder they often draw the whole body as seen from the front, and only the face
+(in profile) gives that away; and they put the knees of a person cut at the thigh on the patch's bottom edge.
 
 Checks, in order (the first that fails is the rejection reason):
 1. ``no_person``: no keypoints at all (the keypoint model found nobody).
 2. ``too_few_keypoints``: fewer than 3 visible keypoints.
-3. ``no_shoulders``: both shoulders must be visible: every class shows them, and two cues need them.
-4. ``no_head``: at least one of nose, eyes, ears must be visible (a head cut off is not a usable pose).
-5. ``not_upright``: the torso (shoulder midpoint → hip midpoint, or head → shoulders when the hips are not
-   visible) must point down the image within 45 degrees of vertical; lying or upside-down bodies make the
-   left/right cue meaningless.
-6. ``side_view``: shoulder width below 0.35 x torso length (about 70 degrees or more from facing the camera;
-   frontal adults measure about 0.7-0.9). Without hips the torso length is estimated as 2 x the distance from
-   the shoulder midpoint to the mean of the visible head keypoints.
-7. Front or back by voting; each cue votes +1 (front), -1 (back) or abstains:
-   - face: nose and an eye, or both eyes, visible → front; ears visible with no eye and no nose → back.
-   - shoulders: facing the camera, the person's LEFT shoulder appears at the larger image x. The offset must
-     exceed 5 % of the torso length, else the cue abstains.
-   - hips: the same for the hips, when both are visible.
-   Every voting cue must agree. A disagreement is ``conflicting_orientation``: the clearest case is a mirrored
-   frontal layout (face visible, left shoulder and hip on the image's left), which keypoint models produce
-   when they mix up left and right; for mining training pairs a wrong view is worse than a lost patch.
-   No vote at all is ``ambiguous_orientation``.
-8. Extent: both hips and both knees visible → FULL-BODY, otherwise HEAD-AND-SHOULDER (legs or hips cut off by
-   the patch or occluded).
+3. ``no_shoulders``: both shoulders must be visible: every class shows them, and the layout cue needs them.
+4. ``no_head``: at least one of nose, eyes, ears must be visible, and the head must not touch the top of the patch
+   (its topmost keypoint at least half the head-to-shoulder height below the top edge): a head cut off is not a
+   usable pose.
+5. ``not_upright``: with hips, the torso (shoulder midpoint → hip midpoint) points down the image within 45
+   degrees of vertical; without hips (head-and-shoulder views), the shoulder line is within 45 degrees of level
+   and the head is above it. A tilted head is not a tilted body; lying or upside-down bodies make the left/right
+   cue meaningless.
+6. ``side_view``: shoulder width below 0.25 x torso length (without hips the torso length is estimated as 2 x the
+   distance from the shoulder midpoint to the mean of the visible head keypoints). Three-quarter views pass.
+7. Front or back from the body's layout: facing the camera, the person's LEFT shoulder appears at the larger image
+   x; the same for the hips when both are visible. An offset within 5 % of the torso length abstains. Shoulders
+   and hips that disagree are ``conflicting_orientation``. Only when the body gives no layout does the face
+   decide (nose and an eye, or both eyes → front; ears with no eye and no nose → back); nothing at all is
+   ``ambiguous_orientation``.
+8. A FRONT call needs a face turned to the camera whenever both eyes are visible: the eyes in the front order and
+   at least 0.1 shoulder widths apart, and the nose (when visible) between them, give or take 25 % of their
+   distance. A face in profile over a front-looking body is ``conflicting_orientation``: for mining training
+   pairs a wrong view is worse than a lost patch.
+9. Extent: FULL-BODY when both hips and at least one knee are visible and the lowest visible knee is at least 0.7
+   torso lengths above the patch's bottom edge (there is room for the shin); otherwise HEAD-AND-SHOULDER.
 """
 
 from __future__ import annotations
@@ -41,6 +49,7 @@ from daemon import metrics, wire
 from daemon.config import Settings
 from daemon.fabric import Fabric, StopFlag, Stopping
 from daemon.stage_main import StageFatal, model_threads, seed_random_init
+from stages.detect import box_in_patch
 
 log = logging.getLogger("humanstyle.classify")
 
@@ -73,9 +82,13 @@ HEAD = (NOSE, L_EYE, R_EYE, L_EAR, R_EAR)
 
 DEFAULT_MIN_CONFIDENCE = 0.5
 MIN_VISIBLE_KEYPOINTS = 3
-MAX_TORSO_TILT_DEG = 45.0
-SIDE_VIEW_RATIO = 0.35  # shoulder width / torso length below this → side view
+MAX_TILT_DEG = 45.0  # torso from vertical (with hips), shoulder line from level (without)
+SIDE_VIEW_RATIO = 0.25  # shoulder width / torso length below this → side view
 SIDE_CUE_FRACTION = 0.05  # left/right offsets smaller than this x torso length abstain
+HEAD_ROOM = 0.5  # the head's top keypoint must be this x the head-to-shoulder height below the patch top
+MIN_EYE_SPAN = 0.1  # a face turned to the camera: eyes at least this x the shoulder width apart...
+NOSE_SLACK = 0.25  # ...with the nose between them, give or take this fraction of their distance
+SHIN_ROOM = 0.7  # the lowest knee of a full-body view is at least this x torso length above the patch bottom
 
 
 def classify_keypoints(
@@ -123,35 +136,43 @@ def _classify(kp: np.ndarray, width: float, height: float, min_conf: float) -> t
     head = [i for i in HEAD if vis[i]]
     if not head:
         return REJECTED, "no_head"
-
     shoulder_mid = (kp[L_SHOULDER, :2] + kp[R_SHOULDER, :2]) / 2.0
+    head_mid = kp[head, :2].mean(axis=0)
+    if y[head].min() < HEAD_ROOM * (shoulder_mid[1] - head_mid[1]):
+        return REJECTED, "no_head"
+
+    shoulder_dx = float(x[L_SHOULDER] - x[R_SHOULDER])
+    shoulder_width = float(np.hypot(shoulder_dx, y[L_SHOULDER] - y[R_SHOULDER]))
     hips = bool(vis[L_HIP] and vis[R_HIP])
+    cos_tilt = math.cos(math.radians(MAX_TILT_DEG))
     if hips:
         down = (kp[L_HIP, :2] + kp[R_HIP, :2]) / 2.0 - shoulder_mid
         torso = float(np.hypot(*down))
+        upright = torso > 0 and down[1] >= cos_tilt * torso
     else:
-        down = shoulder_mid - kp[head, :2].mean(axis=0)
-        torso = 2.0 * float(np.hypot(*down))
-    # Upright: the downward vector's angle from +y is at most MAX_TORSO_TILT_DEG (image y grows downwards).
-    if not (torso > 0 and down[1] >= math.cos(math.radians(MAX_TORSO_TILT_DEG)) * float(np.hypot(*down))):
+        torso = 2.0 * float(np.hypot(*(shoulder_mid - head_mid)))
+        # Image y grows downwards: the head is above the shoulders when its y is smaller.
+        upright = shoulder_width > 0 and abs(shoulder_dx) >= cos_tilt * shoulder_width and head_mid[1] < shoulder_mid[1]
+    if not (torso > 0 and upright):
         return REJECTED, "not_upright"
-
-    shoulder_dx = float(kp[L_SHOULDER, 0] - kp[R_SHOULDER, 0])
-    shoulder_width = float(np.hypot(shoulder_dx, kp[L_SHOULDER, 1] - kp[R_SHOULDER, 1]))
     if not shoulder_width >= SIDE_VIEW_RATIO * torso:
         return REJECTED, "side_view"
 
-    votes = [_face_vote(vis), _side_vote(shoulder_dx, torso)]
+    body = {_side_vote(shoulder_dx, torso)}
     if hips:
-        votes.append(_side_vote(float(kp[L_HIP, 0] - kp[R_HIP, 0]), torso))
-    cast = {v for v in votes if v != 0}
-    if len(cast) > 1:
+        body.add(_side_vote(float(x[L_HIP] - x[R_HIP]), torso))
+    body.discard(0)
+    if len(body) > 1:
         return REJECTED, "conflicting_orientation"
+    cast = body or ({_face_vote(vis)} - {0})
     if not cast:
         return REJECTED, "ambiguous_orientation"
     front = cast.pop() > 0
+    if front and not _faces_the_camera(kp, vis, shoulder_width):
+        return REJECTED, "conflicting_orientation"
 
-    full = hips and bool(vis[L_KNEE] and vis[R_KNEE])
+    knees = [i for i in (L_KNEE, R_KNEE) if vis[i]]
+    full = hips and bool(knees) and height - max(y[i] for i in knees) >= SHIN_ROOM * torso
     if full:
         return (FULL_BODY_FRONT if front else FULL_BODY_BACK), None
     return (HEAD_AND_SHOULDER_FRONT if front else HEAD_AND_SHOULDER_BACK), None
@@ -172,19 +193,36 @@ def _side_vote(left_minus_right_x: float, torso: float) -> int:
     return 1 if left_minus_right_x > 0 else -1
 
 
+def _faces_the_camera(kp: np.ndarray, vis: np.ndarray, shoulder_width: float) -> bool:
+    """False for a face in profile: eyes in the back order, close together, or with the nose outside them."""
+    if not (vis[L_EYE] and vis[R_EYE]):
+        return True
+    span = float(kp[L_EYE, 0] - kp[R_EYE, 0])
+    if span < MIN_EYE_SPAN * shoulder_width:
+        return False
+    if not vis[NOSE]:
+        return True
+    t = float(kp[NOSE, 0] - kp[R_EYE, 0]) / span
+    return -NOSE_SLACK <= t <= 1.0 + NOSE_SLACK
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # The classify stage process: patches in, classified patches out (window_done and video_end pass through).
 
 def classify_patches(estimator, patches: list[wire.Message], min_confidence: float) -> list[wire.Message]:
-    """Keypoints for a batch of patch messages (one model call) and their view, as classified messages."""
+    """Keypoints for a batch of patch messages (one model call) and their view, as classified messages.
+
+    The keypoints are those of the person the patch was cut around (the detector's box, mapped into the patch),
+    not of whoever scores best in it: in a crowd a neighbour reaching into the square often does."""
     if not patches:
         return []
-    results = estimator.estimate([p.arrays["image"] for p in patches])
+    targets = [box_in_patch(p["box"], p["square"], p.arrays["image"].shape[1]) for p in patches]
+    results = estimator.estimate_own([p.arrays["image"] for p in patches], targets)
     out = []
-    for patch, result in zip(patches, results, strict=True):
+    for patch, (result, miss) in zip(patches, results, strict=True):
         h, w = patch.arrays["image"].shape[:2]
         if result is None:
-            out.append(rejected(patch, "no_person"))
+            out.append(rejected(patch, miss or "no_person"))
             continue
         keypoints = result.keypoints.astype(np.float32)
         view, reason = classify_with_reason(keypoints, (w, h), min_confidence)
@@ -210,7 +248,7 @@ def build_estimator(settings: Settings):
         return KeypointEstimator(weights=c.weights, device=c.device, min_size=size, max_size=size,
                                  batch_size=c.batch_size, box_score_threshold=c.person_threshold,
                                  allow_download=False, upscale=size > settings.detect.patch_size,
-                                 proposals=c.proposals)
+                                 proposals=c.proposals, min_overlap=c.min_person_overlap)
     except WeightsError as exc:
         raise StageFatal(str(exc)) from None
 

@@ -4,29 +4,38 @@ The functions and classes above the stage loop (at the end of the file) are pure
 they take plain arguments, so tests and one-shot tools call them directly.
 
 Decisions
-- Windows are counted in frames, not timestamps: window w covers frames [w*span, w*span + n) with
-  span = round(fps * anchor_every_s) (at least 1). The window's last frame is the anchor; the burst is
-  `burst_frames` earlier frames of the same window (see `plan_window`). Counting frames keeps the plan a
-  pure function of (window index, span), which is what makes `start_window` restarts and the
-  (fingerprint, frame index) keys deterministic. For variable-frame-rate files `fps` is the container's
-  average rate, so windows average one second but a single window may cover more or less;
-  `DecodedWindow.timestamps_s` always carries each frame's real presentation time.
-- Tail: the frames after the last whole window form one final short window (n < span) whose anchor is the
-  last frame of the clip; a clip shorter than one window is exactly one such window. A window with fewer
-  than burst_frames + 1 frames takes every earlier frame as its burst (a 1-frame window has none).
-- Where the clip ends is known only from the container's frame count (a hint: exact for mp4/avi,
-  estimated for some containers, wrong for truncated files) because a frame can only be retrieved before
-  the next grab(). So: the short tail window is planned from the hint; in the last `span` frames before
-  the hinted end (and everywhere when there is no hint) every frame is also retrieved, so that if the file
-  ends early the last decoded frame can still anchor the window. Such a window keeps only the planned
-  burst frames that came before it. Frames beyond a hinted short window are skipped up to the next whole
-  window, which then starts on the usual grid.
-- Status: "partial" with reason "truncated" when more than TRUNCATION_TOLERANCE_FRAMES frames promised
-  by the frame count never decoded; the window cut off by the end is dropped unless it fell in the
-  retrieve-everything zone. "decode_error" when a grabbed frame could not be retrieved (that window is
-  dropped, decoding goes on); "stopped" when the caller closed the decoder before the end.
-- fps: the container's rate when it is in (0, MAX_TRUSTED_FPS]; otherwise the median gap between the
-  presentation times of the first frames; otherwise DEFAULT_FPS. `VideoInfo.fps_source` says which.
+- What is trusted: the presentation times of the frames that really decode. Container headers lie in practice
+  (an AVI that stores each interlaced field as its own chunk claims twice the frames at twice the rate; a WebM
+  written live has no duration; Matroska frame counts are estimates; phones write variable frame rates), while the
+  timestamps of decoded frames are what a player shows. Times are counted from the first decoded frame.
+  A timestamp OpenCV cannot give (it reports 0 for "unknown", as AVI demuxing does for the last frames) or one
+  that does not advance is replaced by the previous frame's time plus the typical gap (`_Clock`).
+- Windows are seconds of that time: window w holds the frames with w*T <= t < (w+1)*T (T = anchor_every_s). Its
+  anchor is its last frame, so a clip gives one window per second of real time whatever its frame rate does
+  (a variable-frame-rate clip too), and the last, partial second forms one short window like any other. Keys
+  stay (window index, frame index) and both are a pure function of the file, so a restart with `start_window`
+  (the earlier windows only grab()bed, which still yields their timestamps) redoes exactly the same windows.
+- A frame must be retrieve()d before the next grab(), i.e. before it is known to be the last of its second.
+  So a frame is retrieved when it is one of the window's planned burst frames, when the next frame is expected
+  past the window's end (t + ANCHOR_MARGIN typical gaps >= end), or when it lies in the container's last
+  second (and everywhere when the container gives no duration), where the file may end at any frame. On a
+  constant-rate clip that retrieves exactly the anchor and the burst, as a frame-count grid did. If a timestamp
+  jump skips past the window's end anyway, the window's last retrieved frame anchors it.
+- The burst: `burst_frames` frames spread evenly between the previous anchor and this one (see `plan_window`),
+  planned when the window's first frame arrives from how many frames the window should hold: the time left
+  to its end (or to the container's end, for the tail) divided by the typical gap, the median of the last
+  GAP_HISTORY gaps. A window that ends sooner than planned keeps the burst frames it reached.
+- Frame rate (`VideoInfo.fps`, the first typical gap): the container's rate unless the first FPS_SAMPLE_FRAMES
+  frames' timestamps (grabbed, not converted, during the probe: cheap) give a rate that differs from it by
+  more than RATE_TOLERANCE, or the container rate is implausible (<= 0 or > MAX_TRUSTED_FPS, a timebase
+  artefact); then the timestamps' rate; DEFAULT_FPS when neither exists. `VideoInfo.fps_source` says which.
+- End and status: the container's duration (`VideoInfo.duration_s`: its frame count over its own rate, which
+  agree even when both are doubled) is only a hint of where frames end. "partial" with reason "truncated"
+  when the decoded frames end (last timestamp plus one gap) more than TRUNCATION_TOLERANCE_FRAMES typical
+  gaps before it: OpenCV reports a read error exactly like the end of the file, so a file whose frames stop
+  early is recognised by this, and a file without a duration can never be called truncated. A window whose
+  last frame was not retrieved when the file ended is dropped. "decode_error" when a grabbed frame could not
+  be retrieved (that window is dropped, decoding goes on); "stopped" when the caller closed the decoder first.
 - Rotation: OpenCV's FFmpeg backend applies display-matrix rotation (CAP_PROP_ORIENTATION_AUTO, set
   explicitly here); frames, width and height are delivered upright and `rotation` reports the metadata.
 - Files are sniffed before FFmpeg sees them: only known video container signatures are opened. FFmpeg
@@ -43,8 +52,9 @@ import os
 import stat
 import struct
 import time
+from collections import deque
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
@@ -58,8 +68,12 @@ log = logging.getLogger("humanstyle.decode")
 
 DEFAULT_FPS = 24.0
 MAX_TRUSTED_FPS = 480.0  # above this a container rate is a timebase artefact (e.g. 1000 or 90000)
-TRUNCATION_TOLERANCE_FRAMES = 2  # estimated frame counts (duration * fps) may be off by a frame or two
-FPS_SAMPLE_FRAMES = 25
+RATE_TOLERANCE = 0.25  # relative difference between container and timestamp rates beyond which the header is wrong
+TRUNCATION_TOLERANCE_FRAMES = 2  # estimated durations (Matroska, WebM) may be off by a frame or two
+FPS_SAMPLE_FRAMES = 10  # frames whose timestamps the probe compares with the container rate (grab-only)
+GAP_HISTORY = 15  # gaps in the running median that is the "typical gap"
+ANCHOR_MARGIN = 1.5  # typical gaps: a frame closer than this to its window's end may be the window's last
+TIME_EPS_S = 1e-4  # timestamps are milliseconds computed in floating point; boundaries compare with this slack
 
 # Stable snake_case codes, meant as metric label values; initialise counters for all of them.
 NOT_A_VIDEO_REASONS = ("not_found", "empty_file", "io_error", "not_a_video", "truncated", "unreadable",
@@ -79,12 +93,12 @@ class NotAVideo(Exception):
 
 @dataclass(frozen=True)
 class VideoInfo:
-    fps: float  # resolved rate used for windows, always > 0
+    fps: float  # resolved rate (see the module docstring), always > 0
     frame_count: int  # container's count, 0 when unknown; a hint only
     width: int  # of decoded (upright) frames
     height: int
     rotation: int  # display rotation metadata in degrees (0, 90, 180, 270), already applied
-    duration_s: float | None  # frame_count / fps, None when frame_count is unknown
+    duration_s: float | None  # the container's duration (frame count over its own rate); None when unknown
     fps_source: str  # "container" | "timestamps" | "default"
     container: str  # sniffed family: "mp4", "avi", "matroska", ...
 
@@ -104,7 +118,7 @@ class DecodedWindow:
     window_index: int
     anchor_index: int
     frame_indices: tuple[int, ...]  # burst frames in order, anchor last
-    timestamps_s: tuple[float, ...]  # presentation time of each frame
+    timestamps_s: tuple[float, ...]  # presentation time of each frame, seconds since the first frame
     frames: list[np.ndarray]  # uint8 HxWx3 BGR, same order
 
     @property
@@ -126,44 +140,39 @@ class DecodeSummary:
     windows_dropped: int = 0  # windows lost to retrieve failures or a cut
 
 
-def window_span(fps: float, anchor_every_s: float = 1.0) -> int:
-    """Frames per window: fps * anchor_every_s rounded half up (23.976 -> 24, 12.5 -> 13), at least 1."""
-    return max(1, math.floor(fps * anchor_every_s + 0.5))
+def plan_window(first_index: int, n: int, burst_frames: int = 4) -> WindowPlan:
+    """The frames a window of n frames starting at frame `first_index` uses.
 
-
-def plan_window(
-    window_index: int, span: int, burst_frames: int = 4, frame_count_in_span: int | None = None
-) -> WindowPlan:
-    """Which frames window `window_index` uses.
-
-    The window starts at window_index * span and holds n = frame_count_in_span (default span) frames; its
-    last frame is the anchor. The burst frames split the gap between the previous window's anchor and
-    this one into burst_frames + 1 equal steps (rounded half up), so across windows all sampled frames
-    are evenly spaced: span 24 -> offsets 4, 9, 13, 18 and anchor 23. With fewer than burst_frames
-    earlier frames, all of them are used.
+    Its last frame is the anchor. The burst frames split the gap between the previous window's anchor
+    (first_index - 1) and this one into burst_frames + 1 equal steps (rounded half up), so across windows all
+    sampled frames are evenly spaced: n = 24 -> offsets 4, 9, 13, 18 and anchor 23. With fewer than
+    burst_frames earlier frames, all of them are used.
     """
-    n = span if frame_count_in_span is None else frame_count_in_span
-    if window_index < 0 or span < 1 or burst_frames < 0 or not 1 <= n <= span:
-        raise ValueError(f"bad window: index={window_index} span={span} burst={burst_frames} n={n}")
-    start = window_index * span
+    if first_index < 0 or n < 1 or burst_frames < 0:
+        raise ValueError(f"bad window: first_index={first_index} n={n} burst={burst_frames}")
     if n - 1 <= burst_frames:
         offsets: list[int] = list(range(n - 1))
     else:
         b1 = burst_frames + 1
         # round(-1 + k*n/b1) half up, in integers: floor((2kn - b1) / 2b1)
         offsets = [(2 * k * n - b1) // (2 * b1) for k in range(1, burst_frames + 1)]
-    return WindowPlan(start + n - 1, tuple(start + o for o in offsets))
+    return WindowPlan(first_index + n - 1, tuple(first_index + o for o in offsets))
+
+
+def _plausible(fps: float) -> bool:
+    return math.isfinite(fps) and 0 < fps <= MAX_TRUSTED_FPS
 
 
 def resolve_fps(container_fps: float, timestamps_ms: list[float]) -> tuple[float, str]:
-    """(fps, source): the container rate if plausible, else one from frame timestamps, else DEFAULT_FPS."""
-    if math.isfinite(container_fps) and 0 < container_fps <= MAX_TRUSTED_FPS:
-        return float(container_fps), "container"
+    """(fps, source): the container rate if plausible and not contradicted by the frame timestamps (more than
+    RATE_TOLERANCE apart), else the timestamps' rate (from their median gap), else DEFAULT_FPS."""
     gaps = sorted(b - a for a, b in zip(timestamps_ms, timestamps_ms[1:], strict=False) if b > a)
-    if gaps:
-        fps = 1000.0 / gaps[len(gaps) // 2]
-        if 0 < fps <= MAX_TRUSTED_FPS:
-            return fps, "timestamps"
+    measured = 1000.0 / gaps[len(gaps) // 2] if gaps else 0.0
+    if _plausible(container_fps) and (not _plausible(measured)
+                                      or abs(measured / container_fps - 1) <= RATE_TOLERANCE):
+        return float(container_fps), "container"
+    if _plausible(measured):
+        return measured, "timestamps"
     return DEFAULT_FPS, "default"
 
 
@@ -246,7 +255,9 @@ def _pos_ms(cap: cv2.VideoCapture) -> float:
 
 
 def probe_video(path: str | os.PathLike[str]) -> VideoInfo:
-    """Open the file, decode its first frame and report what decoding will use; raises NotAVideo."""
+    """Open the file, decode its first frame and report what decoding will use; raises NotAVideo.
+
+    The next FPS_SAMPLE_FRAMES - 1 frames are only grabbed, for their timestamps (see `resolve_fps`)."""
     container = sniff_container(path)
     cap = _open(path, container)
     try:
@@ -256,10 +267,9 @@ def probe_video(path: str | os.PathLike[str]) -> VideoInfo:
         ok, frame = cap.retrieve()
         if not ok or frame is None or frame.size == 0:
             raise NotAVideo("no_frames", "first frame does not convert")
+        while len(stamps) < FPS_SAMPLE_FRAMES and cap.grab():
+            stamps.append(_pos_ms(cap))
         container_fps = cap.get(cv2.CAP_PROP_FPS)
-        if not (math.isfinite(container_fps) and 0 < container_fps <= MAX_TRUSTED_FPS):
-            while len(stamps) < FPS_SAMPLE_FRAMES and cap.grab():
-                stamps.append(_pos_ms(cap))
         fps, source = resolve_fps(container_fps, [s for s in stamps if s >= 0])
         count = cap.get(cv2.CAP_PROP_FRAME_COUNT)
         frame_count = int(count) if math.isfinite(count) and count > 0 else 0
@@ -267,7 +277,8 @@ def probe_video(path: str | os.PathLike[str]) -> VideoInfo:
     finally:
         cap.release()
     h, w = frame.shape[:2]
-    duration = frame_count / fps if frame_count else None
+    # The container's own duration: its count over its own rate (they lie together, e.g. per field, or not at all).
+    duration = frame_count / (container_fps if _plausible(container_fps) else fps) if frame_count else None
     return VideoInfo(fps, frame_count, w, h, rotation, duration, source, container)
 
 
@@ -284,6 +295,43 @@ def _fit(frame: np.ndarray, max_side: int | None) -> np.ndarray:
     return cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
 
 
+class _Clock:
+    """Turns OpenCV's per-frame positions into increasing times (seconds since the first frame) and keeps the
+    typical gap between frames: the median of the last GAP_HISTORY real gaps, 1/fps until there are any."""
+
+    def __init__(self, fps: float) -> None:
+        self.gap = 1.0 / fps
+        self.last = -1.0  # time of the latest frame; -1 before the first
+        self._origin = 0.0
+        self._gaps: deque[float] = deque(maxlen=GAP_HISTORY)
+
+    def stamp(self, pos_ms: float) -> float:
+        if self.last < 0:
+            self._origin = max(pos_ms, 0.0)
+            self.last = 0.0
+            return 0.0
+        t = (pos_ms - self._origin) / 1000.0 if pos_ms >= 0 else -1.0
+        if t > self.last:
+            self._gaps.append(t - self.last)
+            self.gap = sorted(self._gaps)[len(self._gaps) // 2]
+        else:  # unknown (OpenCV says 0) or not advancing: assume the usual spacing
+            t = self.last + self.gap
+        self.last = t
+        return t
+
+
+@dataclass
+class _Window:
+    index: int
+    end_s: float  # where the next window starts
+    burst: frozenset[int]  # planned burst frame indices
+    last_index: int = -1  # latest frame grabbed in this window
+    held: dict[int, tuple[float, np.ndarray]] = field(default_factory=dict)  # retrieved burst frames
+    latest: tuple[int, float, np.ndarray] | None = None  # latest retrieved frame: the anchor once the window ends
+    latest_may_end: bool = False  # latest was retrieved because the window or the file was expected to end there
+    failed: bool = False  # a retrieve failed: the window is dropped
+
+
 class WindowDecoder:
     """Iterate to get DecodedWindow objects; afterwards `summary` holds the DecodeSummary.
 
@@ -297,7 +345,7 @@ class WindowDecoder:
             raise ValueError("need anchor_every_s > 0, burst_frames >= 0, start_window >= 0, max_side >= 0")
         self.path = Path(path)
         self.info = probe_video(path)
-        self.span = window_span(self.info.fps, anchor_every_s)
+        self.anchor_every_s = anchor_every_s
         self.burst_frames = burst_frames
         self.max_side = max_side
         self.start_window = start_window
@@ -327,83 +375,99 @@ class WindowDecoder:
             self._cap.release()
             self._cap = None
 
-    def plan(self, window_index: int) -> WindowPlan:
-        """The plan this decoder uses for a window: short only for the tail predicted by the frame count."""
-        hint, start = self.info.frame_count, window_index * self.span
-        n = hint - start if 0 < hint - start < self.span else None
-        return plan_window(window_index, self.span, self.burst_frames, n)
+    @property
+    def expected_windows(self) -> int | None:
+        """Windows the container's duration promises (for progress bars); None when it gives none."""
+        d = self.info.duration_s
+        return max(1, math.ceil(d / self.anchor_every_s - TIME_EPS_S)) if d else None
+
+    def _start_window(self, w: int, first_index: int, t: float, gap: float) -> _Window:
+        end = (w + 1) * self.anchor_every_s
+        planned_end = end
+        hint = self.info.duration_s
+        if hint and t < hint - TIME_EPS_S:
+            planned_end = min(end, hint)  # the tail: plan the burst over what the container says is left
+        n = max(1, math.floor((planned_end - t) / gap + 0.5))
+        plan = plan_window(first_index, n, self.burst_frames)
+        return _Window(w, end, frozenset(plan.burst_indices))
+
+    def _finish(self, win: _Window, at_end: bool) -> DecodedWindow | None:
+        """The window's DecodedWindow, or None when it is dropped."""
+        if win.failed or win.latest is None:
+            return None
+        idx, ts, frame = win.latest
+        if at_end and not (idx == win.last_index and win.latest_may_end):
+            return None  # the file ended where no end was expected: a cut window, not anchored on a stray burst frame
+        held = {i: v for i, v in win.held.items() if i < idx}
+        held[idx] = (ts, frame)
+        indices = tuple(sorted(held))
+        self._windows += 1
+        return DecodedWindow(
+            window_index=win.index,
+            anchor_index=idx,
+            frame_indices=indices,
+            timestamps_s=tuple(held[i][0] for i in indices),
+            frames=[_fit(held[i][1], self.max_side) for i in indices],
+        )
 
     def _run(self) -> Iterator[DecodedWindow]:
-        cap, span, fps, hint = self._cap, self.span, self.info.fps, self.info.frame_count
+        cap, period, hint = self._cap, self.anchor_every_s, self.info.duration_s
         assert cap is not None
-        retrieve_all_from = max(0, hint - span) if hint > 0 else 0
-        window, plan = -1, WindowPlan(-1, ())
-        held: dict[int, tuple[float, np.ndarray]] = {}
-        latest: tuple[int, float, np.ndarray] | None = None  # fallback anchor if the file ends early
-        done_with_window = failed = False
+        retrieve_all_from = max(0.0, hint - period) if hint else 0.0  # where the file may end at any frame
+        clock = _Clock(self.info.fps)
+        win: _Window | None = None
         dropped = 0
+        cut = False
         idx = -1
         try:
             while cap.grab():
                 idx += 1
                 self._frames_read += 1
-                w = idx // span
+                t = clock.stamp(_pos_ms(cap))
+                w = math.floor((t + TIME_EPS_S) / period)
                 if w < self.start_window:
                     continue  # grab-only: a restart skips windows already done
-                if w != window:
-                    if window >= self.start_window and not done_with_window:
-                        dropped += 1  # anchor never came: a failed retrieve in that window
-                    window, plan, held, latest = w, self.plan(w), {}, None
-                    done_with_window = failed = False
-                if done_with_window or failed:
-                    continue  # past a short tail window the container undercounted, or a broken window
-                wanted = idx in plan.frame_indices or idx >= retrieve_all_from
-                if not wanted:
+                if win is None or w != win.index:
+                    if win is not None:
+                        done = self._finish(win, at_end=False)
+                        if done is None:
+                            dropped += 1
+                        else:
+                            yield done
+                    win = self._start_window(w, idx, t, clock.gap)
+                win.last_index = idx
+                if win.failed:
                     continue
-                ms = _pos_ms(cap)
-                ts = ms / 1000.0 if ms >= 0 else idx / fps
+                may_end = (t + ANCHOR_MARGIN * clock.gap >= win.end_s - TIME_EPS_S
+                           or t >= retrieve_all_from - TIME_EPS_S)
+                if not (may_end or idx in win.burst):
+                    continue
                 ok, frame = cap.retrieve()
                 if not ok or frame is None:
-                    failed = True
+                    win.failed = True
                     continue
-                latest = (idx, ts, frame)
-                if idx in plan.frame_indices:
-                    held[idx] = (ts, frame)
-                if idx == plan.anchor_index:
-                    done_with_window = True
-                    yield self._window(w, plan.frame_indices, held)
-            # End of stream: the last window may lack its planned anchor.
-            if window >= self.start_window and not done_with_window:
-                # Only the very last decoded frame may stand in for the anchor, and only in the zone where
-                # every frame is retrieved: elsewhere a cut window is dropped rather than anchored on
-                # whichever burst frame happened to come last.
-                if latest is not None and latest[0] == idx and idx >= retrieve_all_from and not failed:
-                    held[latest[0]] = latest[1:]
-                    indices = (*[i for i in plan.burst_indices if i < latest[0]], latest[0])
-                    yield self._window(window, indices, held)
-                else:
+                if idx in win.burst:
+                    win.held[idx] = (t, frame)
+                win.latest, win.latest_may_end = (idx, t, frame), may_end
+            if win is not None:
+                done = self._finish(win, at_end=True)
+                if done is None:
                     dropped += 1
+                    cut = not win.failed
+                else:
+                    yield done
         finally:
             self._release()
         if idx < 0:
             raise NotAVideo("no_frames", "no frame decoded")
-        if hint > 0 and self._frames_read < hint - TRUNCATION_TOLERANCE_FRAMES:
+        frames_end = clock.last + clock.gap
+        if cut or (hint and hint - frames_end > TRUNCATION_TOLERANCE_FRAMES * clock.gap + TIME_EPS_S):
             status, reason = "partial", "truncated"
         elif dropped:
             status, reason = "partial", "decode_error"
         else:
             status, reason = "done", None
-        self.summary = DecodeSummary(status, reason, self._frames_read, self._windows, fps, dropped)
-
-    def _window(self, w: int, indices: tuple[int, ...], held: dict[int, tuple[float, np.ndarray]]) -> DecodedWindow:
-        self._windows += 1
-        return DecodedWindow(
-            window_index=w,
-            anchor_index=indices[-1],
-            frame_indices=indices,
-            timestamps_s=tuple(held[i][0] for i in indices),
-            frames=[_fit(held[i][1], self.max_side) for i in indices],
-        )
+        self.summary = DecodeSummary(status, reason, self._frames_read, self._windows, self.info.fps, dropped)
 
 
 def decode_windows(path: str | os.PathLike[str], anchor_every_s: float = 1.0, burst_frames: int = 4,

@@ -74,6 +74,14 @@ def square_box(box: Sequence[float], margin: float) -> tuple[int, int, int, int]
     return x0, y0, x0 + side, y0 + side
 
 
+def box_in_patch(box: Sequence[float], square: Sequence[float], size: int) -> tuple[float, float, float, float]:
+    """A frame-pixel box in the pixels of the `size`-pixel patch cut from `square` (the inverse of `to_frame`)."""
+    x0, y0, x1, _ = (float(v) for v in square)
+    scale = size / (x1 - x0)
+    bx1, by1, bx2, by2 = (float(v) for v in box)
+    return (bx1 - x0) * scale, (by1 - y0) * scale, (bx2 - x0) * scale, (by2 - y0) * scale
+
+
 def square_patch(
     frame: np.ndarray,
     box: Sequence[float],

@@ -98,8 +98,4 @@ def _extract(settings: Settings, catalog: Catalog, writer: ResultWriter, path: P
 def _progress_bar(decoder, enabled: bool):
     from tqdm import tqdm
 
-    info = decoder.info
-    total = None
-    if info.frame_count:
-        total = -(-info.frame_count // decoder.span)
-    return tqdm(total=total, unit="s", desc="extract", disable=not enabled)
+    return tqdm(total=decoder.expected_windows, unit="s", desc="extract", disable=not enabled)

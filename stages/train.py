@@ -17,6 +17,7 @@ shutdown), `checkpoints/best-<model>.pt` (the best validation score so far), `sa
 from __future__ import annotations
 
 import logging
+import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -262,7 +263,9 @@ def run(settings: Settings, index: int, stop: StopFlag) -> None:
     fab.mark_ready()
     db = catalog_path(settings)
     catalog: Catalog | None = None
-    last_refresh, last_save = 0.0, {n: trainer.model(n).step for n in trainer.names}
+    # -inf, not 0: time.monotonic() may be smaller than refresh_every_s on a freshly booted machine, which made the
+    # first refresh wait for an event or the timer.
+    last_refresh, last_save = -math.inf, {n: trainer.model(n).step for n in trainer.names}
     try:
         while not stop.set:
             ready = trainer.ready()

@@ -28,7 +28,9 @@ class Daemon:
         self.pids: set[int] = set()
 
     def start(self, timeout: float = 90) -> Daemon:
-        env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+        # tests/seams gives the random-init keypoint model plausible poses in every daemon process (see there).
+        env = {**os.environ, "PYTHONPATH": f"{ROOT / 'tests' / 'seams'}{os.pathsep}{ROOT}", "OMP_NUM_THREADS": "1",
+               "HUMANSTYLE_TEST_POSES": "1"}
         self.log = open(self.log_path, "ab")
         self.proc = subprocess.Popen([sys.executable, "-m", "daemon.cli", "run", "--config", str(self.config_path)],
                                      stdout=self.log, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
@@ -39,13 +41,18 @@ class Daemon:
         return f"http://{self.listen}{path}"
 
     def health(self) -> dict | None:
+        """The /healthz JSON (None while nothing answers). Its HTTP code must agree with its status: 200 with
+        "ok", 503 with "degraded"; anything else fails the calling test at once."""
         try:
             with urllib.request.urlopen(self.url("/healthz"), timeout=5) as resp:
-                data = json.load(resp)
+                code, data = resp.status, json.load(resp)
         except urllib.error.HTTPError as exc:
-            data = json.load(exc)
+            code, data = exc.code, json.load(exc)
         except OSError:
             return None
+        expected = {"ok": 200, "degraded": 503}.get(data.get("status"))
+        if code != expected:
+            raise AssertionError(f"/healthz answered HTTP {code} with status {data.get('status')!r}")
         for stage in data["stages"].values():
             self.pids.update(stage.get("pids", []))
         return data

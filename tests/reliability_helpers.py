@@ -5,7 +5,8 @@ wrote, and the invariants that must hold after any fault:
 - every video ended done / partial / failed, and failed ones say why;
 - no duplicate videos (fingerprint), patches (video, frame, person) or pairs (the two patches);
 - no orphans: every file under data/patches belongs to a catalog row (image or its mask), every row's file exists;
-- pairs.csv holds exactly the catalog's pairs, once each.
+- pairs.csv holds exactly the catalog's pairs, once each, and every column of it (whatever its header holds)
+  agrees with the catalog (see `csv_mismatches`).
 
 Patches and pairs are compared across runs by content keys that do not depend on the order of discovery:
 (video fingerprint, frame, person, view) and the pair of such keys with its view.
@@ -124,13 +125,14 @@ def drop_in_both_domains(tmp: Path, name: str, **clip_kwargs) -> tuple[Path, Pat
 class Snapshot:
     videos: dict[str, tuple[str, str]]  # fingerprint -> (status, reason)
     video_paths: dict[str, str]  # fingerprint -> path
+    video_domains: dict[str, str]  # fingerprint -> domain
     patches: set[tuple]  # (fingerprint, frame, person, view)
     pairs: set[tuple]  # ((fp, frame, person), (fp, frame, person), view)
     duplicates: dict[str, int] = field(default_factory=dict)
     orphan_files: list[str] = field(default_factory=list)
     rows_without_files: list[str] = field(default_factory=list)
     csv_rows: int = 0
-    csv_matches_catalog: bool = True
+    csv_mismatches: list[str] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=dict)
 
     def status_of(self, name: str) -> tuple[str, str] | None:
@@ -149,6 +151,7 @@ def snapshot(data_dir: Path) -> Snapshot:
         q = db.execute
         videos = {fp: (st, rs) for fp, st, rs in q("SELECT fingerprint, status, reason FROM videos")}
         paths = dict(q("SELECT fingerprint, path FROM videos"))
+        domains = dict(q("SELECT fingerprint, domain FROM videos"))
         prow = q("SELECT p.id, v.fingerprint, p.frame_index, p.person_index, p.view, p.path FROM patches p "
                  "JOIN videos v ON v.id = p.video_id").fetchall()
         key = {pid: (fp, fr, pe) for pid, fp, fr, pe, _v, _p in prow}
@@ -164,7 +167,7 @@ def snapshot(data_dir: Path) -> Snapshot:
             "patch_paths": q("SELECT COUNT(*) - COUNT(DISTINCT path) FROM patches WHERE path != ''").fetchone()[0],
         }
         row_paths = {p for *_rest, p in prow if p}
-        catalog_pairs = Counter((str(i), str(a), str(b), v) for i, a, b, v in pair_rows)
+        csv_rows, mismatches = csv_mismatches(data_dir, db)
         unpatched = q("SELECT COUNT(*) FROM patches WHERE video_id NOT IN (SELECT id FROM videos)").fetchone()[0]
     finally:
         db.close()
@@ -178,19 +181,68 @@ def snapshot(data_dir: Path) -> Snapshot:
         for f in patch_root.rglob("*"):
             if f.is_file():
                 on_disk.add(str(f.relative_to(data_dir)))
-    csv_counter: Counter = Counter()
-    csv_path = data_dir / "pairs.csv"
-    if csv_path.exists():
-        with open(csv_path, newline="") as fh:
-            rows = list(csv.reader(fh))[1:]
-        csv_counter = Counter((r[0], r[5], r[6], r[3]) for r in rows)
     return Snapshot(
-        videos=videos, video_paths=paths, patches=patches, pairs=pairs, duplicates=duplicates,
-        orphan_files=sorted(on_disk - expected_files), rows_without_files=sorted(
+        videos=videos, video_paths=paths, video_domains=domains, patches=patches, pairs=pairs,
+        duplicates=duplicates, orphan_files=sorted(on_disk - expected_files), rows_without_files=sorted(
             p for p in expected_files if not (data_dir / p).is_file()),
-        csv_rows=sum(csv_counter.values()), csv_matches_catalog=csv_counter == catalog_pairs,
+        csv_rows=csv_rows, csv_mismatches=mismatches,
         counts={"videos": len(videos), "patches": len(prow), "pairs": len(pair_rows),
                 "patches_of_unknown_videos": unpatched})
+
+
+def csv_mismatches(data_dir: Path, db: sqlite3.Connection) -> tuple[int, list[str]]:
+    """(rows in pairs.csv, every way it differs from the catalog's pairs). Compared column by column, by header
+    name, so a column added to the file later is checked without editing this: `pair_id` is the pair's id,
+    `<domain>_patch` and `<domain>_patch_id` the path and id of the pair's patch of that domain, and any other
+    name must be a column of the `pairs` table with the same value (numbers to the CSV's 6 decimals)."""
+    db.row_factory = sqlite3.Row
+    catalog = {}
+    for r in db.execute("SELECT p.*, a.path AS a_path, b.path AS b_path, a.domain AS a_domain, "
+                        "b.domain AS b_domain FROM pairs p JOIN patches a ON a.id = p.a_patch_id "
+                        "JOIN patches b ON b.id = p.b_patch_id"):
+        row = {k: r[k] for k in r.keys() if k not in ("a_path", "b_path", "a_domain", "b_domain")}
+        row["pair_id"] = r["id"]
+        for side in ("a", "b"):
+            row[f"{r[side + '_domain']}_patch"] = r[side + "_path"]
+            row[f"{r[side + '_domain']}_patch_id"] = r[side + "_patch_id"]
+        catalog[str(r["id"])] = row
+    db.row_factory = None
+    csv_path = data_dir / "pairs.csv"
+    if not csv_path.exists():
+        return 0, [] if not catalog else [f"no pairs.csv for {len(catalog)} catalog pairs"]
+    with open(csv_path, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    problems = []
+    ids = Counter(r.get("pair_id") for r in rows)
+    problems += [f"pair {i} appears {n} times in pairs.csv" for i, n in ids.items() if n > 1]
+    problems += [f"pair {i} is in pairs.csv, not in the catalog" for i in ids.keys() - catalog.keys()]
+    problems += [f"pair {i} is in the catalog, not in pairs.csv" for i in catalog.keys() - ids.keys()]
+    for r in rows:
+        expected = catalog.get(r.get("pair_id"))
+        for column, text in r.items() if expected else ():
+            if column not in expected:
+                problems.append(f"pairs.csv column {column!r} has no catalog counterpart")
+            elif not _same_value(text, expected[column]):
+                problems.append(f"pair {r['pair_id']}: {column} is {text!r} in pairs.csv, "
+                                f"{expected[column]!r} in the catalog")
+    return len(rows), sorted(set(problems))
+
+
+def _same_value(text: str | None, value: object) -> bool:
+    if text is None:  # a short row
+        return False
+    if value is None:
+        return text == ""
+    if isinstance(value, bool | int) and text.lower() in ("true", "false"):
+        return (text.lower() == "true") == bool(value)
+    if isinstance(value, int):
+        return text.lstrip("-").isdigit() and int(text) == value
+    if isinstance(value, float):
+        try:
+            return abs(float(text) - value) <= 1e-6
+        except ValueError:
+            return False
+    return text == str(value)
 
 
 def assert_invariants(snap: Snapshot) -> None:
@@ -202,8 +254,19 @@ def assert_invariants(snap: Snapshot) -> None:
     assert all(n == 0 for n in snap.duplicates.values()), f"duplicates: {snap.duplicates}"
     assert snap.orphan_files == [], f"files without a catalog row: {snap.orphan_files[:10]}"
     assert snap.rows_without_files == [], f"catalog rows without files: {snap.rows_without_files[:10]}"
-    assert snap.csv_matches_catalog, "pairs.csv does not hold exactly the catalog's pairs"
+    assert snap.csv_mismatches == [], f"pairs.csv differs from the catalog: {snap.csv_mismatches[:10]}"
     assert snap.counts["patches_of_unknown_videos"] == 0
+
+
+def every_cross_domain_pair(snap: Snapshot, domains: tuple[str, str] = ("movie", "game")) -> set[tuple]:
+    """The pairs a run with pair.min_similarity = -1 and pair.top_k above the patch count must hold exactly: every
+    (first-domain patch, second-domain patch) of the same kept view, whatever the order patches arrived in."""
+    sides: dict[str, dict[str, list]] = {}
+    for fp, frame, person, view in snap.patches:
+        if view != "REJECTED":
+            sides.setdefault(view, {}).setdefault(snap.video_domains[fp], []).append((fp, frame, person))
+    a, b = domains
+    return {(x, y, view) for view, side in sides.items() for x in side.get(a, ()) for y in side.get(b, ())}
 
 
 def all_finished(data_dir: Path, expected_videos: int) -> bool:
@@ -227,6 +290,26 @@ def catalog_value(data_dir: Path, sql: str, args: tuple = ()) -> list[tuple]:
 
 
 # --- processes -------------------------------------------------------------------------------------------------
+def tcp_listeners(pids: list[int]) -> list[tuple[str, int]]:
+    """(address, port) of every TCP socket in LISTEN state owned by these processes (/proc/net/tcp inodes matched
+    to /proc/<pid>/fd), sorted. Addresses as /proc writes them: 0100007F is 127.0.0.1."""
+    inodes = set()
+    for pid in pids:
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            with contextlib.suppress(OSError):
+                target = os.readlink(fd)
+                if target.startswith("socket:["):
+                    inodes.add(target[8:-1])
+    listening = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            cols = line.split()
+            if cols[3] == "0A" and cols[9] in inodes:  # state LISTEN, owned by one of the pids
+                address, port = cols[1].split(":")
+                listening.append((address, int(port, 16)))
+    return sorted(listening)
+
+
 def peak_rss_mib(pid: int) -> float | None:
     """VmHWM (peak resident set) of a live process in MiB, None once it is gone."""
     try:

@@ -65,9 +65,64 @@ def test_back_head_and_shoulders():
     assert classify_with_reason(kp, SIZE) == (HEAD_AND_SHOULDER_BACK, None)
 
 
-def test_mirrored_front_layout_with_visible_face_is_conflicting():
-    # face says front, shoulders and hips say back: a left/right mix-up; reject rather than guess
-    assert classify_with_reason(mirrored(front()), SIZE) == (REJECTED, "conflicting_orientation")
+def test_a_face_drawn_on_the_back_of_a_head_does_not_overrule_the_body():
+    # Real keypoint models put eyes and nose, confidently, on the back of a head (bench/views.py); the body's
+    # left/right layout decides. Positions mirror, labels do not: the body is seen from behind.
+    assert classify_with_reason(mirrored(front()), SIZE) == (FULL_BODY_BACK, None)
+    kp = mirrored(front())
+    kp[11:, 2] = 0.0
+    assert classify_with_reason(kp, SIZE) == (HEAD_AND_SHOULDER_BACK, None)
+
+
+def test_shoulders_and_hips_that_disagree_are_conflicting():
+    kp = front()
+    kp[[11, 12], 0] = kp[[12, 11], 0]  # hips laid out as seen from behind, shoulders from the front
+    assert classify_with_reason(kp, SIZE) == (REJECTED, "conflicting_orientation")
+
+
+def test_a_face_in_profile_over_a_front_looking_body_is_conflicting():
+    # Looking over the shoulder: models often draw the body as seen from the front; the profile gives it away.
+    kp = front()
+    kp[1, 0], kp[2, 0] = 131, 127  # eyes close together
+    assert classify_with_reason(kp, SIZE) == (REJECTED, "conflicting_orientation")
+    kp = front()
+    kp[0, 0] = 150  # nose well outside the eyes
+    assert classify_with_reason(kp, SIZE) == (REJECTED, "conflicting_orientation")
+
+
+def test_three_quarter_front_view_is_kept():
+    kp = front()
+    kp[5, 0], kp[6, 0] = 140, 115  # shoulders turned: width 25 against a torso of 70
+    assert classify_with_reason(kp, SIZE) == (FULL_BODY_FRONT, None)
+
+
+def test_a_tilted_head_on_level_shoulders_is_upright():
+    kp = front()
+    kp[7:, 2] = 0.0  # head and shoulders only
+    kp[:5, 0] += 30  # head leaning far to one side of the shoulders
+    kp[:5, 1] += 10
+    assert classify_with_reason(kp, SIZE) == (HEAD_AND_SHOULDER_FRONT, None)
+    kp[5, 1] += 60  # one shoulder far below the other: the body itself is tilted
+    assert classify_with_reason(kp, SIZE) == (REJECTED, "not_upright")
+
+
+def test_head_cut_off_by_the_top_of_the_patch_has_no_head():
+    kp = front()
+    kp[:, 1] -= 30  # the whole person moves up: eyes at y = 5, the top of the head is outside the patch
+    assert classify_with_reason(kp, SIZE) == (REJECTED, "no_head")
+
+
+def test_one_knee_below_the_confidence_cut_is_still_full_body():
+    kp = front()
+    kp[14, 2] = 0.2  # one knee occluded or in shadow
+    assert classify_with_reason(kp, SIZE) == (FULL_BODY_FRONT, None)
+
+
+def test_knees_on_the_bottom_edge_are_a_person_cut_at_the_thigh():
+    kp = front()
+    kp[13:15, 1] = 250  # where a model puts the knees of a person the patch cuts at the thigh
+    kp[15:, 2] = 0.0
+    assert classify_with_reason(kp, SIZE) == (HEAD_AND_SHOULDER_FRONT, None)
 
 
 def test_mirrored_image_as_a_keypoint_model_reports_it_stays_front():
@@ -115,9 +170,10 @@ def test_rejections(edit, reason):
 def test_ambiguous_when_no_cue_votes():
     kp = front()
     kp[1:5, 2] = 0.0  # only the nose: the face cue abstains
-    kp[11:, 2] = 0.0  # no hips
-    kp[5, :2], kp[6, :2] = (129, 50), (127, 95)  # shoulders stacked: wide enough, but no left/right offset
-    kp[0, :2] = (128, 20)
+    kp[5, :2], kp[6, :2] = (129, 60), (127, 105)  # shoulders stacked: wide enough, but no left/right offset
+    kp[11, :2], kp[12, :2] = (129, 140), (127, 170)  # hips likewise, below them
+    kp[0, :2] = (128, 35)
+    kp[13:, 2] = 0.0
     assert classify_with_reason(kp, SIZE) == (REJECTED, "ambiguous_orientation")
 
 
@@ -130,7 +186,7 @@ def test_lying_person_is_not_upright():
 def test_no_person_and_nan_safety():
     assert classify_with_reason(None, SIZE) == (REJECTED, "no_person")
     kp = front()
-    kp[13, :] = np.nan  # a broken knee makes that keypoint invisible, not the whole result NaN
+    kp[13:15, :] = np.nan  # broken knees make those keypoints invisible, not the whole result NaN
     assert classify_keypoints(kp, SIZE) == HEAD_AND_SHOULDER_FRONT
     kp = front()
     kp[:, 2] = np.nan

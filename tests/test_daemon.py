@@ -86,9 +86,20 @@ def test_ingests_a_clip_serves_metrics_and_stops_cleanly(tmp_path, daemon_factor
 
 
 def test_a_killed_stage_is_restarted_and_work_continues(tmp_path, daemon_factory):
-    d = daemon_factory()
+    # A 2 s restart back-off keeps the stage down long enough for /healthz to be seen saying so.
+    d = daemon_factory(supervisor={"restart_backoff_s": 2.0})
     victim = d.health()["stages"]["detect"]["pids"][0]
     os.kill(victim, signal.SIGKILL)
+    seen: list[dict] = []
+
+    def degraded() -> bool:
+        h = d.health()  # the harness fails the test unless "degraded" comes with HTTP 503
+        seen.append(h)
+        return h["status"] == "degraded" and h["stages"]["detect"]["alive"] == 0
+    d.wait_for(degraded, 30, "/healthz to report the dead detector")
+    down = seen[-1]["stages"]
+    assert down["detect"]["restarting"] == 1 and down["detect"]["pids"] == []
+    assert all(s["alive"] == s["processes"] for name, s in down.items() if name != "detect")
     d.wait_for(lambda: d.value("humanstyle_stage_restarts_total", stage="detect") == 1, 30, "a detect restart")
     d.wait_for(lambda: d.health()["status"] == "ok", 60, "health to recover")
     assert victim not in d.health()["stages"]["detect"]["pids"]
@@ -132,10 +143,67 @@ def test_a_crash_loop_stops_the_daemon_with_an_error(tmp_path, daemon_factory):
     assert d.alive_children() == []
 
 
-def test_missing_weights_stop_the_daemon_before_it_starts(tmp_path):
-    sections = fast_sections(tmp_path, detect={"weights": str(tmp_path / "nope.pth")})
+class OpenedFiles:
+    """Records every open() of a file below `folder` (inotify IN_OPEN: whatever the filesystem's atime policy)."""
+
+    def __init__(self, folder) -> None:
+        from watchdog import events
+        from watchdog.observers import Observer
+
+        self.opened: list[str] = []
+        handler = events.FileSystemEventHandler()
+        handler.on_opened = lambda event: self.opened.append(event.src_path)  # type: ignore[method-assign]
+        self.observer = Observer()
+        self.observer.schedule(handler, str(folder), recursive=True, event_filter=[events.FileOpenedEvent])
+        self.observer.start()
+
+    def proven_on(self, path) -> None:
+        """Open `path` once and wait for the event: the watch works, so a silence later means something."""
+        import time
+
+        path.read_bytes()
+        deadline = time.monotonic() + 30
+        while str(path) not in self.opened:
+            assert time.monotonic() < deadline, "inotify reported no open event"
+            time.sleep(0.05)
+        self.opened.clear()
+
+    def stop(self) -> list[str]:
+        self.observer.stop()
+        self.observer.join(10)
+        return self.opened
+
+
+def test_offline_default_weights_name_the_missing_files_before_any_video_is_touched(tmp_path, monkeypatch, capsys):
+    """Offline with torchvision's DEFAULT weights absent from the hub cache: exit 2, each missing file named with
+    its full expected path, and the video already waiting in the watch folder never opened."""
+    hub = tmp_path / "torch-home"  # an empty cache, as on a machine that never downloaded the weights
+    monkeypatch.setenv("TORCH_HOME", str(hub))
+    sections = fast_sections(tmp_path, detect={"weights": "DEFAULT", "allow_download": False},
+                             classify={"weights": "DEFAULT", "allow_download": False})
     cfg = write_config(tmp_path, sections)
+    (tmp_path / "watch" / "movie").mkdir(parents=True)
+    waiting = make_clip(tmp_path / "watch" / "movie" / "waiting.mp4", 1, fps=8, size=(160, 120))
+    watch = OpenedFiles(tmp_path / "watch")
+    try:
+        watch.proven_on(waiting)
+        from daemon.cli import main
+
+        assert main(["run", "--config", str(cfg)]) == 2
+    finally:
+        opened = watch.stop()
+    err = capsys.readouterr().err
+    for name in ("maskrcnn_resnet50_fpn_coco-bf2d0c1e.pth", "keypointrcnn_resnet50_fpn_coco-fc266e95.pth"):
+        assert str(hub / "hub" / "checkpoints" / name) in err, err
+    assert opened == [], f"the daemon opened {opened} before refusing to start"
+    assert not (tmp_path / "data" / "catalog.sqlite").exists()
+
+
+def test_a_missing_weights_file_is_named_and_stops_the_daemon(tmp_path, capsys):
+    missing = tmp_path / "nope.pth"
+    cfg = write_config(tmp_path, fast_sections(tmp_path, detect={"weights": str(missing)}))
     from daemon.cli import main
 
     assert main(["run", "--config", str(cfg)]) == 2
+    assert f"weights file {missing} does not exist" in capsys.readouterr().err
     assert not (tmp_path / "data" / "catalog.sqlite").exists()

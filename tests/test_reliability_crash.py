@@ -18,7 +18,9 @@ from tests.harness import Daemon
 from tests.reliability_helpers import (
     all_finished,
     assert_invariants,
+    catalog_value,
     drop,
+    every_cross_domain_pair,
     kill_daemon,
     running_daemon,
     snapshot,
@@ -56,9 +58,6 @@ def baseline(tmp_path_factory, source_clip):
         drop_inputs(tmp, source_clip)
         d.wait_for(lambda: all_finished(tmp / "data", 2), FINISH_TIMEOUT, "the undisturbed run")
         snap = snapshot(tmp / "data")
-    assert_invariants(snap)
-    assert {s for s, _ in snap.videos.values()} == {"done"}
-    assert snap.counts["patches"] == 2 * 3 * 2  # videos x windows (anchor only) x persons
     return snap
 
 
@@ -87,7 +86,19 @@ TRIGGERS = {
 
 
 def test_baseline_is_complete(baseline):
-    assert len(baseline.pairs) >= 1, "the inputs must produce pairs, or the pair checks prove nothing"
+    assert_invariants(baseline)
+    assert {s for s, _ in baseline.videos.values()} == {"done"}
+    assert baseline.counts["patches"] == 2 * 3 * 2  # videos x windows (anchor only) x persons
+    # The game video is the movie video's frames: each (frame, person) gets the same view in both domains.
+    views = {d: {(fr, pe): v for fp, fr, pe, v in baseline.patches if baseline.video_domains[fp] == d}
+             for d in ("movie", "game")}
+    assert views["movie"] == views["game"] and len(views["movie"]) == 6
+    # min_similarity -1, top_k 100 (more than the 6 patches per domain): every same-view pair is recorded, and the
+    # patches are deterministic (seeded random-init models, one torch thread, identical frames).
+    expected = every_cross_domain_pair(baseline)
+    assert expected, "the inputs must produce pairs, or the pair checks prove nothing"
+    assert baseline.pairs == expected
+    assert baseline.counts["pairs"] == baseline.csv_rows == len(expected)
 
 
 @pytest.mark.parametrize("stage", ["decode", "detect", "classify", "index"])
@@ -106,15 +117,26 @@ def test_kill_9_of_a_worker_or_the_index_mid_video_loses_and_duplicates_nothing(
     assert_same_results(snap, baseline)
 
 
+def recorded_files(data: Path) -> list[str]:
+    return sorted(Path(p).parent.name for (p,) in catalog_value(data, "SELECT path FROM files"))
+
+
 def test_kill_9_of_the_watcher_while_a_file_waits_to_be_stable(tmp_path, source_clip, baseline):
+    """The watcher is frozen (SIGSTOP) before the game file arrives, so that file is certainly unreported when the
+    watcher dies, whatever the machine's speed; only the restarted watcher's start-up scan can find it."""
+    data = tmp_path / "data"
     with running_daemon(tmp_path, **FAULT_CONFIG) as d:
         drop_inputs(tmp_path, source_clip, domains=("movie",))
-        mid_video(d, tmp_path / "data", lambda d: d.value("humanstyle_videos_total", status="processing") >= 1)
-        drop_inputs(tmp_path, source_clip, domains=("game",))  # seen by nobody yet: the watcher dies now
-        os.kill(stage_pid(d, "watch"), signal.SIGKILL)
+        mid_video(d, data, lambda d: d.value("humanstyle_videos_total", status="processing") >= 1)
+        watcher = stage_pid(d, "watch")
+        os.kill(watcher, signal.SIGSTOP)
+        drop_inputs(tmp_path, source_clip, domains=("game",))
+        assert recorded_files(data) == ["movie"]
+        os.kill(watcher, signal.SIGKILL)
         d.wait_for(lambda: d.value("humanstyle_stage_restarts_total", stage="watch") == 1, 60, "watch restart")
-        d.wait_for(lambda: all_finished(tmp_path / "data", 2), FINISH_TIMEOUT, "recovery")
-        snap = snapshot(tmp_path / "data")
+        d.wait_for(lambda: recorded_files(data) == ["game", "movie"], 60, "the restarted watcher to find the file")
+        d.wait_for(lambda: all_finished(data, 2), FINISH_TIMEOUT, "recovery")
+        snap = snapshot(data)
     assert_same_results(snap, baseline)
 
 

@@ -2,7 +2,8 @@
 humanstyle_errors_total{stage="index"}, no crash loop, no stage restart, nothing half-written left behind) and
 everything resumes once space, then permission, returns.
 
-The data folder is a small tmpfs mounted for the test (needs root and mount permission; skipped otherwise).
+The data folder is a small tmpfs mounted for the test (needs root and mount permission; skipped otherwise, which
+fails the run under HUMANSTYLE_REQUIRE_ALL=1, as .ci/run sets it).
 "Unwritable" is `chattr +i` on every folder of the data folder: it refuses new files even to root, which chmod
 does not."""
 
@@ -30,7 +31,10 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(400)]
 
 
 def run(*cmd: str) -> bool:
-    return subprocess.run(cmd, capture_output=True).returncode == 0
+    try:
+        return subprocess.run(cmd, capture_output=True).returncode == 0
+    except OSError:  # the tool is not installed: as unsupported as a refusal
+        return False
 
 
 @pytest.fixture
@@ -88,24 +92,29 @@ def test_a_full_then_unwritable_data_folder_pauses_writes_and_resumes(tmp_path, 
         d.wait_for(lambda: all_finished(small_fs, 2), 180, "the video once space returned")
         failures_full = d.value(*errors, stage="index")
 
-        # 2. Unwritable (immutable folders).
+        # 2. Unwritable (immutable folders). Where chattr +i does not work the phase cannot run; the final checks
+        # still do, and the test skips at the very end (a failure under HUMANSTYLE_REQUIRE_ALL=1, as in CI).
         locked = folders(small_fs)
-        if not all(run("chattr", "+i", str(f)) for f in locked):
+        unwritable = all(run("chattr", "+i", str(f)) for f in locked)
+        if unwritable:
+            try:
+                drop(tmp_path, staged_clip(tmp_path, "while-locked.mp4", seconds=1.0, size=(192, 144)), "game")
+                d.wait_for(lambda: d.value(*errors, stage="index") > failures_full, 180, "a refused write")
+                time.sleep(3)
+                assert d.value("humanstyle_stage_restarts_total") == 0, "a stage crashed on an unwritable folder"
+            finally:
+                for f in locked:
+                    run("chattr", "-i", str(f))
+        else:
             for f in locked:
                 run("chattr", "-i", str(f))
-            pytest.skip("chattr +i is not supported on this tmpfs")
-        try:
-            drop(tmp_path, staged_clip(tmp_path, "while-locked.mp4", seconds=1.0, size=(192, 144)), "game")
-            d.wait_for(lambda: d.value(*errors, stage="index") > failures_full, 180, "a refused write")
-            time.sleep(3)
-            assert d.value("humanstyle_stage_restarts_total") == 0, "a stage crashed on an unwritable folder"
-        finally:
-            for f in locked:
-                run("chattr", "-i", str(f))
-        d.wait_for(lambda: all_finished(small_fs, 3), 180, "the video once permission returned")
+        videos = 3 if unwritable else 2
+        d.wait_for(lambda: all_finished(small_fs, videos), 180, "the video once permission returned")
         assert d.health()["status"] == "ok"
         snap = snapshot(small_fs)
     assert_invariants(snap)
     assert {s for s, _ in snap.videos.values()} == {"done"}
-    assert snap.counts["patches"] == 3 * 2  # three one-window videos, two persons each
+    assert snap.counts["patches"] == videos * 2  # one-window videos, two persons each
     assert not list(small_fs.rglob("*.tmp")), "temporary files left behind"
+    if not unwritable:
+        pytest.skip("chattr +i is not supported on this tmpfs: the unwritable phase did not run")

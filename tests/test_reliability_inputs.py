@@ -29,21 +29,23 @@ SHELL_NAME = "$(touch PWNED); `touch PWNED2` | & ; > x 'q' \"d\".mp4"
 UNICODE_NAME = "ünïcödé 映画 🎬.mp4"
 SPACES_NAME = "a clip with   spaces.mp4"
 
-# name -> the statuses it may end in (a reason is required for anything but done)
-EXPECTED = {
-    "ok.mp4": {"done"},
-    "corrupt.mp4": {"failed", "partial"},
-    "truncated.mp4": {"failed", "partial"},
-    "empty.mp4": {"failed"},
-    "notes.mp4": {"failed"},
-    "noise.mkv": {"failed"},
-    "readme.txt": {"failed"},
-    "inner.mp4": {"done"},  # inside a folder named like a video
-    "huge 4000x3000.mp4": {"done"},
-    SPACES_NAME: {"done"},
-    UNICODE_NAME: {"done"},
-    SHELL_NAME: {"done"},
-    "growing.mp4": {"done"},
+# name -> the exact (status, reason) it must end with, as the daemon produces them today. The first two rows are
+# the decoder's verdicts on broken containers (ftyp + noise; a clip cut at 50 %, which loses the mp4 index at the
+# end): update them here, and only here, when the decoder's treatment of lying or truncated headers changes.
+EXPECTED: dict[str, tuple[str, str]] = {
+    "corrupt.mp4": ("failed", "unreadable"),
+    "truncated.mp4": ("failed", "truncated"),
+    "empty.mp4": ("failed", "empty_file"),
+    "notes.mp4": ("failed", "not_a_video"),  # text named .mp4: refused by the decoder's probe
+    "noise.mkv": ("failed", "not_a_video"),  # random bytes named .mkv: likewise
+    "readme.txt": ("failed", "not_a_video"),  # an extension the watcher does not take
+    "ok.mp4": ("done", ""),
+    "inner.mp4": ("done", ""),  # inside a folder named like a video
+    "huge 4000x3000.mp4": ("done", ""),
+    SPACES_NAME: ("done", ""),
+    UNICODE_NAME: ("done", ""),
+    SHELL_NAME: ("done", ""),
+    "growing.mp4": ("done", ""),
 }
 IGNORED = ["escape.mp4", "o.mp4", ".hidden.mp4", "download.mp4.part", "pipe.mp4"]
 
@@ -122,19 +124,18 @@ def test_bad_input_all_at_once(tmp_path):
 
     assert_invariants(snap)
     results = {}
-    for name, allowed in EXPECTED.items():
+    for name in EXPECTED:
         assert names.count(name) == 1, f"{name}: {names.count(name)} catalog rows"
         _vid, status, reason = by_file[name]
         results[name] = (status, reason)
-        assert status in allowed, f"{name} ended {status} ({reason})"
-        assert status == "done" or reason, f"{name} ended {status} without a reason"
+    (tmp_path / "inputs-result.json").write_text(json.dumps(results, indent=1))
+    wrong = {name: f"{got} != expected {EXPECTED[name]}" for name, got in results.items() if got != EXPECTED[name]}
+    assert not wrong, f"(status, reason) differs: {wrong}"
     for name in IGNORED:
         assert name not in names, f"{name} should have been ignored"
     # The copy under another name is recorded against the same video, which is processed once.
     assert by_file["ok-copy.mp4"][0] == by_file["ok.mp4"][0] and duplicates == 1
     assert len(snap.videos) == len({vid for vid, *_ in by_file.values()})
-    assert results["empty.mp4"][1] == "empty_file" and results["readme.txt"][1] == "not_a_video"
-    assert results["truncated.mp4"][1] == "truncated" or results["truncated.mp4"][0] == "failed"
     # Names are data, never shell: stored exactly, nothing executed.
     for name in (SPACES_NAME, UNICODE_NAME, SHELL_NAME):
         assert files[name].endswith("/" + name)
@@ -146,7 +147,6 @@ def test_bad_input_all_at_once(tmp_path):
     # The slowly written file was processed once, whole: 2 s at 8 fps.
     frames = catalog_value(data, "SELECT frames_read FROM videos WHERE path = ?", (files["growing.mp4"],))
     assert frames == [(16,)]
-    (tmp_path / "inputs-result.json").write_text(json.dumps(results, indent=1))
 
 
 def test_an_unreadable_file_is_recorded_failed_not_fatal(tmp_path):
@@ -157,6 +157,7 @@ def test_an_unreadable_file_is_recorded_failed_not_fatal(tmp_path):
     assert msg["rejected"] == "unreadable" and msg["fingerprint"].startswith("path:")
 
 
+@pytest.mark.skip_ok("as root (CI) chmod 000 stops nobody; the vanished-file test covers the same OSError path")
 def test_chmod_000_makes_a_file_unreadable(tmp_path):
     if os.geteuid() == 0:
         pytest.skip("running as root: chmod 000 does not stop reads (covered by the vanished-file case above)")

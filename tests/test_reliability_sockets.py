@@ -23,7 +23,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from daemon import wire
-from tests.reliability_helpers import all_finished, drop, running_daemon, snapshot, stage_pid, staged_clip
+from tests.reliability_helpers import (
+    all_finished,
+    drop,
+    running_daemon,
+    snapshot,
+    stage_pid,
+    staged_clip,
+    tcp_listeners,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(400)]
 
@@ -299,17 +307,6 @@ def test_sockets_and_metrics_are_private_and_on_loopback(live):
     # Every TCP socket the daemon's processes listen on is the metrics endpoint, on 127.0.0.1.
     health = d.health()
     pids = [d.proc.pid] + [pid for s in health["stages"].values() for pid in s["pids"]]
-    inodes = set()
-    for pid in pids:
-        for fd in Path(f"/proc/{pid}/fd").iterdir():
-            target = os.readlink(fd) if fd.is_symlink() else ""
-            if target.startswith("socket:["):
-                inodes.add(target[8:-1])
-    listening = []
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        for line in Path(table).read_text().splitlines()[1:]:
-            cols = line.split()
-            if cols[3] == "0A" and cols[9] in inodes:  # state LISTEN, owned by the daemon
-                listening.append(cols[1])
+    listening = [f"{address}:{port:04X}" for address, port in tcp_listeners(pids)]
     port = int(d.listen.rsplit(":", 1)[1])
     assert listening == [f"0100007F:{port:04X}"], f"daemon listens on {listening}"

@@ -16,6 +16,7 @@ from daemon import config, fabric, metrics, wire
 from daemon.catalog import Catalog
 from daemon.cli import main
 from daemon.paths import catalog_path, prepare_runtime_dir
+from models.checkpoint import load_checkpoint
 from stages.train import Trainer, run
 from tests.conftest import fast_sections, write_config
 
@@ -170,6 +171,60 @@ def test_daemon_trainer_picks_up_new_data_and_checkpoints_on_stop(tmp_path):
     assert len(images) == 2 and cv2.imread(str(images[0])).shape == (32, 32, 3)
     assert main(["translate", "--checkpoint", str(latest), "--direction", "up2down", "--out", str(out),
                  "--config", cfg, str(inputs[0])]) == 1
+
+
+def wait_until(predicate, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
+
+
+def test_the_trainer_refreshes_on_its_timer_alone_and_checkpoints_on_shutdown(tmp_path):
+    """No index and no event socket: only train.refresh_every_s can bring new pairs in. checkpoint_every is out of
+    reach, so the one checkpoint is the one written on shutdown, holding every step taken. Then `translate`
+    uses the generator --model names (CycleGAN trains at another size than pix2pix here, so they tell apart)."""
+    s = make_settings(tmp_path, refresh_every_s=1.0, checkpoint_every=1_000_000, cyclegan_image_size=48)
+    add_pairs(s, 2, 0)  # too few to train
+    prepare_runtime_dir(s)
+    dataset = [metrics.TRAIN_DATASET.labels("pix2pix", split) for split in ("train", "val")]
+    for gauge in dataset:
+        gauge.set(-1)  # another test's value must not pass for this trainer's
+    steps_metric = {n: metrics.TRAIN_STEPS.labels(n) for n in metrics.train_model_names(s.domains)}
+    base = {n: m._value.get() for n, m in steps_metric.items()}
+    stop = fabric.StopFlag()
+    thread = threading.Thread(target=run, args=(s, 0, stop), daemon=True)
+    thread.start()
+    try:
+        wait_until(lambda: sum(g._value.get() for g in dataset) == 2, 60, "the first refresh")
+        add_pairs(s, 12, 100)
+        wait_until(lambda: sum(g._value.get() for g in dataset) == 14, 60, "a refresh on the timer")
+        wait_until(lambda: all(m._value.get() >= base[n] + 2 for n, m in steps_metric.items()), 120,
+                   "every model to train")
+        latest = s.paths.data_dir / "train" / "checkpoints" / "latest.pt"
+        assert not latest.exists(), "a checkpoint before shutdown: the test cannot tell shutdown's apart"
+    finally:
+        stop.event.set()
+        thread.join(60)
+    assert not thread.is_alive()
+    state = load_checkpoint(latest)
+    assert {n: state["models"][n]["step"] for n in steps_metric} == {
+        n: m._value.get() - base[n] for n, m in steps_metric.items()}
+
+    inputs = sorted((s.paths.data_dir / "patches" / "movie" / "FULL-BODY-FRONT").glob("*.png"))[:2]
+    cfg = ["--config", str(s.source)]
+    out = {}
+    for model, direction in (("pix2pix", "movie2game"), ("cyclegan", "movie2game"), ("cyclegan", "game2movie")):
+        folder = tmp_path / f"{model}-{direction}"
+        assert main(["translate", "--checkpoint", str(latest), "--model", model, "--direction", direction,
+                     "--out", str(folder), *cfg, *map(str, inputs)]) == 0
+        images = sorted(folder.glob("*.png"))
+        assert len(images) == 2
+        out[model, direction] = cv2.imread(str(images[0]))
+    assert out["pix2pix", "movie2game"].shape == (32, 32, 3)
+    assert out["cyclegan", "movie2game"].shape == out["cyclegan", "game2movie"].shape == (48, 48, 3)
+    assert not np.array_equal(out["cyclegan", "movie2game"], out["cyclegan", "game2movie"]), \
+        "both directions gave the same image: one generator used for both"
 
 
 def test_train_command(tmp_path, capsys):

@@ -94,3 +94,13 @@ def test_random_headers_of_every_type_are_rejected_cleanly(fields, type_):
         return
     required, _ = wire.SCHEMAS[type_]
     assert set(msg.fields) == set(required)
+
+
+@pytest.mark.parametrize("box, square", [([0, 0, 4], [0, 0, 8, 8]), ([0, 0, 4, 4], [0, 0, 0, 8]),
+                                         ([0, 0, 4, float("nan")], [0, 0, 8, 8]), ([0, 0, 4, 4], [0, 0, 8, "8"])])
+def test_patches_need_a_box_and_a_square_the_classifier_can_map(box, square):
+    image = np.zeros((8, 8, 3), np.uint8)
+    with pytest.raises(wire.WireError, match="bad_field"):
+        wire.make("patch", arrays={"image": image, "mask": image[..., 0]}, video_id=1, attempt=1, domain="movie",
+                  window_index=0, frame_index=0, person_index=0, kind="anchor", timestamp=0.0, box=box,
+                  square=square, score=0.5)

@@ -1,0 +1,118 @@
+"""How well the view rules label real people: per-class recall and precision, balanced accuracy, the confusion
+matrix and front/back swaps on the real development set (tests/data/views/cases.json, see its SOURCES.md).
+
+    python bench/views.py [--cases tests/data/views/cases.json] [--out bench/results/views.json]
+
+"with_keypoints" leaves out the patches where the keypoint model found nobody (keypoints null): no rule can
+label those, so it measures the rules alone; "all" is what the pipeline would do end to end.
+Balanced accuracy is the mean recall over the five labels, so the scarce back views weigh as much as the
+plentiful front views. A front/back swap (a front view labelled as a back view or the reverse) is counted
+against the patches the rules keep: a wrong view poisons a training pair, a lost patch only costs data.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import Counter
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+
+from daemon.config import ClassifySettings  # noqa: E402
+from stages.classify import LABELS, REJECTED, classify_with_reason  # noqa: E402
+
+
+def orientation(label: str) -> str | None:
+    return None if label == REJECTED else label.rsplit("-", 1)[1]
+
+
+def predict(case: dict, min_confidence: float) -> tuple[str, str | None]:
+    kp = case["keypoints"]
+    return classify_with_reason(None if kp is None else np.asarray(kp, dtype=np.float64), tuple(case["size"]),
+                                min_confidence)
+
+
+def score(cases: list[dict], predictions: list[tuple[str, str | None]]) -> dict:
+    """Recall/precision per label, balanced accuracy, confusion (true -> predicted -> count), swaps, losses."""
+    confusion = {t: dict.fromkeys(LABELS, 0) for t in LABELS}
+    losses: Counter[str] = Counter()
+    for case, (label, reason) in zip(cases, predictions, strict=True):
+        confusion[case["label"]][label] += 1
+        if case["label"] != REJECTED and label == REJECTED:
+            losses[f"{case['label']} -> {reason}"] += 1
+    per_class = {}
+    for label in LABELS:
+        support = sum(confusion[label].values())
+        predicted = sum(confusion[t][label] for t in LABELS)
+        hit = confusion[label][label]
+        per_class[label] = {"support": support, "correct": hit, "predicted": predicted,
+                            "recall": hit / support if support else None,
+                            "precision": hit / predicted if predicted else None}
+    recalls = [c["recall"] for c in per_class.values() if c["recall"] is not None]
+    kept = sum(confusion[t][p] for t in LABELS for p in LABELS if p != REJECTED)
+    swaps = sum(confusion[t][p] for t in LABELS for p in LABELS
+                if p != REJECTED and t != REJECTED and orientation(t) != orientation(p))
+    wrong_extent = sum(confusion[t][p] for t in LABELS for p in LABELS if p != REJECTED and t != REJECTED
+                       and orientation(t) == orientation(p) and t != p)
+    false_keeps = sum(confusion[REJECTED][p] for p in LABELS if p != REJECTED)
+    return {"cases": len(cases), "balanced_accuracy": sum(recalls) / len(recalls) if recalls else None,
+            "accuracy": sum(confusion[t][t] for t in LABELS) / len(cases) if cases else None,
+            "per_class": per_class, "confusion": confusion, "kept": kept,
+            "front_back_swaps": swaps, "swap_rate_of_kept": swaps / kept if kept else None,
+            "wrong_extent": wrong_extent, "rejections_kept": false_keeps,
+            "losses_by_reason": dict(losses.most_common())}
+
+
+def fmt(value: float | None, digits: int = 3) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def print_report(name: str, result: dict) -> None:
+    print(f"\n== {name}: {result['cases']} cases, balanced accuracy {fmt(result['balanced_accuracy'])}, "
+          f"front/back swaps {result['front_back_swaps']} of {result['kept']} kept "
+          f"({fmt(result['swap_rate_of_kept'] and 100 * result['swap_rate_of_kept'], 2)} %)")
+    print(f"{'label':<26}{'support':>8}{'correct':>8}{'recall':>8}{'precision':>10}")
+    for label, c in result["per_class"].items():
+        print(f"{label:<26}{c['support']:>8}{c['correct']:>8}{fmt(c['recall']):>8}{fmt(c['precision']):>10}")
+    short = {label: "".join(w[0] for w in label.split("-")) for label in LABELS}
+    print("confusion (rows true, columns predicted):")
+    print("  " + " " * 6 + "".join(f"{short[p]:>6}" for p in LABELS))
+    for t in LABELS:
+        print(f"  {short[t]:<6}" + "".join(f"{result['confusion'][t][p]:>6}" for p in LABELS))
+    if result["losses_by_reason"]:
+        print("views lost to rejection: " + ", ".join(f"{k} {v}" for k, v in result["losses_by_reason"].items()))
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--cases", type=Path, default=ROOT / "tests/data/views/cases.json")
+    ap.add_argument("--out", type=Path, default=ROOT / "bench/results/views.json")
+    ap.add_argument("--min-confidence", type=float, default=ClassifySettings().min_keypoint_confidence)
+    args = ap.parse_args(argv)
+    cases = json.loads(args.cases.read_text())["cases"]
+    predictions = [predict(c, args.min_confidence) for c in cases]
+    report = {"cases_file": str(args.cases.relative_to(ROOT) if args.cases.is_relative_to(ROOT) else args.cases),
+              "min_confidence": args.min_confidence, "all": score(cases, predictions), "by_keypoint_source": {}}
+    print_report("all", report["all"])
+    # The rules can only judge patches where the keypoint model found somebody; its misses are its own.
+    found = [i for i, c in enumerate(cases) if c["keypoints"] is not None]
+    report["with_keypoints"] = score([cases[i] for i in found], [predictions[i] for i in found])
+    print_report("patches where the keypoint model found a person", report["with_keypoints"])
+    for source in sorted({c["keypoints_from"] for c in cases}):
+        idx = [i for i, c in enumerate(cases) if c["keypoints_from"] == source]
+        result = score([cases[i] for i in idx], [predictions[i] for i in idx])
+        report["by_keypoint_source"][source] = result
+        print_report(f"keypoints from {source}", result)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=1) + "\n")
+    print(f"\nwrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -261,7 +261,10 @@ class BenchDaemon:
         cfg.write_text(toml(sections))
         self.folder = folder
         self.harness = Daemon(cfg, folder / "daemon.log")
-        self.env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        # Keep what PYTHONPATH already holds: on a machine where some packages were installed with --target
+        # (carried wheels) the daemon needs them too.
+        path = [str(ROOT), os.environ.get("PYTHONPATH", "")]
+        self.env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in path if p)}
 
     def start(self) -> BenchDaemon:
         h = self.harness

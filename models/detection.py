@@ -201,7 +201,9 @@ class _RCNNAdapter:
         """Keep only the candidate chosen by `choose_person` for this image's target box (in input pixels)."""
         self._candidates[image] = len(idx)
         target = np.asarray(self._targets[image], dtype=np.float64) * self._scale
-        j = choose_person(boxes[idx].double().numpy(), scores[idx].double().numpy(), target, self.min_overlap)
+        # The candidates are on the model's device; numpy needs them on the CPU (a few boxes: a small copy).
+        cand_boxes, cand_scores = boxes[idx].double().cpu().numpy(), scores[idx].double().cpu().numpy()
+        j = choose_person(cand_boxes, cand_scores, target, self.min_overlap)
         return idx[j : j + 1] if j is not None else idx[:0]
 
     def _batches(self, images: Sequence[np.ndarray]) -> Iterator[list[int]]:

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from stages.pair import FEATURE_DIM, PairingIndex, keypoint_features  # noqa: E402
+from humanstyle.stages.pair import FEATURE_DIM, PairingIndex, keypoint_features  # noqa: E402
 
 VIEW = "FULL-BODY-FRONT"
 BATCH = 10_000

@@ -8,7 +8,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from daemon.config import ConfigError, Settings
+from humanstyle.daemon.config import ConfigError, Settings
 
 log = logging.getLogger("humanstyle")
 HANDLERS: dict[str, Callable[[Settings, argparse.Namespace], int]] = {}
@@ -29,14 +29,14 @@ def add_subcommands(sub: argparse._SubParsersAction, add_config: Callable) -> No
     add_config(p)
     HANDLERS["export"] = cmd_export
 
-    from daemon import train_commands
+    from humanstyle.daemon import train_commands
 
     train_commands.add_subcommands(sub, add_config, HANDLERS)
 
 
 def cmd_extract(settings: Settings, args: argparse.Namespace) -> int:
-    from daemon.preflight import check_weights
-    from stages.extract import extract_video
+    from humanstyle.daemon.preflight import check_weights
+    from humanstyle.stages.extract import extract_video
 
     if args.domain not in settings.domains:
         raise ConfigError(f"--domain {args.domain!r}: expected one of {', '.join(settings.domains)}")
@@ -52,8 +52,8 @@ def cmd_extract(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_export(settings: Settings, args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from stages.catalog import Catalog
-    from stages.export import export_cyclegan, export_pix2pix
+    from humanstyle.stages.catalog import Catalog
+    from humanstyle.stages.export import export_cyclegan, export_pix2pix
 
     db = settings.paths.catalog
     if not db.exists():

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, get_type_hints
 
-from stages.settings import (  # noqa: F401 - ConfigError and the sections are part of this module's interface
+from humanstyle.stages.settings import (  # noqa: F401 - ConfigError and the sections are part of this module's interface
     WEIGHTS_HELP,
     ClassifySettings,
     ConfigError,

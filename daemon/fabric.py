@@ -21,12 +21,12 @@ import time
 
 import zmq
 
-from daemon import metrics, wire
-from daemon.config import Settings
-from daemon.paths import runtime_dir
-from stages import counters
-from stages.handler import Stopping
-from stages.records import Record
+from humanstyle.daemon import metrics, wire
+from humanstyle.daemon.config import Settings
+from humanstyle.daemon.paths import runtime_dir
+from humanstyle.stages import counters
+from humanstyle.stages.handler import Stopping
+from humanstyle.stages.records import Record
 
 log = logging.getLogger(__name__)
 

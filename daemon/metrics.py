@@ -17,7 +17,7 @@ import time
 
 from prometheus_client import Counter, Gauge, Histogram
 
-from stages.counters import (
+from humanstyle.stages.counters import (
     DECODE_SECONDS,
     FRAMES_DECODED,
     FRAMES_DETECTED,
@@ -32,7 +32,7 @@ from stages.counters import (
     WINDOWS_SENT,
     train_model_names,
 )
-from stages.vocabulary import LABELS, VIEWS
+from humanstyle.stages.vocabulary import LABELS, VIEWS
 
 STAGES = ("watch", "index", "decode", "detect", "classify", "train")
 QUEUES = ("discovered", "jobs", "windows", "patches", "classified")

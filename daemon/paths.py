@@ -7,7 +7,7 @@ import os
 import shutil
 from pathlib import Path
 
-from daemon.config import Settings
+from humanstyle.daemon.config import Settings
 
 
 def runtime_dir(settings: Settings) -> Path:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from daemon.config import ConfigError, Settings
+from humanstyle.daemon.config import ConfigError, Settings
 
 log = logging.getLogger("humanstyle")
 
@@ -14,7 +14,7 @@ ARCHS = {"detect": "maskrcnn_resnet50_fpn", "classify": "keypointrcnn_resnet50_f
 def check_weights(settings: Settings) -> None:
     """Resolve each model's weights choice now; "DEFAULT" weights missing from the hub cache are fetched here
     (when allowed), once, in the foreground. Raises ConfigError with the file expected and where to put it."""
-    from models import weights
+    from humanstyle.models import weights
 
     problems = []
     for section, arch in ARCHS.items():
@@ -48,7 +48,7 @@ def check_weights_in_child(settings: Settings) -> None:
 
 
 def _check_weights_message(settings: Settings) -> str | None:
-    from daemon.logs import setup_logging
+    from humanstyle.daemon.logs import setup_logging
 
     setup_logging(settings.log.level)
     try:

@@ -7,9 +7,9 @@ import logging
 import os
 import sys
 
-from daemon.config import Settings
-from daemon.logs import setup_logging
-from stages.settings import StageFatal
+from humanstyle.daemon.config import Settings
+from humanstyle.daemon.logs import setup_logging
+from humanstyle.stages.settings import StageFatal
 
 log = logging.getLogger("humanstyle.stage")
 
@@ -29,15 +29,15 @@ def die_with_parent(parent_pid: int) -> None:
 
 
 def stage_main(stage: str, index: int, settings: Settings, parent_pid: int | None = None) -> None:
-    from daemon.fabric import StopFlag
+    from humanstyle.daemon.fabric import StopFlag
 
     setup_logging(settings.log.level, f"{stage}-{index}")
     stop = StopFlag().install()
     if parent_pid is not None:
         die_with_parent(parent_pid)
-    from daemon.worker import run_process
+    from humanstyle.daemon.worker import run_process
 
-    spec = importlib.import_module(f"daemon.processes.{stage}").SPEC
+    spec = importlib.import_module(f"humanstyle.daemon.processes.{stage}").SPEC
     try:
         run_process(spec, settings, index, stop)
     except StageFatal as exc:

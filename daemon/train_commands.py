@@ -7,7 +7,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from daemon.config import Settings
+from humanstyle.daemon.config import Settings
 
 
 def add_subcommands(sub: argparse._SubParsersAction, add_config: Callable, handlers: dict) -> None:
@@ -31,8 +31,8 @@ def add_subcommands(sub: argparse._SubParsersAction, add_config: Callable, handl
 def cmd_train(settings: Settings, args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from stages.catalog import Catalog
-    from stages.train import Trainer, training_device
+    from humanstyle.stages.catalog import Catalog
+    from humanstyle.stages.train import Trainer, training_device
 
     db = settings.paths.catalog
     if not db.exists():
@@ -68,7 +68,7 @@ def cmd_train(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_translate(settings: Settings, args: argparse.Namespace) -> int:
-    from stages.translate import TranslateError, translate_files
+    from humanstyle.stages.translate import TranslateError, translate_files
 
     try:
         written = translate_files(args.checkpoint, args.model, args.direction, settings.domains, args.inputs,

@@ -18,7 +18,7 @@ from typing import Any, get_type_hints
 
 import numpy as np
 
-from stages.records import RECORD_TYPES, Record, RecordError
+from humanstyle.stages.records import RECORD_TYPES, Record, RecordError
 
 VERSION = 1
 MAX_HEADER_BYTES = 64 * 1024

@@ -17,12 +17,12 @@ from typing import Any
 
 import zmq
 
-from daemon import metrics
-from daemon.config import Settings
-from daemon.fabric import Fabric, Receiver, Sender, StopFlag
-from stages import counters
-from stages.handler import Route, Stopping
-from stages.records import Record
+from humanstyle.daemon import metrics
+from humanstyle.daemon.config import Settings
+from humanstyle.daemon.fabric import Fabric, Receiver, Sender, StopFlag
+from humanstyle.stages import counters
+from humanstyle.stages.handler import Route, Stopping
+from humanstyle.stages.records import Record
 
 log = logging.getLogger("humanstyle.worker")
 DEFAULT_WAIT_MS = 200

@@ -42,7 +42,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from models.weights import build_model, choice_kind
+from humanstyle.models.weights import build_model, choice_kind
 
 COCO_PERSON_LABEL = 1
 KEYPOINT_LOGIT_OFFSET = 2.0  # logit mapped to confidence 0.5 (Detectron's kp_thresh)

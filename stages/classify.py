@@ -43,12 +43,12 @@ import math
 
 import numpy as np
 
-from stages.counters import MODEL_CALLS
-from stages.detect import box_in_patch
-from stages.handler import Outbox, Route
-from stages.records import Classified, Patch, VideoEnd, WindowDone
-from stages.settings import ClassifySettings, PipelineSettings, StageFatal
-from stages.vocabulary import (
+from humanstyle.stages.counters import MODEL_CALLS
+from humanstyle.stages.detect import box_in_patch
+from humanstyle.stages.handler import Outbox, Route
+from humanstyle.stages.records import Classified, Patch, VideoEnd, WindowDone
+from humanstyle.stages.settings import ClassifySettings, PipelineSettings, StageFatal
+from humanstyle.stages.vocabulary import (
     FULL_BODY_BACK,
     FULL_BODY_FRONT,
     HEAD,
@@ -70,7 +70,7 @@ from stages.vocabulary import (
     VIEWS,
     VISIBLE_CONFIDENCE,
 )
-from stages.vocabulary import RULE_REASONS as REJECTION_REASONS
+from humanstyle.stages.vocabulary import RULE_REASONS as REJECTION_REASONS
 
 # The entry point other code calls, with the labels and reasons it returns (defined in stages.vocabulary).
 __all__ = ["FULL_BODY_BACK", "FULL_BODY_FRONT", "HEAD_AND_SHOULDER_BACK", "HEAD_AND_SHOULDER_FRONT", "LABELS",
@@ -234,8 +234,8 @@ def rejected(patch: Patch, reason: str) -> Classified:
 
 
 def build_estimator(settings: PipelineSettings):
-    from models.detection import KeypointEstimator
-    from models.weights import WeightsError, seed_random_init
+    from humanstyle.models.detection import KeypointEstimator
+    from humanstyle.models.weights import WeightsError, seed_random_init
 
     c = settings.classify
     size = c.input_size or settings.detect.patch_size

@@ -60,10 +60,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from stages.counters import DECODE_SECONDS, ERRORS, FRAMES_DECODED, FRAMES_GRABBED, WINDOWS_SENT
-from stages.handler import Outbox, Route, Stopping
-from stages.records import Job, VideoEnd, Window
-from stages.settings import DecodeSettings
+from humanstyle.stages.counters import DECODE_SECONDS, ERRORS, FRAMES_DECODED, FRAMES_GRABBED, WINDOWS_SENT
+from humanstyle.stages.handler import Outbox, Route, Stopping
+from humanstyle.stages.records import Job, VideoEnd, Window
+from humanstyle.stages.settings import DecodeSettings
 
 log = logging.getLogger("humanstyle.decode")
 

@@ -26,10 +26,10 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from stages.counters import BOXES_SKIPPED, FRAMES_DETECTED, MODEL_CALLS, PERSONS_DETECTED
-from stages.handler import Outbox, Route
-from stages.records import Patch, VideoEnd, Window, WindowDone
-from stages.settings import DetectSettings, StageFatal
+from humanstyle.stages.counters import BOXES_SKIPPED, FRAMES_DETECTED, MODEL_CALLS, PERSONS_DETECTED
+from humanstyle.stages.handler import Outbox, Route
+from humanstyle.stages.records import Patch, VideoEnd, Window, WindowDone
+from humanstyle.stages.settings import DetectSettings, StageFatal
 
 log = logging.getLogger("humanstyle.detect")
 
@@ -171,8 +171,8 @@ def failed_window(window: Window) -> WindowDone:
 
 
 def build_detector(settings: DetectSettings):
-    from models.detection import PersonDetector
-    from models.weights import WeightsError, seed_random_init
+    from humanstyle.models.detection import PersonDetector
+    from humanstyle.models.weights import WeightsError, seed_random_init
 
     try:
         seed_random_init(settings.weights)

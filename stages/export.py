@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from models.files import atomic_write_bytes
+from humanstyle.models.files import atomic_write_bytes
 
 SPLITS = ("train", "val", "test")
 

@@ -10,14 +10,14 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from stages.catalog import Catalog
-from stages.classify import ClassifyHandler, build_estimator
-from stages.decode import NotAVideo, decode_windows, window_record
-from stages.detect import DetectHandler, build_detector
-from stages.handler import ListOutbox
-from stages.results import ResultWriter
-from stages.settings import ConfigError, PipelineSettings
-from stages.watch import fingerprint
+from humanstyle.stages.catalog import Catalog
+from humanstyle.stages.classify import ClassifyHandler, build_estimator
+from humanstyle.stages.decode import NotAVideo, decode_windows, window_record
+from humanstyle.stages.detect import DetectHandler, build_detector
+from humanstyle.stages.handler import ListOutbox
+from humanstyle.stages.results import ResultWriter
+from humanstyle.stages.settings import ConfigError, PipelineSettings
+from humanstyle.stages.watch import fingerprint
 
 
 @dataclass

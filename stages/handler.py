@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from stages.records import Record
+from humanstyle.stages.records import Record
 
 
 class Stopping(Exception):

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from models.files import atomic_write_bytes, fsync_dir
+from humanstyle.models.files import atomic_write_bytes, fsync_dir
 
 log = logging.getLogger(__name__)
 

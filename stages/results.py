@@ -16,13 +16,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from models.files import atomic_write_bytes
-from stages.catalog import Catalog
-from stages.counters import INDEX_SIZE, PAIRS, PATCHES, REJECTIONS
-from stages.pair import PairingIndex
-from stages.records import Classified
-from stages.settings import PipelineSettings
-from stages.vocabulary import REJECTED, VIEWS
+from humanstyle.models.files import atomic_write_bytes
+from humanstyle.stages.catalog import Catalog
+from humanstyle.stages.counters import INDEX_SIZE, PAIRS, PATCHES, REJECTIONS
+from humanstyle.stages.pair import PairingIndex
+from humanstyle.stages.records import Classified
+from humanstyle.stages.settings import PipelineSettings
+from humanstyle.stages.vocabulary import REJECTED, VIEWS
 
 log = logging.getLogger("humanstyle.index")
 

@@ -25,15 +25,15 @@ from pathlib import Path
 
 import torch
 
-from models.checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
-from models.cyclegan import CycleGAN, CycleGANSettings
-from models.data import PairedDataset, UnpairedDataset, split_of, write_sample_grid
-from models.pix2pix import Pix2Pix, Pix2PixSettings
-from stages import counters
-from stages.catalog import Catalog
-from stages.handler import Outbox, Route
-from stages.records import PairsAppended
-from stages.settings import PipelineSettings, StageFatal
+from humanstyle.models.checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
+from humanstyle.models.cyclegan import CycleGAN, CycleGANSettings
+from humanstyle.models.data import PairedDataset, UnpairedDataset, split_of, write_sample_grid
+from humanstyle.models.pix2pix import Pix2Pix, Pix2PixSettings
+from humanstyle.stages import counters
+from humanstyle.stages.catalog import Catalog
+from humanstyle.stages.handler import Outbox, Route
+from humanstyle.stages.records import PairsAppended
+from humanstyle.stages.settings import PipelineSettings, StageFatal
 
 log = logging.getLogger("humanstyle.train")
 VAL_BATCH = 16

@@ -45,10 +45,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from stages.catalog import Catalog
-from stages.handler import Outbox
-from stages.records import Discovered
-from stages.settings import PipelineSettings
+from humanstyle.stages.catalog import Catalog
+from humanstyle.stages.handler import Outbox
+from humanstyle.stages.records import Discovered
+from humanstyle.stages.settings import PipelineSettings
 
 log = logging.getLogger(__name__)
 

@@ -32,7 +32,7 @@ class Daemon:
         env = {**os.environ, "PYTHONPATH": f"{ROOT / 'tests' / 'seams'}{os.pathsep}{ROOT}", "OMP_NUM_THREADS": "1",
                "HUMANSTYLE_TEST_POSES": "1"}
         self.log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen([sys.executable, "-m", "daemon.cli", "run", "--config", str(self.config_path)],
+        self.proc = subprocess.Popen([sys.executable, "-m", "humanstyle.daemon.cli", "run", "--config", str(self.config_path)],
                                      stdout=self.log, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
         self.wait_for(lambda: (h := self.health()) is not None and h["status"] == "ok", timeout, "healthy daemon")
         return self
@@ -118,6 +118,6 @@ def run_stage(stage: str, settings, index: int, stop) -> None:
     """Run one stage process's loop in this process (its spec from daemon.processes), as stage_main does."""
     import importlib
 
-    from daemon.worker import run_process
+    from humanstyle.daemon.worker import run_process
 
-    run_process(importlib.import_module(f"daemon.processes.{stage}").SPEC, settings, index, stop)
+    run_process(importlib.import_module(f"humanstyle.daemon.processes.{stage}").SPEC, settings, index, stop)

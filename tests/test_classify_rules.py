@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from stages.classify import (
+from humanstyle.stages.classify import (
     FULL_BODY_BACK,
     FULL_BODY_FRONT,
     HEAD_AND_SHOULDER_BACK,

@@ -2,8 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from daemon import config
-from daemon.cli import main
+from humanstyle.daemon import config
+from humanstyle.daemon.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -73,7 +73,7 @@ def test_ingests_a_clip_serves_metrics_and_stops_cleanly(tmp_path, daemon_factor
         assert (tmp_path / "data" / path).is_file()
     assert d.health()["stages"]["index"]["last_work_s_ago"] >= 0
 
-    from daemon.cli import main
+    from humanstyle.daemon.cli import main
 
     assert main(["status", "--config", str(d.config_path)]) == 0  # read-only, while the daemon writes
     out = capsys.readouterr().out
@@ -187,7 +187,7 @@ def test_offline_default_weights_name_the_missing_files_before_any_video_is_touc
     watch = OpenedFiles(tmp_path / "watch")
     try:
         watch.proven_on(waiting)
-        from daemon.cli import main
+        from humanstyle.daemon.cli import main
 
         assert main(["run", "--config", str(cfg)]) == 2
     finally:
@@ -202,7 +202,7 @@ def test_offline_default_weights_name_the_missing_files_before_any_video_is_touc
 def test_a_missing_weights_file_is_named_and_stops_the_daemon(tmp_path, capsys):
     missing = tmp_path / "nope.pth"
     cfg = write_config(tmp_path, fast_sections(tmp_path, detect={"weights": str(missing)}))
-    from daemon.cli import main
+    from humanstyle.daemon.cli import main
 
     assert main(["run", "--config", str(cfg)]) == 2
     assert f"weights file {missing} does not exist" in capsys.readouterr().err

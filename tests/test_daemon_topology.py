@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.multiprocess import MultiProcessCollector
 
-from daemon.fabric import FIXED_PORTS, PATCHES_PORT, WINDOWS_PORT
+from humanstyle.daemon.fabric import FIXED_PORTS, PATCHES_PORT, WINDOWS_PORT
 from tests.reliability_helpers import (
     all_finished,
     assert_invariants,
@@ -118,7 +118,7 @@ def test_tcp_transport_several_workers_and_the_trainer_fed_by_the_index(tmp_path
         d.wait_for(lambda: d.value("humanstyle_train_steps_total", model="pix2pix-movie2game") > 0, 120,
                    "pix2pix to train")
 
-        from daemon.cli import main
+        from humanstyle.daemon.cli import main
 
         assert main(["status", "--config", str(d.config_path)]) == 0
         assert f"pairs: {pairs}\n" in capsys.readouterr().out

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from models.data import PairedDataset, UnpairedDataset, read_rgb, split_of, write_sample_grid
+from humanstyle.models.data import PairedDataset, UnpairedDataset, read_rgb, split_of, write_sample_grid
 
 torch.set_num_threads(1)
 

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stages import decode
-from stages.decode import (
+from humanstyle.stages import decode
+from humanstyle.stages.decode import (
     NotAVideo,
     decode_windows,
     plan_window,

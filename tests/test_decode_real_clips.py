@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from stages.decode import decode_windows, probe_video
+from humanstyle.stages.decode import decode_windows, probe_video
 from tests.real_clips import CLIPS, RealClip
 
 SLACK_S = 0.002  # timestamps are milliseconds; Matroska rounds them to whole ones

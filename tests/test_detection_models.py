@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from models import weights as W
-from models.detection import KeypointEstimator, PersonDetector, keypoint_confidence, set_torch_threads
+from humanstyle.models import weights as W
+from humanstyle.models.detection import KeypointEstimator, PersonDetector, keypoint_confidence, set_torch_threads
 
 MASK = "maskrcnn_resnet50_fpn"
 KEYPOINT = "keypointrcnn_resnet50_fpn"
@@ -170,7 +170,7 @@ def test_the_adapters_defaults_are_the_configs():
     """A model built without arguments (a notebook, a benchmark) behaves as the daemon's default config does."""
     import inspect
 
-    from stages.settings import ClassifySettings, DetectSettings
+    from humanstyle.stages.settings import ClassifySettings, DetectSettings
 
     d, c = DetectSettings(), ClassifySettings()
     detector = inspect.signature(PersonDetector).parameters

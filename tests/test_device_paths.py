@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from models.detection import KeypointEstimator
+from humanstyle.models.detection import KeypointEstimator
 
 
 class AcceleratorTensor(torch.Tensor):

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from stages.export import export_cyclegan, export_pix2pix, stable_split
+from humanstyle.stages.export import export_cyclegan, export_pix2pix, stable_split
 
 
 def make_image(path: Path, colour: tuple[int, int, int], shape: tuple[int, int] = (40, 40)) -> str:

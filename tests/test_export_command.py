@@ -5,7 +5,7 @@ from __future__ import annotations
 import cv2
 import pandas as pd
 
-from daemon.cli import main
+from humanstyle.daemon.cli import main
 from tests.test_trainer import add_pairs, make_settings
 
 

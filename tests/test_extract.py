@@ -6,9 +6,9 @@ import sqlite3
 
 import pytest
 
-from daemon import config
-from daemon.cli import main
-from stages.extract import extract_video
+from humanstyle.daemon import config
+from humanstyle.daemon.cli import main
+from humanstyle.stages.extract import extract_video
 from tests.conftest import fast_sections, write_config
 from tests.media import make_clip, make_non_video
 

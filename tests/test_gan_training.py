@@ -12,9 +12,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from models.checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
-from models.cyclegan import CycleGAN, CycleGANSettings, ImagePool
-from models.pix2pix import Pix2Pix, Pix2PixSettings
+from humanstyle.models.checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
+from humanstyle.models.cyclegan import CycleGAN, CycleGANSettings, ImagePool
+from humanstyle.models.pix2pix import Pix2Pix, Pix2PixSettings
 
 torch.set_num_threads(1)
 SIZE = 32

@@ -123,7 +123,7 @@ def defined_exposition() -> str:
     """The exposition of daemon.metrics in this process, with the start-up series initialised."""
     import prometheus_client
 
-    from daemon import metrics
+    from humanstyle.daemon import metrics
 
     metrics.init_known_series(("movie", "game"))
     return prometheus_client.generate_latest().decode()

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from models import losses
-from models.networks import (
+from humanstyle.models import losses
+from humanstyle.models.networks import (
     Precision,
     ResnetBlock,
     build_discriminator,

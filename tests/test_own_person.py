@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from models.detection import KeypointEstimator, KeypointResult, box_iou, choose_person
-from stages.classify import classify_patches
-from stages.detect import box_in_patch, square_patch
-from stages.records import Patch
+from humanstyle.models.detection import KeypointEstimator, KeypointResult, box_iou, choose_person
+from humanstyle.stages.classify import classify_patches
+from humanstyle.stages.detect import box_in_patch, square_patch
+from humanstyle.stages.records import Patch
 
 OWN = (60.0, 40.0, 180.0, 250.0)  # the person the patch is centred on (patch pixels, 256 px patch)
 NEIGHBOUR = (150.0, 10.0, 256.0, 256.0)  # someone beside them, reaching into the square

@@ -35,7 +35,7 @@ def test_installed_beside_python_daemon_both_import(wheel, tmp_path):
     """A fresh virtual environment sees this one's dependencies (torch and the rest, through a .pth line, which
     does not run this environment's own editable hook), gets the wheel, and has python-daemon's `daemon`."""
     pytest.importorskip("daemon", reason="python-daemon is a dev dependency (pyproject's [dev] extra)")
-    import daemon as python_daemon
+    import humanstyle.daemon as python_daemon
 
     assert hasattr(python_daemon, "DaemonContext"), "`daemon` here must be python-daemon's, not humanstyle's"
     venv = tmp_path / "venv"

@@ -3,7 +3,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from stages.pair import (
+from humanstyle.stages.pair import (
     FEATURE_DIM,
     VIEWS,
     KeypointIndex,

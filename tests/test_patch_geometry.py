@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from stages.detect import square_box, square_patch
+from humanstyle.stages.detect import square_box, square_patch
 
 
 def ramp_frame(h: int = 200, w: int = 300) -> np.ndarray:

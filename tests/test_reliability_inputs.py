@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from stages.watch import Candidate, discovered_message
+from humanstyle.stages.watch import Candidate, discovered_message
 from tests.media import make_corrupt, make_non_video, truncate
 from tests.reliability_helpers import (
     STAGES,

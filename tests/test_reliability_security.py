@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from daemon import config
-from daemon.paths import prepare_runtime_dir
+from humanstyle.daemon import config
+from humanstyle.daemon.paths import prepare_runtime_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("daemon", "stages", "models")
@@ -88,7 +88,7 @@ def test_nothing_is_unpickled_or_evaluated(trees):
 
 
 def test_the_wire_format_is_json_and_raw_buffers():
-    from daemon import wire
+    from humanstyle.daemon import wire
 
     source = (ROOT / "daemon" / "wire.py").read_text()
     assert "json.loads" in source and "np.frombuffer" in source

@@ -22,8 +22,8 @@ import zmq
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from daemon import wire
-from stages.records import Classified, Discovered, Job, Patch, Record, StageRestarted, Window
+from humanstyle.daemon import wire
+from humanstyle.stages.records import Classified, Discovered, Job, Patch, Record, StageRestarted, Window
 from tests.reliability_helpers import (
     all_finished,
     drop,

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from daemon import config
-from daemon.cli import main
-from stages.catalog import Catalog
+from humanstyle.daemon import config
+from humanstyle.daemon.cli import main
+from humanstyle.stages.catalog import Catalog
 from tests.conftest import fast_sections, write_config
 
 EXPECTED = """\

@@ -12,14 +12,14 @@ import pytest
 import torch
 import zmq
 
-from daemon import config, fabric, wire
-from daemon.cli import main
-from daemon.paths import prepare_runtime_dir
-from models.checkpoint import load_checkpoint
-from stages import counters
-from stages.catalog import Catalog
-from stages.records import PairsAppended
-from stages.train import Trainer
+from humanstyle.daemon import config, fabric, wire
+from humanstyle.daemon.cli import main
+from humanstyle.daemon.paths import prepare_runtime_dir
+from humanstyle.models.checkpoint import load_checkpoint
+from humanstyle.stages import counters
+from humanstyle.stages.catalog import Catalog
+from humanstyle.stages.records import PairsAppended
+from humanstyle.stages.train import Trainer
 from tests.conftest import fast_sections, write_config
 from tests.harness import run_stage
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from stages.detect import DEFAULT_MARGIN, square_box
-from stages.vocabulary import KEYPOINT_NAMES, LABELS
+from humanstyle.stages.detect import DEFAULT_MARGIN, square_box
+from humanstyle.stages.vocabulary import KEYPOINT_NAMES, LABELS
 
 HERE = Path(__file__).resolve().parent / "data" / "views"
 

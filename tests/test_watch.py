@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from stages import watch
-from stages.decode import probe_video
-from stages.watch import Candidate, StabilityTracker, Watcher, fingerprint, scan
+from humanstyle.stages import watch
+from humanstyle.stages.decode import probe_video
+from humanstyle.stages.watch import Candidate, StabilityTracker, Watcher, fingerprint, scan
 from tests.media import make_clip
 
 DOMAINS = ("movie", "game")

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import os
 
-from daemon import wire
-from stages.catalog import Catalog
-from stages.records import Discovered
-from stages.watch import Candidate, discovered_message
+from humanstyle.daemon import wire
+from humanstyle.stages.catalog import Catalog
+from humanstyle.stages.records import Discovered
+from humanstyle.stages.watch import Candidate, discovered_message
 from tests.media import make_clip, make_non_video
 
 EXTS = [".mp4", ".avi"]

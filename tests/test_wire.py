@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from daemon import wire
-from stages.records import RECORD_TYPES, Job, Patch, Window
+from humanstyle.daemon import wire
+from humanstyle.stages.records import RECORD_TYPES, Job, Patch, Window
 
 LIMIT = 1 << 20
 

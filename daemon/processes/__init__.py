@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 
-from daemon.config import Settings
+from humanstyle.daemon.config import Settings
 
 
 def model_threads(settings: Settings, configured: int) -> int:
@@ -28,7 +28,7 @@ def torch_threads_for(section: str):
     """A ProcessSpec setup that pins torch's threads for a model stage before its model is built."""
 
     def setup(settings: Settings, index: int) -> None:
-        from models.detection import set_torch_threads
+        from humanstyle.models.detection import set_torch_threads
 
         set_torch_threads(model_threads(settings, getattr(settings, section).threads))
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from daemon.processes import torch_threads_for
-from daemon.worker import Input, Output, ProcessSpec
-from stages.classify import ClassifyHandler, build_estimator
-from stages.records import Classified, Patch, VideoEnd, WindowDone
+from humanstyle.daemon.processes import torch_threads_for
+from humanstyle.daemon.worker import Input, Output, ProcessSpec
+from humanstyle.stages.classify import ClassifyHandler, build_estimator
+from humanstyle.stages.records import Classified, Patch, VideoEnd, WindowDone
 
 SPEC = ProcessSpec(
     "classify",

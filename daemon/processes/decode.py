@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from daemon.config import Settings
-from daemon.worker import Input, Output, ProcessSpec
-from stages.decode import DecodeHandler
-from stages.records import Job, VideoEnd, Window
+from humanstyle.daemon.config import Settings
+from humanstyle.daemon.worker import Input, Output, ProcessSpec
+from humanstyle.stages.decode import DecodeHandler
+from humanstyle.stages.records import Job, VideoEnd, Window
 
 
 def setup(settings: Settings, index: int) -> None:

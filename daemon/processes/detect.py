@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from daemon.processes import torch_threads_for
-from daemon.worker import Input, Output, ProcessSpec
-from stages.detect import DetectHandler, build_detector
-from stages.records import Patch, VideoEnd, Window, WindowDone
+from humanstyle.daemon.processes import torch_threads_for
+from humanstyle.daemon.worker import Input, Output, ProcessSpec
+from humanstyle.stages.detect import DetectHandler, build_detector
+from humanstyle.stages.records import Patch, VideoEnd, Window, WindowDone
 
 SPEC = ProcessSpec(
     "detect",

@@ -4,9 +4,9 @@ coming, so the units the other stages finish while draining are written."""
 
 from __future__ import annotations
 
-from daemon.worker import Input, Output, ProcessSpec
-from stages.index import IndexHandler
-from stages.records import Classified, Discovered, Job, PairsAppended, StageRestarted, VideoEnd, WindowDone
+from humanstyle.daemon.worker import Input, Output, ProcessSpec
+from humanstyle.stages.index import IndexHandler
+from humanstyle.stages.records import Classified, Discovered, Job, PairsAppended, StageRestarted, VideoEnd, WindowDone
 
 SPEC = ProcessSpec(
     "index",

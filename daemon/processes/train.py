@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from daemon.worker import Input, ProcessSpec
-from stages.records import PairsAppended
-from stages.train import TrainHandler
+from humanstyle.daemon.worker import Input, ProcessSpec
+from humanstyle.stages.records import PairsAppended
+from humanstyle.stages.train import TrainHandler
 
 SPEC = ProcessSpec(
     "train",

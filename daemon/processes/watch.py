@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from daemon.worker import Output, ProcessSpec
-from stages.records import Discovered
-from stages.watch import WatchHandler
+from humanstyle.daemon.worker import Output, ProcessSpec
+from humanstyle.stages.records import Discovered
+from humanstyle.stages.watch import WatchHandler
 
 SPEC = ProcessSpec(
     "watch",

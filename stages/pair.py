@@ -80,7 +80,7 @@ class PairingIndex:
         views: Sequence[str] = VIEWS,
         *,
         min_confidence: float = DEFAULT_MIN_CONFIDENCE,
-        min_similarity: float = 0.9,
+        min_similarity: float = 0.99,
         top_k: int = 1,
         mutual_best: bool = False,
         chunk_rows: int = 65536,
@@ -205,7 +205,7 @@ def brute_force_pairs(
     *,
     domains: Sequence[str] = DOMAINS,
     min_confidence: float = DEFAULT_MIN_CONFIDENCE,
-    min_similarity: float = 0.9,
+    min_similarity: float = 0.99,
     top_k: int = 1,
     mutual_best: bool = False,
 ) -> list[Pair]:

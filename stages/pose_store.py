@@ -101,18 +101,24 @@ def first_occurrences(ids: np.ndarray) -> np.ndarray:
 
 
 class _Masks:
-    """The distinct visibility masks seen, numbered in order of arrival (append-only like the rows)."""
+    """The distinct visibility masks seen, numbered in order of arrival (append-only like the rows), with their
+    keypoints as a float (G, 17) 0/1 matrix for the per-query tables."""
 
     def __init__(self) -> None:
         self.index: dict[int, int] = {}
         self.values = np.empty(0, dtype=np.int32)
+        self.bits = np.empty((0, NUM_KEYPOINTS), dtype=np.float64)
+        self.counts = np.empty(0, dtype=np.float64)
 
     def ids(self, masks: np.ndarray) -> np.ndarray:
         new = [int(m) for m in dict.fromkeys(masks.tolist()) if int(m) not in self.index]
         if new:
             for m in new:
                 self.index[m] = len(self.index)
-            self.values = np.concatenate([self.values, np.asarray(new, dtype=np.int32)])
+            added = np.asarray(new, dtype=np.int32)
+            self.values = np.concatenate([self.values, added])
+            self.bits = np.concatenate([self.bits, mask_bits(added).astype(np.float64)])
+            self.counts = self.bits.sum(axis=1)
         return np.fromiter((self.index[int(m)] for m in masks), dtype=np.int32, count=len(masks))
 
 
@@ -123,26 +129,25 @@ class _Query:
     fetches both orientations.
     """
 
-    def __init__(self, mask: int, z: np.ndarray, stored: np.ndarray) -> None:
+    def __init__(self, mask: int, z: np.ndarray, stored: _Masks) -> None:
         mirrored_mask, mirrored_z = mirror_prepared(np.array([mask]), z[None])
         masks = [int(mask), int(mirrored_mask[0])]
         ws = [z.astype(np.complex128), mirrored_z[0].astype(np.complex128)]
-        g = len(stored)
+        g = len(stored.values)
         self.coef = np.conj(np.stack(ws)).astype(np.complex64)
         bits = mask_bits(np.array(masks))
         # Both orientations lack the same number of keypoints (mirroring permutes them).
         self.missing = np.stack([np.flatnonzero(~b) for b in bits])
-        stored_bits = mask_bits(stored).astype(np.float64)
+        stored_bits = stored.bits
         self.a = np.empty(2 * g, dtype=np.complex64)
         self.r_nu = np.empty(2 * g, dtype=np.complex64)
         self.any_ok = False
         for o, (b, w) in enumerate(zip(bits, ws, strict=True)):
             n = stored_bits @ b
-            lacking = 1.0 - stored_bits  # stored pose lacks it; only query keypoints count below
-            shared_sum = w.sum() - lacking @ (w * b)
-            energy = (np.abs(w) ** 2 * b).sum() - lacking @ (np.abs(w) ** 2 * b)
-            du = energy - np.abs(shared_sum) ** 2 / np.maximum(n, 1)
-            ok = coverage_ok(n, b.sum(), stored_bits.sum(axis=1)) & (du > MIN_SHARED_SPREAD)
+            # Sums over the shared keypoints of the query (w is 0 where the query lacks a keypoint).
+            shared_sum = stored_bits @ w
+            du = stored_bits @ (np.abs(w) ** 2) - np.abs(shared_sum) ** 2 / np.maximum(n, 1)
+            ok = coverage_ok(n, b.sum(), stored.counts) & (du > MIN_SHARED_SPREAD)
             nn = np.where(ok, n, 1)
             # Row term: P - conj(sum_S w) (sum_S z) / n with sum_S z = -zeta (stored poses are own-centred).
             self.a[o * g : (o + 1) * g] = np.conj(shared_sum) / nn
@@ -372,36 +377,17 @@ class PoseIndex:
                     ) -> tuple[np.ndarray, ...] | None:
         if not self._rows or mask == 0:
             return None
-        query = _Query(int(mask), z, self._distinct.values)
+        query = _Query(int(mask), z, self._distinct)
         if not query.any_ok:
             return None
         floor = max(float(min_similarity), 0.0) ** 2 * (1.0 - SLACK) if min_similarity > 0 else -np.inf
-        buffers = _Buffers(self.block_rows, query.missing.shape[1])
-        cand_rows: list[np.ndarray] = []
-        cand_s2: list[np.ndarray] = []
-        held = 0
-        kth = -np.inf  # k-th best squared float32 score seen so far (a lower bound of the final k-th)
-        for chunk in range(len(self._z)):
-            size = min(self.chunk_rows, self._rows - chunk * self.chunk_rows)
-            for start in range(0, size, self.block_rows):
-                stop = min(size, start + self.block_rows)
-                s2 = self._score_step(chunk, start, stop, query, buffers)
-                limit = max(floor, kth * (1.0 - SLACK))
-                keep = np.flatnonzero(s2 >= limit) if np.isfinite(limit) else np.flatnonzero(s2 == s2)
-                if not len(keep):
-                    continue
-                cand_rows.append(keep + chunk * self.chunk_rows + start)
-                cand_s2.append(s2[keep])
-                held += len(keep)
-                if held >= top_k:
-                    all_s2 = np.concatenate(cand_s2)
-                    kth = max(kth, float(np.partition(all_s2, held - top_k)[held - top_k]))
-                    sel = all_s2 >= max(floor, kth * (1.0 - SLACK))
-                    cand_rows, cand_s2 = [np.concatenate(cand_rows)[sel]], [all_s2[sel]]
-                    held = int(sel.sum())
-        if not held:
+        steps = [(chunk, start, min(self.chunk_rows, self._rows - chunk * self.chunk_rows))
+                 for chunk in range(len(self._z))
+                 for start in range(0, min(self.chunk_rows, self._rows - chunk * self.chunk_rows), self.block_rows)]
+        parts = [self._candidates(steps, query, top_k, floor)]
+        rows = np.concatenate([p for p in parts if len(p)]) if any(len(p) for p in parts) else None
+        if rows is None:
             return None
-        rows = np.concatenate(cand_rows)
         cand_masks, cand_z = self.poses_at(rows)
         exact, mirrored = score_prepared(np.array([mask]), z[None], cand_masks, cand_z)
         exact, mirrored = exact[0], mirrored[0]
@@ -410,6 +396,31 @@ class PoseIndex:
         rows, ids, exact, mirrored = rows[ok], ids[ok], exact[ok], mirrored[ok]
         order = np.lexsort((ids, -exact))[:top_k]
         return (np.full(len(order), q, dtype=np.int64), rows[order], ids[order], exact[order], mirrored[order])
+
+    def _candidates(self, steps: list[tuple[int, int, int]], query: _Query, top_k: int, floor: float) -> np.ndarray:
+        """Index rows whose float32 score may be among the top_k of these steps (and above the floor)."""
+        buffers = _Buffers(self.block_rows, query.missing.shape[1])
+        cand_rows: list[np.ndarray] = []
+        cand_s2: list[np.ndarray] = []
+        held = 0
+        kth = -np.inf  # k-th best squared float32 score seen so far (a lower bound of the final k-th)
+        for chunk, start, size in steps:
+            stop = min(size, start + self.block_rows)
+            s2 = self._score_step(chunk, start, stop, query, buffers)
+            limit = max(floor, kth * (1.0 - SLACK))
+            keep = np.flatnonzero(s2 >= limit) if np.isfinite(limit) else np.flatnonzero(s2 == s2)
+            if not len(keep):
+                continue
+            cand_rows.append(keep + chunk * self.chunk_rows + start)
+            cand_s2.append(s2[keep])
+            held += len(keep)
+            if held >= top_k:
+                all_s2 = np.concatenate(cand_s2)
+                kth = max(kth, float(np.partition(all_s2, held - top_k)[held - top_k]))
+                sel = all_s2 >= max(floor, kth * (1.0 - SLACK))
+                cand_rows, cand_s2 = [np.concatenate(cand_rows)[sel]], [all_s2[sel]]
+                held = int(sel.sum())
+        return np.concatenate(cand_rows) if cand_rows else np.empty(0, dtype=np.int64)
 
     def _ids_at(self, rows: np.ndarray) -> np.ndarray:
         out = np.empty(len(rows), dtype=np.int64)

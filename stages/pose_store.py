@@ -156,6 +156,37 @@ class _Query:
         self.offsets = np.array([[0], [g]], dtype=np.intp)
 
 
+class _Candidates:
+    """The rows of one query that may be among its top_k (float32 squared score within SLACK of the k-th best
+    so far, and above the floor): a superset of the answer, re-scored in float64 at the end."""
+
+    def __init__(self, top_k: int, floor: float) -> None:
+        self.top_k, self.floor = top_k, floor
+        self.kth = -np.inf  # k-th best squared float32 score seen so far: a lower bound of the final k-th
+        self._rows: list[np.ndarray] = []
+        self._s2: list[np.ndarray] = []
+        self._held = 0
+
+    def add(self, s2: np.ndarray, first_row: int) -> None:
+        limit = max(self.floor, self.kth * (1.0 - SLACK))
+        keep = np.flatnonzero(s2 >= limit) if np.isfinite(limit) else np.flatnonzero(s2 == s2)
+        if not len(keep):
+            return
+        self._rows.append(keep + first_row)
+        self._s2.append(s2[keep])
+        self._held += len(keep)
+        if self._held >= self.top_k:
+            s2s = np.concatenate(self._s2)
+            k = self._held - self.top_k
+            self.kth = max(self.kth, float(np.partition(s2s, k)[k]))
+            sel = s2s >= max(self.floor, self.kth * (1.0 - SLACK))
+            self._rows, self._s2 = [np.concatenate(self._rows)[sel]], [s2s[sel]]
+            self._held = int(sel.sum())
+
+    def rows(self) -> np.ndarray:
+        return np.concatenate(self._rows) if self._rows else np.empty(0, dtype=np.int64)
+
+
 class _Buffers:
     """Scratch arrays for one step of the float32 pass (allocated once per search: fresh large arrays cost page
     faults on every step)."""
@@ -358,69 +389,46 @@ class PoseIndex:
                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Best top_k stored poses per query with similarity >= min_similarity, exactly as `score_prepared`.
 
-        Returns (query_row, index_row, id, similarity, mirrored) arrays ordered by (query_row, similarity desc,
-        id asc).
+        One pass over the stored poses for the whole batch of queries. Returns (query_row, index_row, id,
+        similarity, mirrored) arrays ordered by (query_row, similarity desc, id asc).
         """
         if top_k < 1:
             raise ValueError("top_k must be >= 1")
         masks = np.asarray(masks, dtype=np.int32).reshape(-1)
         z = np.asarray(z, dtype=np.complex64).reshape(len(masks), NUM_KEYPOINTS)
-        with single_blas_thread():
-            parts = [self._search_one(q, masks[q], z[q], top_k, min_similarity) for q in range(len(masks))]
-        parts = [p for p in parts if p is not None]
+        live = [q for q in range(len(masks)) if self._rows and masks[q] != 0]
+        queries = {q: _Query(int(masks[q]), z[q], self._distinct) for q in live}
+        live = [q for q in live if queries[q].any_ok]
+        floor = max(float(min_similarity), 0.0) ** 2 * (1.0 - SLACK) if min_similarity > 0 else -np.inf
+        found = {q: _Candidates(top_k, floor) for q in live}
+        if live:
+            buffers = _Buffers(self.block_rows, max(queries[q].missing.shape[1] for q in live))
+            with single_blas_thread():
+                for chunk in range(len(self._z)):
+                    size = min(self.chunk_rows, self._rows - chunk * self.chunk_rows)
+                    for start in range(0, size, self.block_rows):
+                        stop = min(size, start + self.block_rows)
+                        for q in live:  # the block stays in the CPU cache from one query to the next
+                            s2 = self._score_step(chunk, start, stop, queries[q], buffers)
+                            found[q].add(s2, chunk * self.chunk_rows + start)
+        parts = []
+        for q in live:
+            rows = found[q].rows()
+            if not len(rows):
+                continue
+            cand_masks, cand_z = self.poses_at(rows)
+            exact, mirrored = score_prepared(masks[q : q + 1], z[q : q + 1], cand_masks, cand_z)
+            exact, mirrored = exact[0], mirrored[0]
+            ids = self._ids_at(rows)
+            ok = exact >= min_similarity
+            rows, ids, exact, mirrored = rows[ok], ids[ok], exact[ok], mirrored[ok]
+            order = np.lexsort((ids, -exact))[:top_k]
+            parts.append((np.full(len(order), q, dtype=np.int64), rows[order], ids[order], exact[order],
+                          mirrored[order]))
         if not parts:
             empty = np.empty(0, dtype=np.int64)
             return empty, empty, empty, np.empty(0, dtype=np.float64), np.empty(0, dtype=bool)
         return tuple(np.concatenate(a) for a in zip(*parts, strict=True))  # type: ignore[return-value]
-
-    def _search_one(self, q: int, mask: int, z: np.ndarray, top_k: int, min_similarity: float
-                    ) -> tuple[np.ndarray, ...] | None:
-        if not self._rows or mask == 0:
-            return None
-        query = _Query(int(mask), z, self._distinct)
-        if not query.any_ok:
-            return None
-        floor = max(float(min_similarity), 0.0) ** 2 * (1.0 - SLACK) if min_similarity > 0 else -np.inf
-        steps = [(chunk, start, min(self.chunk_rows, self._rows - chunk * self.chunk_rows))
-                 for chunk in range(len(self._z))
-                 for start in range(0, min(self.chunk_rows, self._rows - chunk * self.chunk_rows), self.block_rows)]
-        parts = [self._candidates(steps, query, top_k, floor)]
-        rows = np.concatenate([p for p in parts if len(p)]) if any(len(p) for p in parts) else None
-        if rows is None:
-            return None
-        cand_masks, cand_z = self.poses_at(rows)
-        exact, mirrored = score_prepared(np.array([mask]), z[None], cand_masks, cand_z)
-        exact, mirrored = exact[0], mirrored[0]
-        ids = self._ids_at(rows)
-        ok = exact >= min_similarity
-        rows, ids, exact, mirrored = rows[ok], ids[ok], exact[ok], mirrored[ok]
-        order = np.lexsort((ids, -exact))[:top_k]
-        return (np.full(len(order), q, dtype=np.int64), rows[order], ids[order], exact[order], mirrored[order])
-
-    def _candidates(self, steps: list[tuple[int, int, int]], query: _Query, top_k: int, floor: float) -> np.ndarray:
-        """Index rows whose float32 score may be among the top_k of these steps (and above the floor)."""
-        buffers = _Buffers(self.block_rows, query.missing.shape[1])
-        cand_rows: list[np.ndarray] = []
-        cand_s2: list[np.ndarray] = []
-        held = 0
-        kth = -np.inf  # k-th best squared float32 score seen so far (a lower bound of the final k-th)
-        for chunk, start, size in steps:
-            stop = min(size, start + self.block_rows)
-            s2 = self._score_step(chunk, start, stop, query, buffers)
-            limit = max(floor, kth * (1.0 - SLACK))
-            keep = np.flatnonzero(s2 >= limit) if np.isfinite(limit) else np.flatnonzero(s2 == s2)
-            if not len(keep):
-                continue
-            cand_rows.append(keep + chunk * self.chunk_rows + start)
-            cand_s2.append(s2[keep])
-            held += len(keep)
-            if held >= top_k:
-                all_s2 = np.concatenate(cand_s2)
-                kth = max(kth, float(np.partition(all_s2, held - top_k)[held - top_k]))
-                sel = all_s2 >= max(floor, kth * (1.0 - SLACK))
-                cand_rows, cand_s2 = [np.concatenate(cand_rows)[sel]], [all_s2[sel]]
-                held = int(sel.sum())
-        return np.concatenate(cand_rows) if cand_rows else np.empty(0, dtype=np.int64)
 
     def _ids_at(self, rows: np.ndarray) -> np.ndarray:
         out = np.empty(len(rows), dtype=np.int64)
@@ -443,12 +451,12 @@ class PoseIndex:
         r_nu = np.take(query.r_nu, ids, out=b.r_nu[:, :m]).view(np.float32)
         k = query.missing.shape[1]
         if k:
-            gathered = np.take(zs, query.missing.ravel(), axis=0, out=b.gathered[:, :m])
+            gathered = np.take(zs, query.missing.ravel(), axis=0, out=b.gathered[: 2 * k, :m])
             zeta = np.sum(gathered.reshape(2, k, m), axis=1, out=b.zeta[:, :m])
             a = np.take(query.a, ids, out=b.a[:, :m])
             np.multiply(a, zeta, out=a)
             np.add(p, a, out=p)
-            sq = np.square(gathered.view(np.float32), out=b.sq[:, : 2 * m])
+            sq = np.square(gathered.view(np.float32), out=b.sq[: 2 * k, : 2 * m])
             t2 = np.sum(sq.reshape(2, k, 2 * m), axis=1, out=b.sq2[:, : 2 * m])
             np.add(t2[:, 0::2], t2[:, 1::2], out=dv)
             _abs2(zeta, z2, b.sq2[:, : 2 * m])

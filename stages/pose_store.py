@@ -396,6 +396,11 @@ class PoseIndex:
             raise ValueError("top_k must be >= 1")
         masks = np.asarray(masks, dtype=np.int32).reshape(-1)
         z = np.asarray(z, dtype=np.complex64).reshape(len(masks), NUM_KEYPOINTS)
+        with single_blas_thread():  # every product here is small: see stages/blas_threads.py
+            return self._search(masks, z, top_k, min_similarity)
+
+    def _search(self, masks: np.ndarray, z: np.ndarray, top_k: int, min_similarity: float
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         live = [q for q in range(len(masks)) if self._rows and masks[q] != 0]
         queries = {q: _Query(int(masks[q]), z[q], self._distinct) for q in live}
         live = [q for q in live if queries[q].any_ok]
@@ -403,14 +408,13 @@ class PoseIndex:
         found = {q: _Candidates(top_k, floor) for q in live}
         if live:
             buffers = _Buffers(self.block_rows, max(queries[q].missing.shape[1] for q in live))
-            with single_blas_thread():
-                for chunk in range(len(self._z)):
-                    size = min(self.chunk_rows, self._rows - chunk * self.chunk_rows)
-                    for start in range(0, size, self.block_rows):
-                        stop = min(size, start + self.block_rows)
-                        for q in live:  # the block stays in the CPU cache from one query to the next
-                            s2 = self._score_step(chunk, start, stop, queries[q], buffers)
-                            found[q].add(s2, chunk * self.chunk_rows + start)
+            for chunk in range(len(self._z)):
+                size = min(self.chunk_rows, self._rows - chunk * self.chunk_rows)
+                for start in range(0, size, self.block_rows):
+                    stop = min(size, start + self.block_rows)
+                    for q in live:  # the block stays in the CPU cache from one query to the next
+                        s2 = self._score_step(chunk, start, stop, queries[q], buffers)
+                        found[q].add(s2, chunk * self.chunk_rows + start)
         parts = []
         for q in live:
             rows = found[q].rows()

@@ -188,8 +188,7 @@ class _Candidates:
 
 
 class _Buffers:
-    """Scratch arrays for one step of the float32 pass (allocated once per search: fresh large arrays cost page
-    faults on every step)."""
+    """Scratch arrays for one step of the float32 pass."""
 
     def __init__(self, rows: int, missing: int) -> None:
         self.p = np.empty((2, rows), dtype=np.complex64)
@@ -234,6 +233,7 @@ class PoseIndex:
             self._distinct = _Masks()
             self._idset = _IdSet()
             self._rows = 0
+            self._scratch: _Buffers | None = None
             self._recover()
         except BaseException:
             self._lock.close()
@@ -407,7 +407,7 @@ class PoseIndex:
         floor = max(float(min_similarity), 0.0) ** 2 * (1.0 - SLACK) if min_similarity > 0 else -np.inf
         found = {q: _Candidates(top_k, floor) for q in live}
         if live:
-            buffers = _Buffers(self.block_rows, max(queries[q].missing.shape[1] for q in live))
+            buffers = self._buffers(max(queries[q].missing.shape[1] for q in live))
             for chunk in range(len(self._z)):
                 size = min(self.chunk_rows, self._rows - chunk * self.chunk_rows)
                 for start in range(0, size, self.block_rows):
@@ -434,6 +434,13 @@ class PoseIndex:
             return empty, empty, empty, np.empty(0, dtype=np.float64), np.empty(0, dtype=bool)
         return tuple(np.concatenate(a) for a in zip(*parts, strict=True))  # type: ignore[return-value]
 
+    def _buffers(self, missing: int) -> _Buffers:
+        """Scratch arrays for queries lacking up to `missing` keypoints, kept between searches (new large arrays
+        cost page faults every time)."""
+        if self._scratch is None or self._scratch.gathered.shape[0] < 2 * missing:
+            self._scratch = _Buffers(self.block_rows, missing)
+        return self._scratch
+
     def _ids_at(self, rows: np.ndarray) -> np.ndarray:
         out = np.empty(len(rows), dtype=np.int64)
         for chunk in np.unique(rows // self.chunk_rows):
@@ -452,12 +459,12 @@ class PoseIndex:
         ids = np.add(self._mask_ids[chunk][start:stop], query.offsets, out=b.ids[:, :m])
         np.matmul(query.coef[0], zs, out=p[0])
         np.matmul(query.coef[1], zs, out=p[1])
-        r_nu = np.take(query.r_nu, ids, out=b.r_nu[:, :m]).view(np.float32)
+        r_nu = np.take(query.r_nu, ids, out=b.r_nu[:, :m], mode="clip").view(np.float32)
         k = query.missing.shape[1]
         if k:
-            gathered = np.take(zs, query.missing.ravel(), axis=0, out=b.gathered[: 2 * k, :m])
+            gathered = np.take(zs, query.missing.ravel(), axis=0, out=b.gathered[: 2 * k, :m], mode="clip")
             zeta = np.sum(gathered.reshape(2, k, m), axis=1, out=b.zeta[:, :m])
-            a = np.take(query.a, ids, out=b.a[:, :m])
+            a = np.take(query.a, ids, out=b.a[:, :m], mode="clip")
             np.multiply(a, zeta, out=a)
             np.add(p, a, out=p)
             sq = np.square(gathered.view(np.float32), out=b.sq[: 2 * k, : 2 * m])

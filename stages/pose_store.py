@@ -139,8 +139,8 @@ class _Query:
         # Both orientations lack the same number of keypoints (mirroring permutes them).
         self.missing = np.stack([np.flatnonzero(~b) for b in bits])
         stored_bits = stored.bits
-        self.a = np.empty(2 * g, dtype=np.complex64)
-        self.r_nu = np.empty(2 * g, dtype=np.complex64)
+        # Per mask id (+ G for the mirrored orientation): [a, r + i nu] (see _score_step).
+        self.table = np.empty((2 * g, 2), dtype=np.complex64)
         self.any_ok = False
         for o, (b, w) in enumerate(zip(bits, ws, strict=True)):
             n = stored_bits @ b
@@ -150,8 +150,8 @@ class _Query:
             ok = coverage_ok(n, b.sum(), stored.counts) & (du > MIN_SHARED_SPREAD)
             nn = np.where(ok, n, 1)
             # Row term: P - conj(sum_S w) (sum_S z) / n with sum_S z = -zeta (stored poses are own-centred).
-            self.a[o * g : (o + 1) * g] = np.conj(shared_sum) / nn
-            self.r_nu[o * g : (o + 1) * g] = np.where(ok, 1.0 / np.where(ok, du, 1.0), np.nan) + 1j / nn
+            self.table[o * g : (o + 1) * g, 0] = np.conj(shared_sum) / nn
+            self.table[o * g : (o + 1) * g, 1] = np.where(ok, 1.0 / np.where(ok, du, 1.0), np.nan) + 1j / nn
             self.any_ok |= bool(ok.any())
         self.offsets = np.array([[0], [g]], dtype=np.intp)
 
@@ -192,12 +192,13 @@ class _Buffers:
 
     def __init__(self, rows: int, missing: int) -> None:
         self.p = np.empty((2, rows), dtype=np.complex64)
-        self.zeta = np.empty((2, rows), dtype=np.complex64)
-        self.gathered = np.empty((2 * missing, rows), dtype=np.complex64)
-        self.sq = np.empty((2 * missing, 2 * rows), dtype=np.float32)
+        # The missing rows of both orientations, then their sums (zeta): squared and summed in one go.
+        self.gathered = np.empty((2 * missing + 2, rows), dtype=np.complex64)
+        self.sq = np.empty((2 * missing + 2, 2 * rows), dtype=np.float32)
+        self.abs2 = np.empty((2 * missing + 2, rows), dtype=np.float32)
         self.sq2 = np.empty((2, 2 * rows), dtype=np.float32)
         self.a = np.empty((2, rows), dtype=np.complex64)
-        self.r_nu = np.empty((2, rows), dtype=np.complex64)
+        self.table = np.empty((2, rows, 2), dtype=np.complex64)
         self.ids = np.empty((2, rows), dtype=np.intp)
         self.s2 = np.empty((2, rows), dtype=np.float32)
         self.dv = np.empty((2, rows), dtype=np.float32)
@@ -437,7 +438,7 @@ class PoseIndex:
     def _buffers(self, missing: int) -> _Buffers:
         """Scratch arrays for queries lacking up to `missing` keypoints, kept between searches (new large arrays
         cost page faults every time)."""
-        if self._scratch is None or self._scratch.gathered.shape[0] < 2 * missing:
+        if self._scratch is None or self._scratch.gathered.shape[0] < 2 * missing + 2:
             self._scratch = _Buffers(self.block_rows, missing)
         return self._scratch
 
@@ -459,23 +460,23 @@ class PoseIndex:
         ids = np.add(self._mask_ids[chunk][start:stop], query.offsets, out=b.ids[:, :m])
         np.matmul(query.coef[0], zs, out=p[0])
         np.matmul(query.coef[1], zs, out=p[1])
-        r_nu = np.take(query.r_nu, ids, out=b.r_nu[:, :m], mode="clip").view(np.float32)
+        table = np.take(query.table, ids, axis=0, out=b.table[:, :m], mode="clip")
+        r, nu = table[..., 1].real, table[..., 1].imag
         k = query.missing.shape[1]
         if k:
-            gathered = np.take(zs, query.missing.ravel(), axis=0, out=b.gathered[: 2 * k, :m], mode="clip")
-            zeta = np.sum(gathered.reshape(2, k, m), axis=1, out=b.zeta[:, :m])
-            a = np.take(query.a, ids, out=b.a[:, :m], mode="clip")
-            np.multiply(a, zeta, out=a)
+            block = b.gathered[: 2 * k + 2, :m]
+            gathered = np.take(zs, query.missing.ravel(), axis=0, out=block[: 2 * k], mode="clip")
+            zeta = np.sum(gathered.reshape(2, k, m), axis=1, out=block[2 * k :])
+            a = np.multiply(table[..., 0], zeta, out=b.a[:, :m])
             np.add(p, a, out=p)
-            sq = np.square(gathered.view(np.float32), out=b.sq[: 2 * k, : 2 * m])
-            t2 = np.sum(sq.reshape(2, k, 2 * m), axis=1, out=b.sq2[:, : 2 * m])
-            np.add(t2[:, 0::2], t2[:, 1::2], out=dv)
-            _abs2(zeta, z2, b.sq2[:, : 2 * m])
-            np.multiply(z2, r_nu[:, 1::2], out=z2)
+            # |.|^2 of the missing rows (summed per orientation: T) and of zeta, in three operations.
+            squares = _abs2(block, b.abs2[: 2 * k + 2, :m], b.sq[: 2 * k + 2, : 2 * m])
+            np.sum(squares[: 2 * k].reshape(2, k, m), axis=1, out=dv)
+            np.multiply(squares[2 * k :], nu, out=z2)
             np.add(dv, z2, out=dv)
             np.subtract(1.0, dv, out=dv)
         _abs2(p, s2, b.sq2[:, : 2 * m])
-        np.multiply(s2, r_nu[:, 0::2], out=s2)
+        np.multiply(s2, r, out=s2)
         if k:
             np.divide(s2, dv, out=s2)
             np.less_equal(dv, MIN_SHARED_SPREAD, out=bad)

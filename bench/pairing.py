@@ -150,6 +150,7 @@ def main() -> None:
         print(json.dumps(run_size(args.one)))
         return
     results = []
+    load_before = os.getloadavg()
     for n in args.sizes:
         t0 = time.perf_counter()
         out = subprocess.run([sys.executable, __file__, "--one", str(n)], check=True, capture_output=True, text=True)
@@ -167,7 +168,9 @@ def main() -> None:
             r["query_only_patches_per_s"], r["batch128_add_patches_per_s"], r.get("naive_patches_per_s"),
             r.get("naive_s_per_patch"), r["rss_after_load_mb"], r["peak_rss_mb"], r["index_disk_mb"])))
     machine = {"cpus": os.cpu_count(), "python": platform.python_version(), "numpy": np.__version__,
-               "platform": platform.platform(), "note": "2 CPU cores shared with other jobs while measured"}
+               "platform": platform.platform(), "note": "2 CPU cores shared with other jobs while measured",
+               "load_average_1_5_15_before": [round(v, 2) for v in load_before],
+               "load_average_1_5_15_after": [round(v, 2) for v in os.getloadavg()]}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"machine": machine, "view": VIEW, "results": results}, indent=2) + "\n")
 

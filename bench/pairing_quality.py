@@ -314,8 +314,9 @@ def main() -> None:
         "goals_met": goals,
         "false_pairs": {"pairs": result["pairs"], "thresholds": list(THRESHOLDS),
                         "old": result["false_old"], "new": result["false_new"]},
-        "self_match_score_quantiles": {k: np.quantile(v, [0.01, 0.05, 0.1, 0.5]).round(4).tolist()
-                                       for k, v in selfs.items() if len(v)},
+        "self_match_score_quantiles_1_5_10_50": {k: np.quantile(v[np.isfinite(v)], [0.01, 0.05, 0.1, 0.5])
+                                                .round(4).tolist() for k, v in selfs.items() if np.isfinite(v).any()},
+        "self_match_not_comparable": {k: round(float(np.mean(~np.isfinite(v))), 4) for k, v in selfs.items() if len(v)},
         "chance_score_by_shared_keypoints": {
             "thresholds": list(SWEEP_THRESHOLDS),
             "by_shared": {str(s): {"at_least": t[:-1], "of": t[-1]} for s, t in sorted(result["coverage"].items())}},

@@ -32,6 +32,8 @@ import fcntl
 import json
 import logging
 import os
+from concurrent.futures import ThreadPoolExecutor
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -57,6 +59,16 @@ STEP_ROWS = 16384
 # Relative margin on a squared float32 score when choosing the rows to re-score in float64: float32 rounding,
 # amplified where the shared set keeps only MIN_SHARED_SPREAD of a pose's spread, stays far below it.
 SLACK = 1e-3
+
+
+# Threads scoring one search (each on a share of the blocks), used once there are this many blocks per thread.
+SEARCH_THREADS = 2
+MIN_BLOCKS_PER_THREAD = 4
+
+
+@cache
+def _pool() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(SEARCH_THREADS, thread_name_prefix="pose-search")
 
 
 class IndexFormatError(ValueError):
@@ -234,7 +246,7 @@ class PoseIndex:
             self._distinct = _Masks()
             self._idset = _IdSet()
             self._rows = 0
-            self._scratch: _Buffers | None = None
+            self._scratch: dict[int, _Buffers] = {}
             self._recover()
         except BaseException:
             self._lock.close()
@@ -406,19 +418,26 @@ class PoseIndex:
         queries = {q: _Query(int(masks[q]), z[q], self._distinct) for q in live}
         live = [q for q in live if queries[q].any_ok]
         floor = max(float(min_similarity), 0.0) ** 2 * (1.0 - SLACK) if min_similarity > 0 else -np.inf
-        found = {q: _Candidates(top_k, floor) for q in live}
+        blocks = [(chunk, start, min(self.chunk_rows, self._rows - chunk * self.chunk_rows, start + self.block_rows))
+                  for chunk in range(len(self._z))
+                  for start in range(0, min(self.chunk_rows, self._rows - chunk * self.chunk_rows), self.block_rows)]
+        found: dict[int, list[_Candidates]] = {q: [] for q in live}
         if live:
-            buffers = self._buffers(max(queries[q].missing.shape[1] for q in live))
-            for chunk in range(len(self._z)):
-                size = min(self.chunk_rows, self._rows - chunk * self.chunk_rows)
-                for start in range(0, size, self.block_rows):
-                    stop = min(size, start + self.block_rows)
-                    for q in live:  # the block stays in the CPU cache from one query to the next
-                        s2 = self._score_step(chunk, start, stop, queries[q], buffers)
-                        found[q].add(s2, chunk * self.chunk_rows + start)
+            missing = max(queries[q].missing.shape[1] for q in live)
+            # Two threads on two halves of the blocks (numpy and BLAS release the GIL): each keeps candidates for
+            # its half, and their union is a superset of the answer.
+            threads = SEARCH_THREADS if len(blocks) >= SEARCH_THREADS * MIN_BLOCKS_PER_THREAD else 1
+            share = -(-len(blocks) // threads)
+            parts = [blocks[i * share : (i + 1) * share] for i in range(threads)]
+            work = [(part, self._buffers(missing, i)) for i, part in enumerate(parts)]
+            results = (_pool().map(lambda w: self._scan(w[0], w[1], live, queries, top_k, floor), work)
+                       if threads > 1 else [self._scan(*work[0], live, queries, top_k, floor)])
+            for result in results:
+                for q in live:
+                    found[q].append(result[q])
         parts = []
         for q in live:
-            rows = found[q].rows()
+            rows = np.concatenate([c.rows() for c in found[q]])
             if not len(rows):
                 continue
             cand_masks, cand_z = self.poses_at(rows)
@@ -435,12 +454,22 @@ class PoseIndex:
             return empty, empty, empty, np.empty(0, dtype=np.float64), np.empty(0, dtype=bool)
         return tuple(np.concatenate(a) for a in zip(*parts, strict=True))  # type: ignore[return-value]
 
-    def _buffers(self, missing: int) -> _Buffers:
-        """Scratch arrays for queries lacking up to `missing` keypoints, kept between searches (new large arrays
-        cost page faults every time)."""
-        if self._scratch is None or self._scratch.gathered.shape[0] < 2 * missing + 2:
-            self._scratch = _Buffers(self.block_rows, missing)
-        return self._scratch
+    def _scan(self, blocks: list[tuple[int, int, int]], buffers: _Buffers, live: list[int],
+              queries: dict[int, _Query], top_k: int, floor: float) -> dict[int, _Candidates]:
+        found = {q: _Candidates(top_k, floor) for q in live}
+        for chunk, start, stop in blocks:
+            for q in live:  # the block stays in the CPU cache from one query to the next
+                s2 = self._score_step(chunk, start, stop, queries[q], buffers)
+                found[q].add(s2, chunk * self.chunk_rows + start)
+        return found
+
+    def _buffers(self, missing: int, thread: int = 0) -> _Buffers:
+        """Scratch arrays of one thread for queries lacking up to `missing` keypoints, kept between searches (new
+        large arrays cost page faults every time)."""
+        current = self._scratch.get(thread)
+        if current is None or current.gathered.shape[0] < 2 * missing + 2:
+            current = self._scratch[thread] = _Buffers(self.block_rows, missing)
+        return current
 
     def _ids_at(self, rows: np.ndarray) -> np.ndarray:
         out = np.empty(len(rows), dtype=np.int64)

@@ -25,6 +25,7 @@ group whose score reaches each threshold. Coverage: share of pairs of different 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
 from pathlib import Path
@@ -273,6 +274,8 @@ def main() -> None:
     args = parser.parse_args()
     poses = load_cases(args.cases) if args.cases.exists() else []
     source = str(args.cases)
+    if poses:
+        source += f" (sha256 {hashlib.sha256(args.cases.read_bytes()).hexdigest()[:16]})"
     if len(poses) < 300:
         print(f"{args.cases}: {len(poses)} usable cases (< 300); using synthetic poses", file=sys.stderr)
         poses, source = synthetic_poses(np.random.default_rng(args.seed)), "synthetic"

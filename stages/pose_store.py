@@ -12,11 +12,11 @@ truncated on reopen; a chunk shorter than N says committed data was lost, and th
 `IndexFormatError`: its rows cannot be converted (they kept no keypoints), the caller rebuilds it from its own
 records of the keypoints.
 
-In memory each chunk is transposed: keypoint-major complex64 (17, R), so a query reads every stored pose once
-per chunk through one complex matrix-vector product per orientation (plain and mirrored), plus a few rows for
-the keypoints the query lacks. Search is exact: a float32 pass scores every row with the decomposition below,
-and the best rows (within a float32 margin) are re-scored with `stages.pose.score_prepared` in float64, whose
-values are returned.
+In memory a chunk is held as blocks of STEP_ROWS poses, keypoint-major (complex64 (17, STEP_ROWS) each), so a
+batch of queries reads every stored pose once: per block and query, one complex matrix-vector product per
+orientation (plain and mirrored) plus the rows of the keypoints the query lacks. Search is exact: a float32 pass
+scores every row with the decomposition below (two threads on two halves of a large index), and the best rows
+(within a float32 margin) are re-scored with `stages.pose.score_prepared` in float64, whose values are returned.
 
 Decomposition (w: the query in one orientation, z: a stored pose, both own-centred and unit-norm; S: the keypoints
 both show, n = |S|; L: query keypoints the stored pose lacks; D: stored keypoints the query lacks):
@@ -59,8 +59,6 @@ STEP_ROWS = 16384
 # Relative margin on a squared float32 score when choosing the rows to re-score in float64: float32 rounding,
 # amplified where the shared set keeps only MIN_SHARED_SPREAD of a pose's spread, stays far below it.
 SLACK = 1e-3
-
-
 # Threads scoring one search (each on a share of the blocks), used once there are this many blocks per thread.
 SEARCH_THREADS = 2
 MIN_BLOCKS_PER_THREAD = 4
@@ -481,7 +479,10 @@ class PoseIndex:
     def _score_step(self, chunk: int, start: int, stop: int, query: _Query, b: _Buffers) -> np.ndarray:
         """Squared float32 scores of rows [start, stop) of a chunk, best orientation; NaN where not comparable.
 
-        Arrays are stacked (plain, mirrored) and every operation writes into `b`.
+        Per row and orientation: num = P + a zeta and score^2 = |num|^2 r / (1 - T - nu |zeta|^2), with
+        a = conj(sum_S w) / n, r = 1 / (the query's spread on S) and nu = 1 / n from the query's per-mask table
+        (r is NaN where the coverage rule fails). Arrays are stacked (plain, mirrored); every operation writes
+        into `b`.
         """
         m = stop - start
         zs = self._z[chunk][start // self.block_rows, :, :m]

@@ -83,7 +83,8 @@ def test_old_index_is_rebuilt_from_the_catalog(tmp_path: Path) -> None:
     writer.recover()
     assert len(writer.pairing.index("movie", VIEW)) == len(writer.pairing.index("game", VIEW)) == 1
     assert catalog.pair_count() == 1  # rebuilding proposes nothing
-    assert (data / "pairs.csv").read_text().splitlines()[0].endswith(",mirrored")
+    header, row = (data / "pairs.csv").read_text().splitlines()
+    assert header.endswith(",mirrored") and row.endswith(",1,2,0")  # the old pair: movie 1, game 2, not mirrored
     # A new patch pairs with the rebuilt entries: the game patch, mirrored.
     pairs = writer.pairing.propose_batch([3], "movie", VIEW, mirror(pose(LEFT_UP, dx=5))[None])
     assert [(p.movie_id, p.game_id, p.mirrored) for p in pairs] == [(3, 2, True)]

@@ -254,14 +254,9 @@ def _coverage_sweep(rng: np.random.Generator, kp: np.ndarray, out: dict[int, lis
 
 def _free_score(a: np.ndarray, b: np.ndarray) -> float:
     """The new score without the coverage rule (to see what few shared keypoints allow)."""
-    import stages.pose as pose
-
-    saved = pose.MIN_SHARED, pose.MIN_COVERAGE
-    pose.MIN_SHARED, pose.MIN_COVERAGE = 2, 0.0
-    try:
-        return float(score_prepared(*pose.prepare(a[None]), *pose.prepare(b[None]))[0][0, 0])
-    finally:
-        pose.MIN_SHARED, pose.MIN_COVERAGE = saved
+    prepared = prepare(np.stack([a, b]), min_keypoints=2)
+    return float(score_prepared(prepared[0][:1], prepared[1][:1], prepared[0][1:], prepared[1][1:], min_shared=2,
+                                min_coverage=0.0)[0][0, 0])
 
 
 def main() -> None:

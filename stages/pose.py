@@ -46,11 +46,12 @@ def visible_mask(keypoints: np.ndarray, min_confidence: float = DEFAULT_MIN_CONF
     return finite & (conf >= min_confidence) & (conf > 0.0)
 
 
-def prepare(keypoints: np.ndarray, min_confidence: float = DEFAULT_MIN_CONFIDENCE) -> tuple[np.ndarray, np.ndarray]:
+def prepare(keypoints: np.ndarray, min_confidence: float = DEFAULT_MIN_CONFIDENCE, min_keypoints: int = MIN_SHARED
+            ) -> tuple[np.ndarray, np.ndarray]:
     """(n, 17, 3) -> (masks int32 (n,), z complex64 (n, 17)): own-centred, unit-norm visible keypoints.
 
-    A pose with fewer than MIN_SHARED visible keypoints, or whose keypoints all coincide, can never pair: its mask
-    is 0 (and z is 0), so the coverage rule rejects it against anything.
+    A pose with fewer than `min_keypoints` visible keypoints (MIN_SHARED: it could never pass the coverage rule),
+    or whose keypoints all coincide, can never pair: its mask is 0 (and z is 0).
     """
     visible = visible_mask(keypoints, min_confidence)
     kp = np.asarray(keypoints, dtype=np.float64)
@@ -58,7 +59,7 @@ def prepare(keypoints: np.ndarray, min_confidence: float = DEFAULT_MIN_CONFIDENC
     count = visible.sum(axis=1)
     z = np.where(visible, z - (z.sum(axis=1) / np.maximum(count, 1))[:, None], 0.0)
     norm = np.sqrt((np.abs(z) ** 2).sum(axis=1))
-    usable = (count >= MIN_SHARED) & (norm > 1e-6)
+    usable = (count >= max(min_keypoints, 2)) & (norm > 1e-6)
     z = np.where(usable[:, None], z / np.where(usable, norm, 1.0)[:, None], 0.0)
     masks = np.where(usable, (visible * _BITS).sum(axis=1), 0).astype(np.int32)
     return masks, z.astype(np.complex64)
@@ -75,18 +76,20 @@ def mask_bits(masks: np.ndarray) -> np.ndarray:
     return (np.asarray(masks, dtype=np.int64)[:, None] & _BITS) != 0
 
 
-def coverage_ok(shared: np.ndarray, count_a: np.ndarray, count_b: np.ndarray) -> np.ndarray:
+def coverage_ok(shared: np.ndarray, count_a: np.ndarray, count_b: np.ndarray, min_shared: int = MIN_SHARED,
+                min_coverage: float = MIN_COVERAGE) -> np.ndarray:
     """The coverage rule on keypoint counts (any broadcastable shapes)."""
     union = count_a + count_b - shared
-    return (shared >= MIN_SHARED) & (shared >= MIN_COVERAGE * union)
+    return (shared >= min_shared) & (shared >= min_coverage * union)
 
 
-def _oriented_scores(mq: np.ndarray, zq: np.ndarray, ms: np.ndarray, zs: np.ndarray) -> np.ndarray:
+def _oriented_scores(mq: np.ndarray, zq: np.ndarray, ms: np.ndarray, zs: np.ndarray, rule: tuple[int, float]
+                     ) -> np.ndarray:
     """Score of each query pose against each stored pose in one orientation: (nq, ns) float64, -inf if invalid."""
     bq, bs = mask_bits(mq), mask_bits(ms)
     shared = bq[:, None, :] & bs[None, :, :]
     n = shared.sum(axis=-1)
-    ok = coverage_ok(n, bq.sum(axis=1)[:, None], bs.sum(axis=1)[None, :])
+    ok = coverage_ok(n, bq.sum(axis=1)[:, None], bs.sum(axis=1)[None, :], *rule)
     w = np.where(shared, zq.astype(np.complex128)[:, None, :], 0.0)
     v = np.where(shared, zs.astype(np.complex128)[None, :, :], 0.0)
     nn = np.maximum(n, 1)[..., None]
@@ -100,16 +103,19 @@ def _oriented_scores(mq: np.ndarray, zq: np.ndarray, ms: np.ndarray, zs: np.ndar
     return np.where(ok, score, -np.inf)
 
 
-def score_prepared(mq: np.ndarray, zq: np.ndarray, ms: np.ndarray, zs: np.ndarray
+def score_prepared(mq: np.ndarray, zq: np.ndarray, ms: np.ndarray, zs: np.ndarray, *,
+                   min_shared: int = MIN_SHARED, min_coverage: float = MIN_COVERAGE
                    ) -> tuple[np.ndarray, np.ndarray]:
     """(scores, mirrored) of every query against every stored pose: (nq, ns) float64 and bool.
 
     Inputs are prepared poses (`prepare`); a score is -inf where the coverage rule fails in both orientations.
+    The rule's parameters are there for measuring it (bench/pairing_quality.py); pairing uses the defaults.
     """
     mq, ms = np.atleast_1d(mq), np.atleast_1d(ms)
     zq, zs = np.atleast_2d(zq), np.atleast_2d(zs)
-    plain = _oriented_scores(mq, zq, ms, zs)
-    mirrored = _oriented_scores(*mirror_prepared(mq, zq), ms, zs)
+    rule = (min_shared, min_coverage)
+    plain = _oriented_scores(mq, zq, ms, zs, rule)
+    mirrored = _oriented_scores(*mirror_prepared(mq, zq), ms, zs, rule)
     return np.maximum(plain, mirrored), mirrored > plain
 
 

@@ -279,3 +279,20 @@ def test_propose_then_crash_replays_same_pairs(tmp_path: Path) -> None:
         assert index.commit_batch([2], "game", FB, mirror(pose(LEFT_UP, dx=3))[None]) == 1
         assert index.propose_batch([2], "game", FB, mirror(pose(LEFT_UP, dx=3))[None]) == []
     assert [(p.movie_id, p.game_id, p.mirrored) for p in proposed] == [(1, 2, True)]
+
+
+def test_single_blas_thread_restores_the_setting() -> None:
+    from stages.blas_threads import _openblas, single_blas_thread
+
+    funcs = _openblas()
+    if funcs is None:
+        pytest.skip("numpy does not bundle OpenBLAS here")
+    get, set_ = funcs
+    before = get()
+    set_(2)
+    try:
+        with single_blas_thread():
+            assert get() == 1
+        assert get() == 2
+    finally:
+        set_(before)

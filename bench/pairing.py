@@ -6,8 +6,9 @@ Each size runs in its own subprocess so peak RSS (ru_maxrss) belongs to that siz
 domain, one view): bulk-load N movie + N game patches (commit_batch-equivalent appends of 10k rows, fsynced), then
 time streaming `add` of single patches (query the other domain + durable append), `propose_batch` alone (the
 query without the fsyncs), and `add_batch` of 128 patches. The naive alternative recomputes the full N x N
-similarity matrix (row blocks, top-1 per row) for every new patch; it is measured in full at 10k, on a 1/10
-row sample at 100k (every row costs the same, so it scales linearly), and extrapolated (x100) for 1M.
+similarity matrix (row blocks, top-1 per row; one complex dot product per pair, a lower bound of the real score's
+cost) for every new patch; it is measured in full at 10k, on a 1/10 row sample at 100k (every row costs the same,
+so it scales linearly), and extrapolated (x100) for 1M.
 """
 
 from __future__ import annotations
@@ -26,7 +27,9 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from humanstyle.stages.pair import FEATURE_DIM, PairingIndex, keypoint_features  # noqa: E402
+from humanstyle.stages.pair import PairingIndex  # noqa: E402
+from humanstyle.stages.pose import NUM_KEYPOINTS, prepare  # noqa: E402
+from humanstyle.stages.settings import PairSettings  # noqa: E402
 
 VIEW = "FULL-BODY-FRONT"
 BATCH = 10_000
@@ -50,10 +53,15 @@ def rss_mb() -> float:
 
 
 def naive_seconds_per_patch(feats_a: np.ndarray, feats_b: np.ndarray, rows: int) -> float:
-    """Time to recompute top-1 over the whole a x b matrix, measured on `rows` rows of a and scaled to all."""
+    """Time to recompute top-1 over the whole a x b matrix, measured on `rows` rows of a and scaled to all.
+
+    A lower bound of the naive cost: one complex dot product (rotation-invariant cosine of the prepared poses)
+    per pair, where the real score also re-centres on the shared keypoints and tries the mirror image.
+    """
     start = time.perf_counter()
+    conj_b = feats_b.conj().T
     for r0 in range(0, rows, 1024):
-        sims = feats_a[r0 : min(rows, r0 + 1024)] @ feats_b.T
+        sims = np.abs(feats_a[r0 : min(rows, r0 + 1024)] @ conj_b)
         sims.argmax(axis=1)
     return (time.perf_counter() - start) * len(feats_a) / rows
 
@@ -62,22 +70,22 @@ def run_size(n: int) -> dict:
     rng = np.random.default_rng(n)
     result: dict = {"patches_per_domain": n, "rss_start_mb": round(rss_mb(), 1)}
     with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_TMP")) as tmp:
-        index = PairingIndex(Path(tmp), views=(VIEW,), min_similarity=0.9, top_k=1)
+        index = PairingIndex(Path(tmp), views=(VIEW,), min_similarity=PairSettings().min_similarity, top_k=1)
         loaded, feature_s, append_s = 0, 0.0, 0.0
         sample: dict[str, np.ndarray] = {}
         for domain in index.domains:
             parts = []
             for start in range(0, n, BATCH):
                 t0 = time.perf_counter()
-                feats = keypoint_features(random_keypoints(rng, min(BATCH, n - start)))
+                masks, z = prepare(random_keypoints(rng, min(BATCH, n - start)))
                 t1 = time.perf_counter()
-                ids = np.arange(start, start + len(feats)) + (0 if domain == "movie" else 10**12)
-                loaded += index.index(domain, VIEW).append(ids, feats)
+                ids = np.arange(start, start + len(z)) + (0 if domain == "movie" else 10**12)
+                loaded += index.index(domain, VIEW).append(ids, masks, z)
                 append_s += time.perf_counter() - t1
                 feature_s += t1 - t0
                 if n <= 100_000:
-                    parts.append(feats)
-            sample[domain] = np.concatenate(parts) if parts else np.empty((0, FEATURE_DIM), np.float32)
+                    parts.append(z)
+            sample[domain] = np.concatenate(parts) if parts else np.empty((0, NUM_KEYPOINTS), np.complex64)
         result.update(bulk_append_patches_per_s=round(loaded / append_s),
                       features_per_s=round(loaded / feature_s), rss_after_load_mb=round(rss_mb(), 1))
 
@@ -142,6 +150,7 @@ def main() -> None:
         print(json.dumps(run_size(args.one)))
         return
     results = []
+    load_before = os.getloadavg()
     for n in args.sizes:
         t0 = time.perf_counter()
         out = subprocess.run([sys.executable, __file__, "--one", str(n)], check=True, capture_output=True, text=True)
@@ -159,7 +168,9 @@ def main() -> None:
             r["query_only_patches_per_s"], r["batch128_add_patches_per_s"], r.get("naive_patches_per_s"),
             r.get("naive_s_per_patch"), r["rss_after_load_mb"], r["peak_rss_mb"], r["index_disk_mb"])))
     machine = {"cpus": os.cpu_count(), "python": platform.python_version(), "numpy": np.__version__,
-               "platform": platform.platform(), "note": "2 CPU cores shared with other jobs while measured"}
+               "platform": platform.platform(), "note": "2 CPU cores shared with other jobs while measured",
+               "load_average_1_5_15_before": [round(v, 2) for v in load_before],
+               "load_average_1_5_15_after": [round(v, 2) for v in os.getloadavg()]}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"machine": machine, "view": VIEW, "results": results}, indent=2) + "\n")
 

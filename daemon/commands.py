@@ -51,7 +51,6 @@ def cmd_extract(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_export(settings: Settings, args: argparse.Namespace) -> int:
     import pandas as pd
-
     from humanstyle.stages.catalog import Catalog
     from humanstyle.stages.export import export_cyclegan, export_pix2pix
 
@@ -64,10 +63,11 @@ def cmd_export(settings: Settings, args: argparse.Namespace) -> int:
     a, b = settings.domains
     if args.format == "pix2pix":
         rows = [{"movie_path": str(data / r["a_path"]), "game_path": str(data / r["b_path"]), "view": r["view"],
-                 "similarity": r["similarity"], "movie_id": r["a_patch_id"], "game_id": r["b_patch_id"]}
-                for r in catalog.pairs()]
+                 "similarity": r["similarity"], "movie_id": r["a_patch_id"], "game_id": r["b_patch_id"],
+                 "mirrored": r["mirrored"]} for r in catalog.pairs()]
         result = export_pix2pix(pd.DataFrame(rows, columns=["movie_path", "game_path", "view", "similarity",
-                                                            "movie_id", "game_id"]), args.out, size=args.size)
+                                                            "movie_id", "game_id", "mirrored"]), args.out,
+                                size=args.size)
     else:
         rows = [{"path": str(data / path), "domain": domain, "id": pid}
                 for domain in (a, b) for pid, path, _view in catalog.patch_paths(domain)]

@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import time
 
-from prometheus_client import Counter, Gauge, Histogram
-
 from humanstyle.stages.counters import (
     DECODE_SECONDS,
     FRAMES_DECODED,
@@ -33,6 +31,7 @@ from humanstyle.stages.counters import (
     train_model_names,
 )
 from humanstyle.stages.vocabulary import LABELS, VIEWS
+from prometheus_client import Counter, Gauge, Histogram
 
 STAGES = ("watch", "index", "decode", "detect", "classify", "train")
 QUEUES = ("discovered", "jobs", "windows", "patches", "classified")

@@ -146,9 +146,8 @@ class Supervisor:
             log.warning("%s exited with code %s; restarting in %.1f s", child.name, code, delay)
 
     def _reap(self, child: Child) -> None:
-        from prometheus_client import multiprocess
-
         from humanstyle.daemon import metrics
+        from prometheus_client import multiprocess
 
         proc = child.process
         if proc is None:

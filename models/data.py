@@ -1,9 +1,10 @@
 """Datasets of person patches for the GANs, the train/val split rule, and sample-grid images.
 
 Tensors are RGB, (C, H, W), float32 in [-1, 1]. Augmentation is Resize + (train only) HorizontalFlip; a pair
-gets the same flip on both images. Augmentation and the unpaired partner are drawn from (seed, epoch, index),
-never from global state, so an item is the same whichever worker loads it and a resumed run sees the same
-data.
+gets the same flip on both images. A mirrored pair (its two patches show the same pose once one of them is
+flipped) names the image to flip first, so that both images of every pair show the same pose. Augmentation and
+the unpaired partner are drawn from (seed, epoch, index), never from global state, so an item is the same
+whichever worker loads it and a resumed run sees the same data.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Sequence
+from typing import NamedTuple
 
 os.environ.setdefault(
     "NO_ALBUMENTATIONS_UPDATE", "1"
@@ -21,9 +23,8 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from albumentations.pytorch import ToTensorV2  # noqa: E402
-from torch.utils.data import Dataset  # noqa: E402
-
 from humanstyle.models.files import atomic_write_bytes  # noqa: E402
+from torch.utils.data import Dataset  # noqa: E402
 
 PathLike = str | os.PathLike[str]
 
@@ -55,13 +56,28 @@ def _item_seed(*parts: int) -> int:
     return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(1)[0])
 
 
+class PairPaths(NamedTuple):
+    """One training pair: image paths, and which image to flip horizontally before anything else."""
+
+    a: PathLike
+    b: PathLike
+    flip_a: bool = False
+    flip_b: bool = False
+
+
+def read_pair(pair: PairPaths) -> tuple[np.ndarray, np.ndarray]:
+    """The two RGB images of a pair, the flagged ones flipped horizontally."""
+    a, b = read_rgb(pair.a), read_rgb(pair.b)
+    return (np.fliplr(a) if pair.flip_a else a), (np.fliplr(b) if pair.flip_b else b)
+
+
 class PairedDataset(Dataset):
-    """(a, b) tensors for pix2pix from (path_a, path_b) pairs."""
+    """(a, b) tensors for pix2pix from (path_a, path_b) pairs or `PairPaths` (with flips)."""
 
     def __init__(
-        self, pairs: Sequence[tuple[PathLike, PathLike]], image_size: int, train: bool, seed: int = 0
+        self, pairs: Sequence[tuple[PathLike, PathLike] | PairPaths], image_size: int, train: bool, seed: int = 0
     ):
-        self.pairs = list(pairs)
+        self.pairs = [PairPaths(*p) for p in pairs]
         self.train = train
         self.seed = seed
         self.epoch = 0
@@ -75,10 +91,10 @@ class PairedDataset(Dataset):
         return len(self.pairs)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        path_a, path_b = self.pairs[index]
+        image_a, image_b = read_pair(self.pairs[index])
         if self.train:
             self.transform.set_random_seed(_item_seed(self.seed, self.epoch, index))
-        out = self.transform(image=read_rgb(path_a), image_b=read_rgb(path_b))
+        out = self.transform(image=np.ascontiguousarray(image_a), image_b=np.ascontiguousarray(image_b))
         return out["image"], out["image_b"]
 
 

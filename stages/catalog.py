@@ -67,9 +67,13 @@ CREATE TABLE IF NOT EXISTS pairs (
     view TEXT NOT NULL,
     similarity REAL NOT NULL,
     created_at REAL NOT NULL,
+    mirrored INTEGER NOT NULL DEFAULT 0,  -- 1: same pose once the second domain's image is flipped horizontally
     UNIQUE (a_patch_id, b_patch_id)
 );
 """
+# Columns added after the first release, as (table, column, definition): a catalog written by an older version
+# gets them at open (ALTER TABLE ... ADD COLUMN keeps every row, with the default).
+ADDED_COLUMNS = (("pairs", "mirrored", "INTEGER NOT NULL DEFAULT 0"),)
 
 UNFINISHED = ("queued", "processing")
 
@@ -97,7 +101,21 @@ class Catalog:
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")
             self.db.executescript(SCHEMA)
+            self._upgrade()
         self.db.row_factory = sqlite3.Row
+        # A reader may open a catalog that its writer has not upgraded yet: read the defaults instead.
+        mirrored = "p.mirrored" if self._has_column("pairs", "mirrored") else "0"
+        self.pair_rows_sql = (f"SELECT p.id, p.view, p.similarity, p.a_patch_id, p.b_patch_id, {mirrored} AS mirrored, "
+                              "a.path AS a_path, b.path AS b_path FROM pairs p JOIN patches a ON a.id = p.a_patch_id "
+                              "JOIN patches b ON b.id = p.b_patch_id")
+
+    def _has_column(self, table: str, column: str) -> bool:
+        return any(row[1] == column for row in self.db.execute(f"PRAGMA table_info({table})"))
+
+    def _upgrade(self) -> None:
+        for table, column, definition in ADDED_COLUMNS:
+            if not self._has_column(table, column):
+                self.db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
 
     def close(self) -> None:
         self.db.close()
@@ -180,6 +198,11 @@ class Catalog:
     def unindexed_patches(self) -> list[sqlite3.Row]:
         return self.db.execute("SELECT * FROM patches WHERE indexed = 0 AND view != 'REJECTED' ORDER BY id").fetchall()
 
+    def indexed_keypoints(self) -> Iterator[sqlite3.Row]:
+        """(id, domain, view, keypoints) of every indexed patch, oldest first (to rebuild the pose index)."""
+        yield from self.db.execute("SELECT id, domain, view, keypoints FROM patches "
+                                   "WHERE indexed = 1 AND view != 'REJECTED' ORDER BY id")
+
     def patch_paths(self, domain: str | None = None) -> list[tuple[int, str, str]]:
         """(id, path, view) of every kept (non-rejected) patch, oldest first."""
         sql = "SELECT id, path, view FROM patches WHERE view != 'REJECTED'"
@@ -190,23 +213,21 @@ class Catalog:
         return [(r["id"], r["path"], r["view"]) for r in self.db.execute(sql + " ORDER BY id", args)]
 
     # --- pairs -------------------------------------------------------------------------------------------------
-    def add_pair(self, a_patch_id: int, b_patch_id: int, view: str, similarity: float) -> bool:
+    def add_pair(self, a_patch_id: int, b_patch_id: int, view: str, similarity: float, mirrored: bool = False
+                 ) -> bool:
         """Insert a pair; False when it was already known."""
         cur = self.db.execute(
-            "INSERT OR IGNORE INTO pairs (a_patch_id, b_patch_id, view, similarity, created_at) "
-            "VALUES (?, ?, ?, ?, ?)", (a_patch_id, b_patch_id, view, similarity, time.time()))
+            "INSERT OR IGNORE INTO pairs (a_patch_id, b_patch_id, view, similarity, created_at, mirrored) "
+            "VALUES (?, ?, ?, ?, ?, ?)", (a_patch_id, b_patch_id, view, similarity, time.time(), int(mirrored)))
         return cur.rowcount == 1
 
-    PAIR_ROWS = ("SELECT p.id, p.view, p.similarity, p.a_patch_id, p.b_patch_id, a.path AS a_path, "
-                 "b.path AS b_path FROM pairs p JOIN patches a ON a.id = p.a_patch_id "
-                 "JOIN patches b ON b.id = p.b_patch_id")
-
     def pairs(self) -> list[sqlite3.Row]:
-        return self.db.execute(self.PAIR_ROWS + " ORDER BY p.id").fetchall()
+        """Every pair with both patch paths; `mirrored` is 0 or 1."""
+        return self.db.execute(self.pair_rows_sql + " ORDER BY p.id").fetchall()
 
     def pairs_since(self, n: int) -> list[sqlite3.Row]:
         """The n most recently inserted pairs, oldest first."""
-        rows = self.db.execute(self.PAIR_ROWS + " ORDER BY p.id DESC LIMIT ?", (n,)).fetchall()
+        rows = self.db.execute(self.pair_rows_sql + " ORDER BY p.id DESC LIMIT ?", (n,)).fetchall()
         return rows[::-1]
 
     def pair_count(self) -> int:

@@ -19,7 +19,6 @@ from typing import Literal
 import cv2
 import numpy as np
 import pandas as pd
-
 from humanstyle.models.files import atomic_write_bytes
 
 SPLITS = ("train", "val", "test")
@@ -41,10 +40,12 @@ def _name(row: pd.Series, id_columns: Sequence[str], path_columns: Sequence[str]
     return hashlib.blake2b(joined.encode("utf-8"), digest_size=10).hexdigest()
 
 
-def _load_square(path: str, size: int) -> np.ndarray | None:
+def _load_square(path: str, size: int, flip: bool = False) -> np.ndarray | None:
     image = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if image is None:
         return None
+    if flip:
+        image = np.ascontiguousarray(image[:, ::-1])
     h, w = image.shape[:2]
     side = max(h, w)
     # Patches are square by design; pad anything else rather than stretching the person.
@@ -90,9 +91,10 @@ def export_pix2pix(
 ) -> pd.DataFrame:
     """Write A|B images; A (left) is the source domain of `direction`. Returns the manifest.
 
-    Columns: movie_path, game_path, view, similarity; optional movie_id, game_id (names), split. Without a split
-    column, the split is stable_split of the movie patch key, so every pair of one movie patch lands in one
-    split (no train/test leakage through the A side).
+    Columns: movie_path, game_path, view, similarity; optional movie_id, game_id (names), split, mirrored. Without a
+    split column, the split is stable_split of the movie patch key, so every pair of one movie patch lands in one
+    split (no train/test leakage through the A side). A mirrored pair's game image is flipped horizontally, so both
+    halves show the same pose.
     """
     _check(pairs, ("movie_path", "game_path", "view", "similarity"), ext, size)
     if direction not in ("movie_to_game", "game_to_movie"):
@@ -105,7 +107,8 @@ def export_pix2pix(
         has_id = "movie_id" in row.index and pd.notna(row["movie_id"])
         split = _split_of(row, f"movie:{int(row['movie_id'])}" if has_id else f"movie:{row['movie_path']}")
         name = f"{_name(row, ('movie_id', 'game_id'), ('movie_path', 'game_path'))}.{ext}"
-        movie, game = _load_square(row["movie_path"], size), _load_square(row["game_path"], size)
+        mirrored = bool(row["mirrored"]) if "mirrored" in row.index and pd.notna(row["mirrored"]) else False
+        movie, game = _load_square(row["movie_path"], size), _load_square(row["game_path"], size, flip=mirrored)
         status, file = "written", f"{split}/{name}"
         if movie is None or game is None:
             status, file = "unreadable", ""
@@ -113,8 +116,10 @@ def export_pix2pix(
             a, b = (movie, game) if direction == "movie_to_game" else (game, movie)
             _write_image(out_dir / split / name, np.hstack([a, b]))
         rows.append({"file": file, "split": split, "view": row["view"], "similarity": row["similarity"],
-                     "movie_id": row.get("movie_id"), "game_id": row.get("game_id"), "status": status})
-    manifest = pd.DataFrame(rows, columns=["file", "split", "view", "similarity", "movie_id", "game_id", "status"])
+                     "movie_id": row.get("movie_id"), "game_id": row.get("game_id"), "mirrored": int(mirrored),
+                     "status": status})
+    manifest = pd.DataFrame(rows, columns=["file", "split", "view", "similarity", "movie_id", "game_id", "mirrored",
+                                           "status"])
     atomic_write_bytes(out_dir / "manifest.csv", manifest.to_csv(index=False).encode(), durable=False)
     return manifest
 

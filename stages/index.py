@@ -19,9 +19,25 @@ import time
 from dataclasses import dataclass, field
 
 from humanstyle.stages.catalog import UNFINISHED, Catalog, Video
-from humanstyle.stages.counters import ERRORS, FILES_REJECTED, MESSAGES_REJECTED, VIDEO_SECONDS, VIDEOS, VIDEOS_UNFINISHED
+from humanstyle.stages.counters import (
+    ERRORS,
+    FILES_REJECTED,
+    MESSAGES_REJECTED,
+    VIDEO_SECONDS,
+    VIDEOS,
+    VIDEOS_UNFINISHED,
+)
 from humanstyle.stages.handler import Outbox, Route
-from humanstyle.stages.records import Classified, Discovered, Job, PairsAppended, Record, StageRestarted, VideoEnd, WindowDone
+from humanstyle.stages.records import (
+    Classified,
+    Discovered,
+    Job,
+    PairsAppended,
+    Record,
+    StageRestarted,
+    VideoEnd,
+    WindowDone,
+)
 from humanstyle.stages.results import ResultWriter
 from humanstyle.stages.settings import PipelineSettings
 from humanstyle.stages.vocabulary import LABELS

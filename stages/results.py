@@ -4,6 +4,10 @@ Order per patch, so that a crash at any point replays cleanly: image file (atomi
 pairs proposed from the index and inserted (unique) -> patch committed to the pairing index -> row indexed = 1.
 A patch found with indexed = 0 at start is replayed; pairs.csv is rewritten from the catalog at start, then
 appended to as pairs are found.
+
+A pose index of an older on-disk format is deleted at start and rebuilt from the catalog's keypoints: the patches
+already indexed are re-added without proposing pairs again (their pairs are in the catalog already), then the
+unindexed ones are replayed as usual.
 """
 
 from __future__ import annotations
@@ -15,11 +19,10 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-
 from humanstyle.models.files import atomic_write_bytes
 from humanstyle.stages.catalog import Catalog
 from humanstyle.stages.counters import INDEX_SIZE, PAIRS, PATCHES, REJECTIONS
-from humanstyle.stages.pair import PairingIndex
+from humanstyle.stages.pair import IndexFormatError, PairingIndex
 from humanstyle.stages.records import Classified
 from humanstyle.stages.settings import PipelineSettings
 from humanstyle.stages.vocabulary import REJECTED, VIEWS
@@ -46,19 +49,32 @@ class ResultWriter:
         self.data_dir = settings.paths.data_dir
         self.domains = settings.domains
         self.csv_path = self.data_dir / "pairs.csv"
-        self.pairing = PairingIndex(
-            self.data_dir / "index", self.domains, VIEWS,
-            min_confidence=settings.classify.min_keypoint_confidence,
-            min_similarity=settings.pair.min_similarity, top_k=settings.pair.top_k,
-            mutual_best=settings.pair.mutual_best)
+        self._rebuild = False
+        try:
+            self.pairing = self._open_index()
+        except IndexFormatError as exc:
+            log.warning("pose index: %s; rebuilding it from the catalog", exc)
+            PairingIndex.reset(self.data_dir / "index", self.domains, VIEWS)
+            self.pairing = self._open_index()
+            self._rebuild = True
         self._new_pairs = 0
+
+    def _open_index(self) -> PairingIndex:
+        return PairingIndex(
+            self.data_dir / "index", self.domains, VIEWS,
+            min_confidence=self.settings.classify.min_keypoint_confidence,
+            min_similarity=self.settings.pair.min_similarity, top_k=self.settings.pair.top_k,
+            mutual_best=self.settings.pair.mutual_best)
 
     @property
     def csv_header(self) -> list[str]:
         a, b = self.domains
-        return ["pair_id", f"{a}_patch", f"{b}_patch", "view", "similarity", f"{a}_patch_id", f"{b}_patch_id"]
+        return ["pair_id", f"{a}_patch", f"{b}_patch", "view", "similarity", f"{a}_patch_id", f"{b}_patch_id",
+                "mirrored"]
 
     def recover(self) -> None:
+        if self._rebuild:
+            self._rebuild_index()
         for row in self.catalog.unindexed_patches():
             keypoints = np.frombuffer(row["keypoints"], np.float32).reshape(17, 3)
             self._index(row["id"], row["domain"], row["view"], keypoints)
@@ -67,6 +83,30 @@ class ResultWriter:
         for domain in self.domains:
             for view in VIEWS:
                 INDEX_SIZE.labels(domain, view).set(len(self.pairing.index(domain, view)))
+
+    def _rebuild_index(self, batch: int = 4096) -> None:
+        """Re-add every indexed patch of the catalog to a fresh pose index, in id order, proposing nothing."""
+        pending: dict[tuple[str, str], list] = {}
+
+        def flush(key: tuple[str, str]) -> None:
+            rows = pending.pop(key, [])
+            if rows:
+                keypoints = np.stack([np.frombuffer(r["keypoints"], np.float32).reshape(17, 3) for r in rows])
+                self.pairing.commit_batch([r["id"] for r in rows], key[0], key[1], keypoints)
+
+        total = 0
+        for row in self.catalog.indexed_keypoints():
+            key = (row["domain"], row["view"])
+            if row["keypoints"] is None or row["view"] not in VIEWS or row["domain"] not in self.domains:
+                continue
+            pending.setdefault(key, []).append(row)
+            total += 1
+            if len(pending[key]) >= batch:
+                flush(key)
+        for key in list(pending):
+            flush(key)
+        self._rebuild = False
+        log.info("pose index: rebuilt with %d patches", total)
 
     def write_patch(self, patch: Classified) -> int:
         """Store one classified patch (idempotent); returns its id."""
@@ -104,7 +144,7 @@ class ResultWriter:
         added = []
         with self.catalog.transaction():
             for p in pairs:
-                if self.catalog.add_pair(p.movie_id, p.game_id, p.view, p.similarity):
+                if self.catalog.add_pair(p.movie_id, p.game_id, p.view, p.similarity, p.mirrored):
                     added.append(p)
         self.pairing.commit_batch([patch_id], domain, view, kp)
         self.catalog.mark_indexed(patch_id)
@@ -117,7 +157,7 @@ class ResultWriter:
 
     def _rows(self, rows: list) -> list[list]:
         return [[r["id"], r["a_path"], r["b_path"], r["view"], f"{r['similarity']:.6f}", r["a_patch_id"],
-                 r["b_patch_id"]] for r in rows]
+                 r["b_patch_id"], int(r["mirrored"])] for r in rows]
 
     def _append_csv(self, rows: list) -> None:
         new_file = not self.csv_path.exists()

@@ -112,7 +112,8 @@ class ClassifySettings:
 
 @dataclass(frozen=True)
 class PairSettings:
-    min_similarity: float = opt(0.9, "pose cosine similarity a pair needs", min=-1, max=1)
+    min_similarity: float = opt(0.99, "pose similarity a pair needs (shared-keypoint fit, mirror included; "
+                                      "see README 'Pairing')", min=-1, max=1)
     top_k: int = opt(3, "best matches recorded per new patch", min=1, max=100)
     mutual_best: bool = opt(False, "record a pair only when each patch is the other's best match so far")
     save_rejected: bool = opt(True, "also keep patch files of rejected patches (under patches/<domain>/REJECTED)")

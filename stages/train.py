@@ -24,10 +24,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-
 from humanstyle.models.checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
 from humanstyle.models.cyclegan import CycleGAN, CycleGANSettings
-from humanstyle.models.data import PairedDataset, UnpairedDataset, split_of, write_sample_grid
+from humanstyle.models.data import PairedDataset, PairPaths, UnpairedDataset, split_of, write_sample_grid
 from humanstyle.models.pix2pix import Pix2Pix, Pix2PixSettings
 from humanstyle.stages import counters
 from humanstyle.stages.catalog import Catalog
@@ -41,9 +40,10 @@ VAL_BATCH = 16
 
 @dataclass
 class TrainingData:
-    """Image paths by split: pairs (a_path, b_path) and unpaired patches per side."""
+    """Image paths by split: pairs (first domain's image, second's; the second flipped when the pair is mirrored)
+    and unpaired patches per side."""
 
-    pairs: dict[str, list[tuple[Path, Path]]] = field(default_factory=lambda: {"train": [], "val": []})
+    pairs: dict[str, list[PairPaths]] = field(default_factory=lambda: {"train": [], "val": []})
     side_a: dict[str, list[Path]] = field(default_factory=lambda: {"train": [], "val": []})
     side_b: dict[str, list[Path]] = field(default_factory=lambda: {"train": [], "val": []})
 
@@ -54,7 +54,8 @@ def load_training_data(catalog: Catalog, data_dir: Path, domains: tuple[str, str
     for row in catalog.pairs():
         # A pair follows its first-domain patch, so that patch's pairs never straddle the splits.
         split = split_of(f"{domains[0]}:{row['a_patch_id']}", val_fraction)
-        data.pairs[split].append((data_dir / row["a_path"], data_dir / row["b_path"]))
+        data.pairs[split].append(PairPaths(data_dir / row["a_path"], data_dir / row["b_path"],
+                                           flip_b=bool(row["mirrored"])))
     for domain, side in zip(domains, (data.side_a, data.side_b), strict=True):
         for patch_id, path, _view in catalog.patch_paths(domain):
             side[split_of(f"{domain}:{patch_id}", val_fraction)].append(data_dir / path)
@@ -96,7 +97,8 @@ class Trainer:
         data = load_training_data(catalog, self.settings.paths.data_dir, self.domains, t.val_fraction)
         self.data = data
         a2b, b2a, cyc = self.names
-        reverse = {s: [(b, a) for a, b in pairs] for s, pairs in data.pairs.items()}
+        # The reverse direction keeps flipping the second domain's image, now the input.
+        reverse = {s: [PairPaths(p.b, p.a, p.flip_b, p.flip_a) for p in pairs] for s, pairs in data.pairs.items()}
         for split, target in (("train", self.datasets), ("val", self.val_sets)):
             train = split == "train"
             target.clear()

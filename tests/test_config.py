@@ -1,7 +1,6 @@
 from pathlib import Path
 
 import pytest
-
 from humanstyle.daemon import config
 from humanstyle.daemon.cli import main
 

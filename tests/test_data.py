@@ -8,8 +8,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
-
-from humanstyle.models.data import PairedDataset, UnpairedDataset, read_rgb, split_of, write_sample_grid
+from humanstyle.models.data import PairedDataset, PairPaths, UnpairedDataset, read_rgb, split_of, write_sample_grid
 
 torch.set_num_threads(1)
 
@@ -127,3 +126,23 @@ def test_sample_grid(tmp_path: Path) -> None:
     assert (grid[:, 16:, 0] == 0).all() and (grid[:, 16:, 1:] == 255).all()
     two_columns = write_sample_grid(tmp_path / "g2.png", inputs[:, :, :4, :4], outputs)
     assert two_columns.shape == (24, 16, 3)
+
+
+def test_mirrored_pair_flips_the_flagged_image(tmp_path: Path) -> None:
+    rng = np.random.default_rng(4)
+    # Asymmetric images at the training size (no resize): a flip is visible everywhere.
+    a = tmp_path / "a.png"
+    b = tmp_path / "b.png"
+    cv2.imwrite(str(a), rng.integers(0, 256, (32, 32, 3), dtype=np.uint8))
+    cv2.imwrite(str(b), rng.integers(0, 256, (32, 32, 3), dtype=np.uint8))
+    plain = PairedDataset([(a, b)], image_size=32, train=False)[0]
+    flipped = PairedDataset([PairPaths(a, b, flip_b=True)], image_size=32, train=False)[0]
+    reverse = PairedDataset([PairPaths(b, a, flip_a=True)], image_size=32, train=False)[0]
+
+    def to_rgb(t: torch.Tensor) -> np.ndarray:
+        return ((t.permute(1, 2, 0).numpy() + 1.0) * 127.5).round().astype(np.uint8)
+
+    assert torch.equal(flipped[0], plain[0])
+    np.testing.assert_array_equal(to_rgb(flipped[1]), np.fliplr(read_rgb(b)))
+    np.testing.assert_array_equal(to_rgb(reverse[0]), np.fliplr(read_rgb(b)))
+    np.testing.assert_array_equal(to_rgb(reverse[1]), read_rgb(a))

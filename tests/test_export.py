@@ -5,7 +5,6 @@ import cv2
 import numpy as np
 import pandas as pd
 import pytest
-
 from humanstyle.stages.export import export_cyclegan, export_pix2pix, stable_split
 
 
@@ -71,3 +70,23 @@ def test_cyclegan_layout(tmp_path: Path) -> None:
         assert (tmp_path / "out" / folder).is_dir()
     with pytest.raises(ValueError):
         export_cyclegan(patches.assign(domain="anime"), tmp_path / "bad")
+
+
+def test_pix2pix_flips_the_game_image_of_a_mirrored_pair(tmp_path: Path) -> None:
+    rng = np.random.default_rng(3)
+    movie, game = tmp_path / "m.png", tmp_path / "g.png"
+    cv2.imwrite(str(movie), rng.integers(0, 256, (48, 48, 3), dtype=np.uint8))
+    cv2.imwrite(str(game), rng.integers(0, 256, (48, 48, 3), dtype=np.uint8))
+    pairs = pd.DataFrame({"movie_path": [str(movie)] * 2, "game_path": [str(game)] * 2, "view": ["FULL-BODY-FRONT"] * 2,
+                          "similarity": [0.99, 0.99], "movie_id": [1, 1], "game_id": [2, 3], "mirrored": [0, 1],
+                          "split": ["train", "train"]})
+    for direction in ("movie_to_game", "game_to_movie"):
+        out = tmp_path / direction
+        manifest = export_pix2pix(pairs, out, size=48, ext="png", direction=direction)
+        assert manifest["mirrored"].tolist() == [0, 1]
+        plain, mirrored = (cv2.imread(str(out / f)) for f in manifest["file"])
+        game_half = slice(48, 96) if direction == "movie_to_game" else slice(0, 48)
+        movie_half = slice(0, 48) if direction == "movie_to_game" else slice(48, 96)
+        np.testing.assert_array_equal(plain[:, game_half], cv2.imread(str(game)))
+        np.testing.assert_array_equal(mirrored[:, game_half], np.fliplr(cv2.imread(str(game))))
+        np.testing.assert_array_equal(mirrored[:, movie_half], cv2.imread(str(movie)))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from humanstyle.models import losses
 from humanstyle.models.networks import (
     Precision,

@@ -11,15 +11,16 @@ import numpy as np
 import pytest
 import torch
 import zmq
-
 from humanstyle.daemon import config, fabric, wire
 from humanstyle.daemon.cli import main
 from humanstyle.daemon.paths import prepare_runtime_dir
 from humanstyle.models.checkpoint import load_checkpoint
+from humanstyle.models.data import PairedDataset
 from humanstyle.stages import counters
 from humanstyle.stages.catalog import Catalog
 from humanstyle.stages.records import PairsAppended
 from humanstyle.stages.train import Trainer
+
 from tests.conftest import fast_sections, write_config
 from tests.harness import run_stage
 
@@ -53,12 +54,12 @@ def add_patches(settings: config.Settings, domain: str, n: int, start: int, seed
     return ids
 
 
-def add_pairs(settings: config.Settings, n: int, start: int) -> None:
+def add_pairs(settings: config.Settings, n: int, start: int, mirrored: bool = False) -> None:
     a = add_patches(settings, "movie", n, start, seed=start)
     b = add_patches(settings, "game", n, start, seed=start + 1000)
     cat = Catalog(settings.paths.catalog)
     for x, y in zip(a, b, strict=True):
-        cat.add_pair(x, y, "FULL-BODY-FRONT", 0.95)
+        cat.add_pair(x, y, "FULL-BODY-FRONT", 0.95, mirrored)
     cat.close()
 
 
@@ -92,6 +93,26 @@ def test_refresh_train_sample_checkpoint(tmp_path):
     assert trainer.save().exists()
     if d.pairs["val"]:
         assert (s.paths.data_dir / "train" / "checkpoints" / "best-pix2pix-movie2game.pt").exists()
+
+
+def test_mirrored_pairs_train_on_the_flipped_game_image(tmp_path):
+    s = make_settings(tmp_path, val_fraction=0.0)
+    add_pairs(s, 3, 0)
+    add_pairs(s, 2, 100, mirrored=True)
+    trainer = Trainer(s, "cpu")
+    trainer.refresh(Catalog(s.paths.catalog, readonly=True))
+    flags = [(p.flip_a, p.flip_b) for p in trainer.data.pairs["train"]]
+    assert flags == [(False, False)] * 3 + [(False, True)] * 2
+    movie2game, game2movie = trainer.datasets["pix2pix-movie2game"], trainer.datasets["pix2pix-game2movie"]
+    game = trainer.data.pairs["train"][4].b
+    assert [(p.flip_a, p.flip_b) for p in game2movie.pairs][3:] == [(True, False)] * 2
+    # Without augmentation, the game image a mirrored pair trains on is the stored patch flipped.
+    movie2game, game2movie = (PairedDataset(d.pairs, 32, train=False) for d in (movie2game, game2movie))
+    image = cv2.cvtColor(cv2.resize(cv2.imread(str(game)), (32, 32), interpolation=cv2.INTER_AREA),
+                         cv2.COLOR_BGR2RGB)
+    expected = torch.from_numpy(np.fliplr(image).copy()).permute(2, 0, 1).float() / 127.5 - 1.0
+    assert torch.allclose(movie2game[4][1], expected, atol=1e-6)
+    assert torch.allclose(game2movie[4][0], expected, atol=1e-6)
 
 
 def test_splits_are_stable_as_data_grows(tmp_path):

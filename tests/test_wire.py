@@ -3,11 +3,10 @@ import json
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
 from humanstyle.daemon import wire
 from humanstyle.stages.records import RECORD_TYPES, Job, Patch, Window
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 LIMIT = 1 << 20
 

@@ -268,7 +268,8 @@ class BenchDaemon:
     def start(self) -> BenchDaemon:
         h = self.harness
         h.log = open(h.log_path, "ab")
-        h.proc = subprocess.Popen([sys.executable, "-m", "humanstyle.daemon.cli", "run", "--config", str(h.config_path)],
+        h.proc = subprocess.Popen([sys.executable, "-m", "humanstyle.daemon.cli", "run", "--config",
+                                   str(h.config_path)],
                                   stdout=h.log, stderr=subprocess.STDOUT, env=self.env, cwd=ROOT)
         h.wait_for(lambda: (x := h.health()) is not None and x["status"] == "ok", 180, "healthy daemon")
         self.wait_idle()

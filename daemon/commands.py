@@ -61,18 +61,19 @@ def cmd_export(settings: Settings, args: argparse.Namespace) -> int:
     catalog = Catalog(db, readonly=True)
     data = settings.paths.data_dir
     a, b = settings.domains
+    fractions = (settings.train.val_fraction, settings.train.test_fraction)  # the trainer's splits
     if args.format == "pix2pix":
-        rows = [{"movie_path": str(data / r["a_path"]), "game_path": str(data / r["b_path"]), "view": r["view"],
-                 "similarity": r["similarity"], "movie_id": r["a_patch_id"], "game_id": r["b_patch_id"],
-                 "mirrored": r["mirrored"]} for r in catalog.pairs()]
-        result = export_pix2pix(pd.DataFrame(rows, columns=["movie_path", "game_path", "view", "similarity",
-                                                            "movie_id", "game_id", "mirrored"]), args.out,
+        columns = [f"{a}_path", f"{b}_path", "view", "similarity", f"{a}_id", f"{b}_id", "mirrored"]
+        rows = [dict(zip(columns, (str(data / r["a_path"]), str(data / r["b_path"]), r["view"], r["similarity"],
+                                   r["a_patch_id"], r["b_patch_id"], r["mirrored"]), strict=True))
+                for r in catalog.pairs()]
+        result = export_pix2pix(pd.DataFrame(rows, columns=columns), args.out, domains=(a, b), fractions=fractions,
                                 size=args.size)
     else:
         rows = [{"path": str(data / path), "domain": domain, "id": pid}
                 for domain in (a, b) for pid, path, _view in catalog.patch_paths(domain)]
         result = export_cyclegan(pd.DataFrame(rows, columns=["path", "domain", "id"]), args.out,
-                                 domains=(a, b), size=args.size)
+                                 domains=(a, b), fractions=fractions, size=args.size)
     written = int((result["status"] == "written").sum()) if len(result) else 0
     print(f"exported {written} of {len(result)} items as {args.format} to {args.out}")
     return 0

@@ -144,7 +144,7 @@ class ResultWriter:
         added = []
         with self.catalog.transaction():
             for p in pairs:
-                if self.catalog.add_pair(p.movie_id, p.game_id, p.view, p.similarity, p.mirrored):
+                if self.catalog.add_pair(p.a_id, p.b_id, p.view, p.similarity, p.mirrored):
                     added.append(p)
         self.pairing.commit_batch([patch_id], domain, view, kp)
         self.catalog.mark_indexed(patch_id)

@@ -143,6 +143,8 @@ class TrainSettings:
     min_patches: int = opt(8, "CycleGAN waits until each domain has this many patches", min=1, max=1_000_000)
     val_fraction: float = opt(0.1, "share of pairs/patches held out for validation (stable by patch id)",
                               min=0, max=0.5)
+    test_fraction: float = opt(0.1, "share of pairs/patches held out as a test set: never trained on, and the test "
+                               "split of every export (stable by patch id)", min=0, max=0.5)
     checkpoint_every: int = opt(500, "steps between checkpoints (also written on shutdown)", min=1, max=10_000_000)
     sample_every: int = opt(250, "steps between sample-grid PNGs", min=1, max=10_000_000)
     validate_every: int = opt(250, "steps between validation passes", min=1, max=10_000_000)

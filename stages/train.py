@@ -35,6 +35,7 @@ from humanstyle.stages.records import PairsAppended
 from humanstyle.stages.settings import PipelineSettings, StageFatal
 
 log = logging.getLogger("humanstyle.train")
+SPLITS = ("train", "val", "test")
 VAL_BATCH = 16
 
 
@@ -43,22 +44,23 @@ class TrainingData:
     """Image paths by split: pairs (first domain's image, second's; the second flipped when the pair is mirrored)
     and unpaired patches per side."""
 
-    pairs: dict[str, list[PairPaths]] = field(default_factory=lambda: {"train": [], "val": []})
-    side_a: dict[str, list[Path]] = field(default_factory=lambda: {"train": [], "val": []})
-    side_b: dict[str, list[Path]] = field(default_factory=lambda: {"train": [], "val": []})
+    pairs: dict[str, list[PairPaths]] = field(default_factory=lambda: {s: [] for s in SPLITS})
+    side_a: dict[str, list[Path]] = field(default_factory=lambda: {s: [] for s in SPLITS})
+    side_b: dict[str, list[Path]] = field(default_factory=lambda: {s: [] for s in SPLITS})
 
 
-def load_training_data(catalog: Catalog, data_dir: Path, domains: tuple[str, str], val_fraction: float
-                       ) -> TrainingData:
+def load_training_data(catalog: Catalog, data_dir: Path, domains: tuple[str, str], val_fraction: float,
+                       test_fraction: float = 0.0) -> TrainingData:
+    """Every pair and kept patch by split; the test split is loaded only to be counted, never trained on."""
     data = TrainingData()
     for row in catalog.pairs():
         # A pair follows its first-domain patch, so that patch's pairs never straddle the splits.
-        split = split_of(f"{domains[0]}:{row['a_patch_id']}", val_fraction)
+        split = split_of(f"{domains[0]}:{row['a_patch_id']}", val_fraction, test_fraction)
         data.pairs[split].append(PairPaths(data_dir / row["a_path"], data_dir / row["b_path"],
                                            flip_b=bool(row["mirrored"])))
     for domain, side in zip(domains, (data.side_a, data.side_b), strict=True):
         for patch_id, path, _view in catalog.patch_paths(domain):
-            side[split_of(f"{domain}:{patch_id}", val_fraction)].append(data_dir / path)
+            side[split_of(f"{domain}:{patch_id}", val_fraction, test_fraction)].append(data_dir / path)
     return data
 
 
@@ -94,7 +96,8 @@ class Trainer:
     # --- data --------------------------------------------------------------------------------------------------
     def refresh(self, catalog: Catalog) -> None:
         t = self.settings.train
-        data = load_training_data(catalog, self.settings.paths.data_dir, self.domains, t.val_fraction)
+        data = load_training_data(catalog, self.settings.paths.data_dir, self.domains, t.val_fraction,
+                                  t.test_fraction)
         self.data = data
         a2b, b2a, cyc = self.names
         # The reverse direction keeps flipping the second domain's image, now the input.
@@ -108,7 +111,7 @@ class Trainer:
             if data.side_a[split] and data.side_b[split]:
                 target[cyc] = UnpairedDataset(data.side_a[split], data.side_b[split], t.cyclegan_image_size, train,
                                               seed=self.seed)
-        for split in ("train", "val"):
+        for split in SPLITS:
             counters.TRAIN_DATASET.labels("pix2pix", split).set(len(data.pairs[split]))
             counters.TRAIN_DATASET.labels(f"cyclegan-{self.domains[0]}", split).set(len(data.side_a[split]))
             counters.TRAIN_DATASET.labels(f"cyclegan-{self.domains[1]}", split).set(len(data.side_b[split]))

@@ -32,7 +32,8 @@ class Daemon:
         env = {**os.environ, "PYTHONPATH": f"{ROOT / 'tests' / 'seams'}{os.pathsep}{ROOT}", "OMP_NUM_THREADS": "1",
                "HUMANSTYLE_TEST_POSES": "1"}
         self.log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen([sys.executable, "-m", "humanstyle.daemon.cli", "run", "--config", str(self.config_path)],
+        self.proc = subprocess.Popen([sys.executable, "-m", "humanstyle.daemon.cli", "run", "--config",
+                                      str(self.config_path)],
                                      stdout=self.log, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
         self.wait_for(lambda: (h := self.health()) is not None and h["status"] == "ok", timeout, "healthy daemon")
         return self

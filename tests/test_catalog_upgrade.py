@@ -86,6 +86,6 @@ def test_old_index_is_rebuilt_from_the_catalog(tmp_path: Path) -> None:
     assert header.endswith(",mirrored") and row.endswith(",1,2,0")  # the old pair: movie 1, game 2, not mirrored
     # A new patch pairs with the rebuilt entries: the game patch, mirrored.
     pairs = writer.pairing.propose_batch([3], "movie", VIEW, mirror(pose(LEFT_UP, dx=5))[None])
-    assert [(p.movie_id, p.game_id, p.mirrored) for p in pairs] == [(3, 2, True)]
+    assert [(p.a_id, p.b_id, p.mirrored) for p in pairs] == [(3, 2, True)]
     writer.pairing.close()
     catalog.close()

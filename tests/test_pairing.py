@@ -8,13 +8,15 @@ from humanstyle.stages.pair import (
     IndexFormatError,
     Pair,
     PairingIndex,
-    brute_force_pairs,
     pose_match,
     pose_similarity,
 )
 from humanstyle.stages.pose import MIN_SHARED, MIRROR, prepare, score_prepared
 from humanstyle.stages.pose_store import PoseIndex
 
+from tests.pairing_reference import brute_force_pairs
+
+DOMAINS = ("movie", "game")
 FB, HS = VIEWS[0], VIEWS[1]
 BASE = {0: (50, 10), 1: (48, 8), 2: (52, 8), 3: (45, 9), 4: (55, 9), 5: (40, 25), 6: (60, 25), 11: (43, 60),
         12: (57, 60), 13: (43, 80), 14: (57, 80), 15: (43, 100), 16: (57, 100)}
@@ -75,7 +77,7 @@ def runs(events):
 
 
 def key(pairs: list[Pair]) -> list[tuple]:
-    return [(p.movie_id, p.game_id, p.view, p.mirrored) for p in pairs]
+    return [(p.a_id, p.b_id, p.view, p.mirrored) for p in pairs]
 
 
 @pytest.mark.parametrize("seed,top_k,mutual,batched,chunk_rows", [
@@ -88,7 +90,7 @@ def test_matches_brute_force(tmp_path: Path, seed: int, top_k: int, mutual: bool
     params = dict(min_similarity=0.85, top_k=top_k, mutual_best=mutual)
     want = brute_force_pairs(events, **params)
     got: list[Pair] = []
-    with PairingIndex(tmp_path, chunk_rows=chunk_rows, durable=False, **params) as index:
+    with PairingIndex(tmp_path, DOMAINS, chunk_rows=chunk_rows, durable=False, **params) as index:
         if batched:
             for batch in runs(events):
                 got += index.add_batch([e[0] for e in batch], batch[0][1], batch[0][2],
@@ -103,11 +105,11 @@ def test_matches_brute_force(tmp_path: Path, seed: int, top_k: int, mutual: bool
 
 
 def test_same_view_only(tmp_path: Path) -> None:
-    with PairingIndex(tmp_path, min_similarity=0.5, durable=False) as index:
+    with PairingIndex(tmp_path, DOMAINS, min_similarity=0.5, durable=False, top_k=1) as index:
         assert index.add(1, "movie", FB, pose()) == []
         assert index.add(2, "game", HS, pose()) == []
         pairs = index.add(3, "game", FB, pose(dx=5))
-    assert [(p.movie_id, p.game_id, p.view, p.mirrored) for p in pairs] == [(1, 3, FB, False)]
+    assert [(p.a_id, p.b_id, p.view, p.mirrored) for p in pairs] == [(1, 3, FB, False)]
 
 
 def test_score_ignores_position_scale_rotation_and_is_symmetric() -> None:
@@ -150,21 +152,21 @@ def test_coverage_rule_never_pairs_different_body_parts(tmp_path: Path) -> None:
     few[MIN_SHARED - 1 :, 2] = 0.0
     assert pose_similarity(few, few) == -np.inf  # fewer than MIN_SHARED keypoints: never comparable
     assert pose_similarity(head, head) > 0.9999
-    with PairingIndex(tmp_path, min_similarity=-1.0, top_k=10, durable=False) as index:
+    with PairingIndex(tmp_path, DOMAINS, min_similarity=-1.0, top_k=10, durable=False) as index:
         index.add(1, "game", FB, pose())
         index.add(2, "game", FB, few)
         assert index.add(3, "movie", FB, head) == []
         assert index.add(4, "movie", FB, few) == []
         assert len(index.index("movie", FB)) == 2
-        assert [p.game_id for p in index.add(5, "movie", FB, pose(ARMS_UP))] == [1]
+        assert [p.b_id for p in index.add(5, "movie", FB, pose(ARMS_UP))] == [1]
 
 
 def test_ranking_and_tie_break(tmp_path: Path) -> None:
-    with PairingIndex(tmp_path, min_similarity=0.0, top_k=3, durable=False, chunk_rows=2) as index:
+    with PairingIndex(tmp_path, DOMAINS, min_similarity=0.0, top_k=3, durable=False, chunk_rows=2) as index:
         index.add_batch([30, 20, 10], "game", FB, np.stack([pose(ARMS_UP), pose(dx=20), pose(dx=-20)]))
         pairs = index.add(1, "movie", FB, pose())
     # Equal scores: lower id first; the different pose last.
-    assert [p.game_id for p in pairs] == [10, 20, 30]
+    assert [p.b_id for p in pairs] == [10, 20, 30]
     assert pairs[0].similarity == pairs[1].similarity > 0.9999 > pairs[2].similarity
 
 
@@ -251,9 +253,9 @@ def test_old_format_is_refused_and_reset(tmp_path: Path) -> None:
     (old / "chunk-000000.rec").write_bytes(b"\0" * 144 * 3)
     (old / "committed").write_text("3\n")
     with pytest.raises(IndexFormatError):
-        PairingIndex(tmp_path, durable=False)
-    PairingIndex.reset(tmp_path)
-    with PairingIndex(tmp_path, durable=False) as index:
+        PairingIndex(tmp_path, DOMAINS, durable=False, top_k=1)
+    PairingIndex.reset(tmp_path, DOMAINS)
+    with PairingIndex(tmp_path, DOMAINS, durable=False, top_k=1) as index:
         assert len(index.index("movie", FB)) == 0
         index.add(1, "movie", FB, pose())
     assert json.loads((old / "meta.json").read_text())["format"] == 2
@@ -261,23 +263,23 @@ def test_old_format_is_refused_and_reset(tmp_path: Path) -> None:
 
 def test_replay_gives_no_duplicate_pairs(tmp_path: Path) -> None:
     events = random_events(7, n=60)
-    with PairingIndex(tmp_path, min_similarity=0.85) as index:
+    with PairingIndex(tmp_path, DOMAINS, min_similarity=0.85, top_k=1) as index:
         first = [p for e in events for p in index.add(*e)]
         assert first and index.add(*events[-1]) == []
-    with PairingIndex(tmp_path, min_similarity=0.85) as index:
+    with PairingIndex(tmp_path, DOMAINS, min_similarity=0.85, top_k=1) as index:
         assert [p for e in events for p in index.add(*e)] == []
 
 
 def test_propose_then_crash_replays_same_pairs(tmp_path: Path) -> None:
-    with PairingIndex(tmp_path, min_similarity=0.5) as index:
+    with PairingIndex(tmp_path, DOMAINS, min_similarity=0.5, top_k=1) as index:
         index.add(1, "movie", FB, pose(LEFT_UP))
         proposed = index.propose_batch([2], "game", FB, mirror(pose(LEFT_UP, dx=3))[None])
         assert len(index.index("game", FB)) == 0
-    with PairingIndex(tmp_path, min_similarity=0.5) as index:  # "crash" before commit_batch
+    with PairingIndex(tmp_path, DOMAINS, min_similarity=0.5, top_k=1) as index:  # "crash" before commit_batch
         assert index.propose_batch([2], "game", FB, mirror(pose(LEFT_UP, dx=3))[None]) == proposed
         assert index.commit_batch([2], "game", FB, mirror(pose(LEFT_UP, dx=3))[None]) == 1
         assert index.propose_batch([2], "game", FB, mirror(pose(LEFT_UP, dx=3))[None]) == []
-    assert [(p.movie_id, p.game_id, p.mirrored) for p in proposed] == [(1, 2, True)]
+    assert [(p.a_id, p.b_id, p.mirrored) for p in proposed] == [(1, 2, True)]
 
 
 def test_single_blas_thread_restores_the_setting() -> None:

@@ -96,7 +96,7 @@ def test_refresh_train_sample_checkpoint(tmp_path):
 
 
 def test_mirrored_pairs_train_on_the_flipped_game_image(tmp_path):
-    s = make_settings(tmp_path, val_fraction=0.0)
+    s = make_settings(tmp_path, val_fraction=0.0, test_fraction=0.0)
     add_pairs(s, 3, 0)
     add_pairs(s, 2, 100, mirrored=True)
     trainer = Trainer(s, "cpu")

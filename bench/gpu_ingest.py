@@ -277,12 +277,13 @@ def where_time_goes(clip: Path, work: Path, mode: dict[str, Any], extra: dict[st
                     cuda: bool) -> dict[str, Any]:
     """The daemon's detector and classifier in this process, on the first windows of the clip."""
     import torch
+    from torch.profiler import ProfilerActivity, profile
+
     from humanstyle.daemon import wire
     from humanstyle.daemon.config import load
     from humanstyle.stages.classify import build_estimator, classify_patches
     from humanstyle.stages.decode import decode_windows, window_record
     from humanstyle.stages.detect import build_detector, detect_window
-    from torch.profiler import ProfilerActivity, profile
 
     job = {**JOB, "max_persons": mode["max_persons"], "patch_size": mode["patch_size"]}
     folder = work / "inprocess"

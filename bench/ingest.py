@@ -114,10 +114,11 @@ def baseline(clip: Path, out_dir: Path, job: dict, seed: int) -> dict:
     """The same job in one process, written the obvious way with torchvision's defaults."""
     import cv2
     import torch
+    from torchvision.models.detection import keypointrcnn_resnet50_fpn, maskrcnn_resnet50_fpn
+
     from humanstyle.stages.classify import classify_with_reason
     from humanstyle.stages.decode import plan_window
     from humanstyle.stages.detect import square_patch
-    from torchvision.models.detection import keypointrcnn_resnet50_fpn, maskrcnn_resnet50_fpn
 
     torch.manual_seed(seed)
     detector = maskrcnn_resnet50_fpn(weights=None, weights_backbone=None, num_classes=91,
@@ -480,7 +481,6 @@ def main() -> int:
     args = parser.parse_args()
 
     from humanstyle.daemon.stage_main import RANDOM_INIT_SEED
-
     from tests.media import make_clip
 
     args.seed = RANDOM_INIT_SEED

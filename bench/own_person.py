@@ -25,6 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
+
 from humanstyle.daemon.config import ClassifySettings  # noqa: E402
 from humanstyle.models.detection import box_iou, choose_person  # noqa: E402
 from humanstyle.stages.classify import classify_keypoints  # noqa: E402

@@ -70,7 +70,8 @@ def run_size(n: int) -> dict:
     rng = np.random.default_rng(n)
     result: dict = {"patches_per_domain": n, "rss_start_mb": round(rss_mb(), 1)}
     with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_TMP")) as tmp:
-        index = PairingIndex(Path(tmp), ("movie", "game"), views=(VIEW,), min_similarity=PairSettings().min_similarity, top_k=1)
+        index = PairingIndex(Path(tmp), ("movie", "game"), views=(VIEW,),
+                             min_similarity=PairSettings().min_similarity, top_k=1)
         loaded, feature_s, append_s = 0, 0.0, 0.0
         sample: dict[str, np.ndarray] = {}
         for domain in index.domains:

@@ -22,6 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
+
 from humanstyle.daemon.config import ClassifySettings  # noqa: E402
 from humanstyle.stages.classify import LABELS, REJECTED, classify_with_reason  # noqa: E402
 

@@ -51,6 +51,7 @@ def cmd_extract(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_export(settings: Settings, args: argparse.Namespace) -> int:
     import pandas as pd
+
     from humanstyle.stages.catalog import Catalog
     from humanstyle.stages.export import export_cyclegan, export_pix2pix
 

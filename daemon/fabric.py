@@ -20,6 +20,7 @@ import threading
 import time
 
 import zmq
+
 from humanstyle.daemon import metrics, wire
 from humanstyle.daemon.config import Settings
 from humanstyle.daemon.paths import runtime_dir

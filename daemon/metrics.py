@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import time
 
+from prometheus_client import Counter, Gauge, Histogram
+
 from humanstyle.stages.counters import (
     DECODE_SECONDS,
     FRAMES_DECODED,
@@ -31,7 +33,6 @@ from humanstyle.stages.counters import (
     train_model_names,
 )
 from humanstyle.stages.vocabulary import LABELS, VIEWS
-from prometheus_client import Counter, Gauge, Histogram
 
 STAGES = ("watch", "index", "decode", "detect", "classify", "train")
 QUEUES = ("discovered", "jobs", "windows", "patches", "classified")

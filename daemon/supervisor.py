@@ -146,8 +146,9 @@ class Supervisor:
             log.warning("%s exited with code %s; restarting in %.1f s", child.name, code, delay)
 
     def _reap(self, child: Child) -> None:
-        from humanstyle.daemon import metrics
         from prometheus_client import multiprocess
+
+        from humanstyle.daemon import metrics
 
         proc = child.process
         if proc is None:

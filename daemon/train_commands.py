@@ -29,9 +29,10 @@ def add_subcommands(sub: argparse._SubParsersAction, add_config: Callable, handl
 
 
 def cmd_train(settings: Settings, args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
     from humanstyle.stages.catalog import Catalog
     from humanstyle.stages.train import Trainer, training_device
-    from tqdm import tqdm
 
     db = settings.paths.catalog
     if not db.exists():

@@ -17,6 +17,7 @@ from functools import cache
 from typing import Any, get_type_hints
 
 import numpy as np
+
 from humanstyle.stages.records import RECORD_TYPES, Record, RecordError
 
 VERSION = 1

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import zmq
+
 from humanstyle.daemon import metrics
 from humanstyle.daemon.config import Settings
 from humanstyle.daemon.fabric import Fabric, Receiver, Sender, StopFlag

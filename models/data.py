@@ -23,8 +23,9 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from albumentations.pytorch import ToTensorV2  # noqa: E402
-from humanstyle.models.files import atomic_write_bytes  # noqa: E402
 from torch.utils.data import Dataset  # noqa: E402
+
+from humanstyle.models.files import atomic_write_bytes  # noqa: E402
 
 PathLike = str | os.PathLike[str]
 

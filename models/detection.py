@@ -40,8 +40,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from humanstyle.models.weights import build_model, choice_kind
 from torch import nn
+
+from humanstyle.models.weights import build_model, choice_kind
 
 COCO_PERSON_LABEL = 1
 KEYPOINT_LOGIT_OFFSET = 2.0  # logit mapped to confidence 0.5 (Detectron's kp_thresh)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+
 from humanstyle.models import losses
 from humanstyle.models.checkpoint import STATE_VERSION, check_architecture
 from humanstyle.models.networks import (

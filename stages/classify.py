@@ -42,6 +42,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+
 from humanstyle.stages.counters import MODEL_CALLS
 from humanstyle.stages.detect import box_in_patch
 from humanstyle.stages.handler import Outbox, Route

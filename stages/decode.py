@@ -59,6 +59,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+
 from humanstyle.stages.counters import DECODE_SECONDS, ERRORS, FRAMES_DECODED, FRAMES_GRABBED, WINDOWS_SENT
 from humanstyle.stages.handler import Outbox, Route, Stopping
 from humanstyle.stages.records import Job, VideoEnd, Window

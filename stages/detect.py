@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
+
 from humanstyle.stages.counters import BOXES_SKIPPED, FRAMES_DETECTED, MODEL_CALLS, PERSONS_DETECTED
 from humanstyle.stages.handler import Outbox, Route
 from humanstyle.stages.records import Patch, VideoEnd, Window, WindowDone

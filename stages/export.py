@@ -22,6 +22,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pandas as pd
+
 from humanstyle.models.data import split_of
 from humanstyle.models.files import atomic_write_bytes
 

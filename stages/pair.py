@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
 from humanstyle.stages.pose import (
     DEFAULT_MIN_CONFIDENCE,
     NUM_KEYPOINTS,

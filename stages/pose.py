@@ -23,6 +23,7 @@ re-scores its candidates with it, so the similarity it reports is exactly `score
 from __future__ import annotations
 
 import numpy as np
+
 from humanstyle.stages.vocabulary import MIRROR as MIRROR_INDEX
 from humanstyle.stages.vocabulary import NUM_KEYPOINTS, VISIBLE_CONFIDENCE
 

@@ -37,6 +37,7 @@ from functools import cache
 from pathlib import Path
 
 import numpy as np
+
 from humanstyle.models.files import atomic_write_bytes, fsync_dir
 from humanstyle.stages.blas_threads import single_blas_thread
 from humanstyle.stages.pose import (

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+
 from humanstyle.models.files import atomic_write_bytes
 from humanstyle.stages.catalog import Catalog
 from humanstyle.stages.counters import INDEX_SIZE, PAIRS, PATCHES, REJECTIONS

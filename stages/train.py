@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+
 from humanstyle.models.checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
 from humanstyle.models.cyclegan import CycleGAN, CycleGANSettings
 from humanstyle.models.data import PairedDataset, PairPaths, UnpairedDataset, split_of, write_sample_grid

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import cv2
 import torch
+
 from humanstyle.models.checkpoint import load_checkpoint
 from humanstyle.models.cyclegan import CycleGAN, CycleGANSettings
 from humanstyle.models.data import build_transform, read_rgb, to_uint8_rgb

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 import numpy as np
+
 from humanstyle.stages.pair import Pair, pose_match
 from humanstyle.stages.pose import DEFAULT_MIN_CONFIDENCE
 

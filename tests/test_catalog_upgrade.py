@@ -7,10 +7,10 @@ import sqlite3
 from pathlib import Path
 
 import numpy as np
+
 from humanstyle.daemon import config
 from humanstyle.stages.catalog import Catalog
 from humanstyle.stages.results import ResultWriter
-
 from tests.conftest import fast_sections, write_config
 from tests.test_pairing import LEFT_UP, mirror, pose
 

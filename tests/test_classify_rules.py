@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
 from humanstyle.stages.classify import (
     FULL_BODY_BACK,
     FULL_BODY_FRONT,
@@ -16,9 +20,6 @@ from humanstyle.stages.classify import (
     classify_keypoints,
     classify_with_reason,
 )
-from hypothesis import given, settings
-from hypothesis import strategies as st
-from hypothesis.extra.numpy import arrays
 
 SIZE = (256, 256)
 # A person facing the camera: their left side is on the image's right (larger x).

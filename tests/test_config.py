@@ -1,6 +1,7 @@
 from pathlib import Path
 
 import pytest
+
 from humanstyle.daemon import config
 from humanstyle.daemon.cli import main
 

@@ -20,9 +20,9 @@ import socket
 from pathlib import Path
 
 import pytest
-from humanstyle.daemon.fabric import FIXED_PORTS, PATCHES_PORT, WINDOWS_PORT
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from humanstyle.daemon.fabric import FIXED_PORTS, PATCHES_PORT, WINDOWS_PORT
 from tests.reliability_helpers import (
     all_finished,
     assert_invariants,

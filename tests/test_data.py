@@ -8,6 +8,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+
 from humanstyle.models.data import PairedDataset, PairPaths, UnpairedDataset, read_rgb, split_of, write_sample_grid
 
 torch.set_num_threads(1)

@@ -7,6 +7,9 @@ from pathlib import Path
 
 import cv2
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from humanstyle.stages import decode
 from humanstyle.stages.decode import (
     NotAVideo,
@@ -15,9 +18,6 @@ from humanstyle.stages.decode import (
     probe_video,
     resolve_fps,
 )
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
 from tests.media import faststart, make_clip, make_corrupt, make_non_video, read_frame_index, truncate
 
 

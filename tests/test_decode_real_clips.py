@@ -4,8 +4,8 @@ duration, the right status; expectations come from ffprobe's facts (tests/real_c
 from __future__ import annotations
 
 import pytest
-from humanstyle.stages.decode import decode_windows, probe_video
 
+from humanstyle.stages.decode import decode_windows, probe_video
 from tests.real_clips import CLIPS, RealClip
 
 SLACK_S = 0.002  # timestamps are milliseconds; Matroska rounds them to whole ones

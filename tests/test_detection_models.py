@@ -7,6 +7,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
+
 from humanstyle.models import weights as W
 from humanstyle.models.detection import KeypointEstimator, PersonDetector, keypoint_confidence, set_torch_threads
 

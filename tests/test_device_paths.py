@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+
 from humanstyle.models.detection import KeypointEstimator
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import cv2
 import pandas as pd
-from humanstyle.daemon.cli import main
 
+from humanstyle.daemon.cli import main
 from tests.test_trainer import add_pairs, make_settings
 
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import sqlite3
 
 import pytest
+
 from humanstyle.daemon import config
 from humanstyle.daemon.cli import main
 from humanstyle.stages.extract import extract_video
-
 from tests.conftest import fast_sections, write_config
 from tests.media import make_clip, make_non_video
 

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+
 from humanstyle.models.checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
 from humanstyle.models.cyclegan import CycleGAN, CycleGANSettings, ImagePool
 from humanstyle.models.pix2pix import Pix2Pix, Pix2PixSettings

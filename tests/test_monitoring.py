@@ -122,6 +122,7 @@ def test_the_kit_queries_daemon_metrics_at_all():
 def defined_exposition() -> str:
     """The exposition of daemon.metrics in this process, with the start-up series initialised."""
     import prometheus_client
+
     from humanstyle.daemon import metrics
 
     metrics.init_known_series(("movie", "game"))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+
 from humanstyle.models import losses
 from humanstyle.models.networks import (
     Precision,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+
 from humanstyle.models.detection import KeypointEstimator, KeypointResult, box_iou, choose_person
 from humanstyle.stages.classify import classify_patches
 from humanstyle.stages.detect import box_in_patch, square_patch

@@ -3,6 +3,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from humanstyle.stages.pair import (
     VIEWS,
     IndexFormatError,
@@ -13,7 +14,6 @@ from humanstyle.stages.pair import (
 )
 from humanstyle.stages.pose import MIN_SHARED, MIRROR, prepare, score_prepared
 from humanstyle.stages.pose_store import PoseIndex
-
 from tests.pairing_reference import brute_force_pairs
 
 DOMAINS = ("movie", "game")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from humanstyle.stages.detect import square_box, square_patch
 
 

@@ -14,6 +14,7 @@ import os
 from pathlib import Path
 
 import pytest
+
 from humanstyle.daemon import config
 from humanstyle.daemon.paths import prepare_runtime_dir
 

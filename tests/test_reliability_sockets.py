@@ -19,11 +19,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import zmq
-from humanstyle.daemon import wire
-from humanstyle.stages.records import Classified, Discovered, Job, Patch, Record, StageRestarted, Window
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from humanstyle.daemon import wire
+from humanstyle.stages.records import Classified, Discovered, Job, Patch, Record, StageRestarted, Window
 from tests.reliability_helpers import (
     all_finished,
     drop,

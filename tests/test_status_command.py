@@ -4,10 +4,10 @@ with its total and one line per group, exactly."""
 from __future__ import annotations
 
 import numpy as np
+
 from humanstyle.daemon import config
 from humanstyle.daemon.cli import main
 from humanstyle.stages.catalog import Catalog
-
 from tests.conftest import fast_sections, write_config
 
 EXPECTED = """\

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 import zmq
+
 from humanstyle.daemon import config, fabric, wire
 from humanstyle.daemon.cli import main
 from humanstyle.daemon.paths import prepare_runtime_dir
@@ -20,7 +21,6 @@ from humanstyle.stages import counters
 from humanstyle.stages.catalog import Catalog
 from humanstyle.stages.records import PairsAppended
 from humanstyle.stages.train import Trainer
-
 from tests.conftest import fast_sections, write_config
 from tests.harness import run_stage
 

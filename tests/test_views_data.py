@@ -8,6 +8,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+
 from humanstyle.stages.detect import DEFAULT_MARGIN, square_box
 from humanstyle.stages.vocabulary import KEYPOINT_NAMES, LABELS
 

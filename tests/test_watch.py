@@ -8,10 +8,10 @@ import threading
 from pathlib import Path
 
 import pytest
+
 from humanstyle.stages import watch
 from humanstyle.stages.decode import probe_video
 from humanstyle.stages.watch import Candidate, StabilityTracker, Watcher, fingerprint, scan
-
 from tests.media import make_clip
 
 DOMAINS = ("movie", "game")

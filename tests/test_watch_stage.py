@@ -8,7 +8,6 @@ from humanstyle.daemon import wire
 from humanstyle.stages.catalog import Catalog
 from humanstyle.stages.records import Discovered
 from humanstyle.stages.watch import Candidate, discovered_message
-
 from tests.media import make_clip, make_non_video
 
 EXTS = [".mp4", ".avi"]

@@ -3,10 +3,11 @@ import json
 
 import numpy as np
 import pytest
-from humanstyle.daemon import wire
-from humanstyle.stages.records import RECORD_TYPES, Job, Patch, Window
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+from humanstyle.daemon import wire
+from humanstyle.stages.records import RECORD_TYPES, Job, Patch, Window
 
 LIMIT = 1 << 20
 

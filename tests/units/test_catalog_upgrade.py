@@ -12,7 +12,7 @@ from humanstyle.daemon import config
 from humanstyle.stages.catalog import Catalog
 from humanstyle.stages.results import ResultWriter
 from tests.conftest import fast_sections, write_config
-from tests.test_pairing import LEFT_UP, mirror, pose
+from tests.units.test_pairing import LEFT_UP, mirror, pose
 
 # The pairs table as the previous release created it (the other tables are unchanged).
 OLD_PAIRS = """

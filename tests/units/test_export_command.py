@@ -6,7 +6,7 @@ import cv2
 import pandas as pd
 
 from humanstyle.daemon.cli import main
-from tests.test_trainer import add_pairs, make_settings
+from tests.units.test_trainer import add_pairs, make_settings
 
 
 def test_export_both_layouts_from_the_catalog(tmp_path, capsys):

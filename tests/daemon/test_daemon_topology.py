@@ -23,6 +23,7 @@ import pytest
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from humanstyle.daemon.fabric import FIXED_PORTS, PATCHES_PORT, WINDOWS_PORT
+from tests.faults.test_reliability_trainer import TINY_TRAINING
 from tests.reliability_helpers import (
     all_finished,
     assert_invariants,
@@ -34,7 +35,6 @@ from tests.reliability_helpers import (
     staged_clip,
     tcp_listeners,
 )
-from tests.test_reliability_trainer import TINY_TRAINING
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(400)]
 

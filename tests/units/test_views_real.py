@@ -11,7 +11,7 @@ import pytest
 
 from bench.views import predict, score
 
-CASES = Path(__file__).parent / "data" / "views" / "cases.json"
+CASES = Path(__file__).resolve().parents[1] / "data" / "views" / "cases.json"
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ import pytest
 from humanstyle.daemon import config
 from humanstyle.daemon.cli import main
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def load_text(tmp_path: Path, text: str) -> config.Settings:

@@ -19,7 +19,7 @@ import yaml
 
 from tests.conftest import fast_sections, write_config
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 MONITORING = ROOT / "monitoring"
 DASHBOARD = MONITORING / "grafana" / "dashboards" / "humanstyle.json"
 RULES = MONITORING / "prometheus" / "rules.yml"

@@ -12,7 +12,7 @@ import pytest
 from humanstyle.stages.detect import DEFAULT_MARGIN, square_box
 from humanstyle.stages.vocabulary import KEYPOINT_NAMES, LABELS
 
-HERE = Path(__file__).resolve().parent / "data" / "views"
+HERE = Path(__file__).resolve().parents[1] / "data" / "views"
 
 
 @pytest.fixture(scope="module")

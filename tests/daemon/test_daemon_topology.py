@@ -113,7 +113,7 @@ def test_tcp_transport_several_workers_and_the_trainer_fed_by_the_index(tmp_path
 
         def trainer_has_every_pair() -> bool:
             return sum(d.value("humanstyle_train_dataset_items", model="pix2pix", split=s)
-                       for s in ("train", "val")) == pairs
+                       for s in ("train", "val", "test")) == pairs
         d.wait_for(trainer_has_every_pair, 120, f"the trainer to refresh to {pairs} pairs")
         d.wait_for(lambda: d.value("humanstyle_train_steps_total", model="pix2pix-movie2game") > 0, 120,
                    "pix2pix to train")

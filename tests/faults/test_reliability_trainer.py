@@ -15,7 +15,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(400)]
 
 TINY_TRAINING = {
     "enabled": True, "threads": 1, "nice": 0, "min_pairs": 1, "min_patches": 1, "checkpoint_every": 4,
-    "sample_every": 100000, "validate_every": 100000, "refresh_every_s": 1.0,
+    "sample_every": 100000, "validate_every": 100000, "refresh_every_s": 1.0, "test_fraction": 0.0,
     "pix2pix_image_size": 64, "pix2pix_batch_size": 2, "pix2pix_ngf": 4, "pix2pix_ndf": 4,
     "cyclegan_image_size": 32, "cyclegan_batch_size": 1, "cyclegan_ngf": 4, "cyclegan_ndf": 4, "cyclegan_blocks": 1,
 }

@@ -211,7 +211,7 @@ def test_the_trainer_refreshes_on_its_timer_alone_and_checkpoints_on_shutdown(tm
     s = make_settings(tmp_path, refresh_every_s=1.0, checkpoint_every=1_000_000, cyclegan_image_size=48)
     add_pairs(s, 2, 0)  # too few to train
     prepare_runtime_dir(s)
-    dataset = [counters.TRAIN_DATASET.labels("pix2pix", split) for split in ("train", "val")]
+    dataset = [counters.TRAIN_DATASET.labels("pix2pix", split) for split in ("train", "val", "test")]
     for gauge in dataset:
         gauge.set(-1)  # another test's value must not pass for this trainer's
     steps_metric = {n: counters.TRAIN_STEPS.labels(n) for n in counters.train_model_names(s.domains)}

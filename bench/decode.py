@@ -34,7 +34,7 @@ from pathlib import Path
 import cv2
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from stages.decode import decode_windows  # noqa: E402
+from humanstyle.stages.decode import decode_windows  # noqa: E402
 from tests.media import make_clip  # noqa: E402
 
 WANTED_OFFSETS = {4, 9, 13, 18, 23}  # one window of 24 frames: the burst frames and the anchor

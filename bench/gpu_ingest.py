@@ -106,8 +106,8 @@ def draw_figure(frame: np.ndarray, x: float, foot_y: float, height: float, colou
 
 def decode_only(clip: Path, max_side: int, burst: int, threads: int | None) -> dict[str, Any]:
     """Whole clip through decode_windows in this process; `threads` None = OpenCV's default."""
-    from daemon import wire
-    from stages.decode import decode_windows, window_message
+    from humanstyle.daemon import wire
+    from humanstyle.stages.decode import decode_windows, window_record
 
     cv2.setNumThreads(-1 if threads is None else threads)  # -1: back to OpenCV's default
     windows = frames = 0
@@ -118,7 +118,7 @@ def decode_only(clip: Path, max_side: int, burst: int, threads: int | None) -> d
             windows += 1
             frames += len(window.frames)
             t = time.perf_counter()
-            msg = window_message(window, {"video_id": 1, "attempt": 1, "domain": "movie"})
+            msg = window_record(window, {"video_id": 1, "attempt": 1, "domain": "movie"})
             wire.decode(wire.encode(msg), 1 << 31)
             serialise += time.perf_counter() - t
         summary = dec.summary
@@ -134,7 +134,7 @@ def decode_only(clip: Path, max_side: int, burst: int, threads: int | None) -> d
 # --- the daemon ----------------------------------------------------------------------------------------------------
 
 def has_setting(section: str, key: str) -> bool:
-    from daemon.config import Settings
+    from humanstyle.daemon.config import Settings
 
     kind = {f.name: f.type for f in dataclasses.fields(Settings)}[section]
     cls = getattr(sys.modules[Settings.__module__], kind) if isinstance(kind, str) else kind
@@ -279,11 +279,11 @@ def where_time_goes(clip: Path, work: Path, mode: dict[str, Any], extra: dict[st
     import torch
     from torch.profiler import ProfilerActivity, profile
 
-    from daemon import wire
-    from daemon.config import load
-    from stages.classify import build_estimator, classify_patches
-    from stages.decode import decode_windows, window_message
-    from stages.detect import build_detector, detect_window
+    from humanstyle.daemon import wire
+    from humanstyle.daemon.config import load
+    from humanstyle.stages.classify import build_estimator, classify_patches
+    from humanstyle.stages.decode import decode_windows, window_record
+    from humanstyle.stages.detect import build_detector, detect_window
 
     job = {**JOB, "max_persons": mode["max_persons"], "patch_size": mode["patch_size"]}
     folder = work / "inprocess"
@@ -297,21 +297,21 @@ def where_time_goes(clip: Path, work: Path, mode: dict[str, Any], extra: dict[st
     with decode_windows(clip, settings.decode.anchor_every_s, settings.decode.burst_frames,
                         settings.decode.max_side or None) as dec:
         for window in dec:
-            msgs.append(window_message(window, {"video_id": 1, "attempt": 1, "domain": "movie"}))
+            msgs.append(window_record(window, {"video_id": 1, "attempt": 1, "domain": "movie"}))
             if len(msgs) > windows:
                 break
-    detector, estimator = build_detector(settings), build_estimator(settings)
+    detector, estimator = build_detector(settings.detect), build_estimator(settings)
 
     def sync() -> None:
         if cuda:
             torch.cuda.synchronize()
 
-    def detect(msg: wire.Message) -> list[wire.Message]:
+    def detect(msg):
         patches, _ = detect_window(detector, msg, d.margin, d.patch_size)
         sync()
         return patches
 
-    def classify(patches: list[wire.Message]) -> None:
+    def classify(patches: list) -> None:
         for i in range(0, len(patches), c.batch_size):
             classify_patches(estimator, patches[i:i + c.batch_size], c.min_keypoint_confidence)
         sync()

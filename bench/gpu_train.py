@@ -51,9 +51,9 @@ from torch import nn
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from models.cyclegan import CycleGAN, CycleGANSettings  # noqa: E402
-from models.networks import unet_depth_for  # noqa: E402
-from models.pix2pix import Pix2Pix, Pix2PixSettings  # noqa: E402
+from humanstyle.models.cyclegan import CycleGAN, CycleGANSettings  # noqa: E402
+from humanstyle.models.networks import unet_depth_for  # noqa: E402
+from humanstyle.models.pix2pix import Pix2Pix, Pix2PixSettings  # noqa: E402
 
 STEP_SEED = 1234  # torch and Python seeds right before the first step, on both sides (dropout, image pool)
 INPUT_SEED = 99
@@ -246,7 +246,7 @@ def path_checks(spec: Spec, device: str, amp: bool) -> dict[str, Any]:
     """What the trainer does besides train_step, on `device`: CPU batches in (as stages.train stacks them), a
     checkpoint round trip through models.checkpoint (networks, optimisers, AMP scaler, image pools), the same next
     step from the saved and the restored model, validate() and translate()."""
-    from models.checkpoint import load_checkpoint, save_checkpoint
+    from humanstyle.models.checkpoint import load_checkpoint, save_checkpoint
 
     try:
         torch.backends.cudnn.benchmark = False

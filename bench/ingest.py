@@ -116,9 +116,9 @@ def baseline(clip: Path, out_dir: Path, job: dict, seed: int) -> dict:
     import torch
     from torchvision.models.detection import keypointrcnn_resnet50_fpn, maskrcnn_resnet50_fpn
 
-    from stages.classify import classify_with_reason
-    from stages.decode import plan_window
-    from stages.detect import square_patch
+    from humanstyle.stages.classify import classify_with_reason
+    from humanstyle.stages.decode import plan_window
+    from humanstyle.stages.detect import square_patch
 
     torch.manual_seed(seed)
     detector = maskrcnn_resnet50_fpn(weights=None, weights_backbone=None, num_classes=91,
@@ -179,7 +179,7 @@ def baseline(clip: Path, out_dir: Path, job: dict, seed: int) -> dict:
                 view = "REJECTED"
                 if len(kp["scores"]):
                     j = int(kp["scores"].argmax())
-                    from models.detection import keypoint_confidence
+                    from humanstyle.models.detection import keypoint_confidence
 
                     pts = kp["keypoints"][j].numpy().copy()
                     pts[:, 2] = keypoint_confidence(kp["keypoints_scores"][j].numpy())
@@ -269,7 +269,8 @@ class BenchDaemon:
     def start(self) -> BenchDaemon:
         h = self.harness
         h.log = open(h.log_path, "ab")
-        h.proc = subprocess.Popen([sys.executable, "-m", "daemon.cli", "run", "--config", str(h.config_path)],
+        h.proc = subprocess.Popen([sys.executable, "-m", "humanstyle.daemon.cli", "run", "--config",
+                                   str(h.config_path)],
                                   stdout=h.log, stderr=subprocess.STDOUT, env=self.env, cwd=ROOT)
         h.wait_for(lambda: (x := h.health()) is not None and x["status"] == "ok", 180, "healthy daemon")
         self.wait_idle()
@@ -479,7 +480,7 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "ingest_cpu.json")
     args = parser.parse_args()
 
-    from daemon.stage_main import RANDOM_INIT_SEED
+    from humanstyle.daemon.stage_main import RANDOM_INIT_SEED
     from tests.media import make_clip
 
     args.seed = RANDOM_INIT_SEED

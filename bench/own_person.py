@@ -26,9 +26,9 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
-from daemon.config import ClassifySettings  # noqa: E402
-from models.detection import box_iou, choose_person  # noqa: E402
-from stages.classify import classify_keypoints  # noqa: E402
+from humanstyle.daemon.config import ClassifySettings  # noqa: E402
+from humanstyle.models.detection import box_iou, choose_person  # noqa: E402
+from humanstyle.stages.classify import classify_keypoints  # noqa: E402
 
 
 def inside_count(kp: np.ndarray, size: tuple[int, int]) -> int:

@@ -27,9 +27,9 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from daemon.config import PairSettings  # noqa: E402
-from stages.pair import PairingIndex  # noqa: E402
-from stages.pose import NUM_KEYPOINTS, prepare  # noqa: E402
+from humanstyle.stages.pair import PairingIndex  # noqa: E402
+from humanstyle.stages.pose import NUM_KEYPOINTS, prepare  # noqa: E402
+from humanstyle.stages.settings import PairSettings  # noqa: E402
 
 VIEW = "FULL-BODY-FRONT"
 BATCH = 10_000
@@ -70,7 +70,8 @@ def run_size(n: int) -> dict:
     rng = np.random.default_rng(n)
     result: dict = {"patches_per_domain": n, "rss_start_mb": round(rss_mb(), 1)}
     with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_TMP")) as tmp:
-        index = PairingIndex(Path(tmp), views=(VIEW,), min_similarity=PairSettings().min_similarity, top_k=1)
+        index = PairingIndex(Path(tmp), ("movie", "game"), views=(VIEW,),
+                             min_similarity=PairSettings().min_similarity, top_k=1)
         loaded, feature_s, append_s = 0, 0.0, 0.0
         sample: dict[str, np.ndarray] = {}
         for domain in index.domains:

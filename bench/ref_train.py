@@ -50,10 +50,9 @@ def generator_name(spec: dict[str, Any]) -> str:
 
 
 def build(spec: dict[str, Any], device: torch.device, workdir: str) -> Any:
-    from models.cycle_gan_model import CycleGANModel
-    from models.pix2pix_model import Pix2PixModel
-
-    from models import networks
+    from humanstyle.models import networks
+    from humanstyle.models.cycle_gan_model import CycleGANModel
+    from humanstyle.models.pix2pix_model import Pix2PixModel
 
     opt = options(spec, device, workdir)
     if spec["model"] == "cyclegan":

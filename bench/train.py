@@ -23,8 +23,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from models.cyclegan import CycleGAN, CycleGANSettings  # noqa: E402
-from models.pix2pix import Pix2Pix, Pix2PixSettings  # noqa: E402
+from humanstyle.models.cyclegan import CycleGAN, CycleGANSettings  # noqa: E402
+from humanstyle.models.pix2pix import Pix2Pix, Pix2PixSettings  # noqa: E402
 
 
 @dataclass(frozen=True)

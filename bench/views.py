@@ -23,8 +23,8 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
-from daemon.config import ClassifySettings  # noqa: E402
-from stages.classify import LABELS, REJECTED, classify_with_reason  # noqa: E402
+from humanstyle.daemon.config import ClassifySettings  # noqa: E402
+from humanstyle.stages.classify import LABELS, REJECTED, classify_with_reason  # noqa: E402
 
 
 def orientation(label: str) -> str | None:

@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from stages.watch import Watcher, scan  # noqa: E402
+from humanstyle.stages.watch import Watcher, scan  # noqa: E402
 
 DOMAINS = ("movie", "game")
 STABLE_S = 0.2

@@ -9,7 +9,7 @@ import os
 import sys
 from pathlib import Path
 
-from daemon import config
+from humanstyle.daemon import config
 
 log = logging.getLogger("humanstyle")
 
@@ -30,7 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config(p)
     p = sub.add_parser("status", help="counts of videos, patches and pairs from the catalog")
     _add_config(p)
-    from daemon import commands
+    from humanstyle.daemon import commands
 
     commands.add_subcommands(sub, _add_config)
     return parser
@@ -50,12 +50,12 @@ def main(argv: list[str] | None = None) -> int:
     except config.ConfigError as exc:
         print(f"humanstyle: config error: {exc}", file=sys.stderr)
         return 2
-    from daemon.logs import setup_logging
+    from humanstyle.daemon.logs import setup_logging
 
     setup_logging(settings.log.level)
     handler = {"run": cmd_run, "check-config": cmd_check_config, "status": cmd_status}.get(args.command)
     if handler is None:
-        from daemon import commands
+        from humanstyle.daemon import commands
 
         handler = commands.HANDLERS[args.command]
     try:
@@ -75,10 +75,9 @@ def cmd_check_config(settings: config.Settings, args: argparse.Namespace) -> int
 
 
 def cmd_status(settings: config.Settings, args: argparse.Namespace) -> int:
-    from daemon.catalog import Catalog
-    from daemon.paths import catalog_path
+    from humanstyle.stages.catalog import Catalog
 
-    db = catalog_path(settings)
+    db = settings.paths.catalog
     if not db.exists():
         print(f"no catalog yet at {db}: nothing has been ingested")
         return 0
@@ -95,8 +94,8 @@ def cmd_status(settings: config.Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_run(settings: config.Settings, args: argparse.Namespace) -> int:
-    from daemon.paths import prepare_metrics_dir, prepare_runtime_dir
-    from daemon.preflight import check_folders, check_weights_in_child
+    from humanstyle.daemon.paths import prepare_metrics_dir, prepare_runtime_dir
+    from humanstyle.daemon.preflight import check_folders, check_weights_in_child
 
     check_weights_in_child(settings)  # raises ConfigError naming the missing file, before any video is touched
     check_folders(settings)
@@ -106,7 +105,7 @@ def cmd_run(settings: config.Settings, args: argparse.Namespace) -> int:
     # Stage processes inherit this: idle OpenMP threads sleep rather than spin, so model stages can share cores
     # (see stage_main.model_threads). Read by OpenMP when torch loads, which happens only in the stage processes.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    from daemon.supervisor import Supervisor
+    from humanstyle.daemon.supervisor import Supervisor
 
     try:
         return Supervisor(settings).run()

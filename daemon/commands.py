@@ -8,7 +8,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from daemon.config import ConfigError, Settings
+from humanstyle.daemon.config import ConfigError, Settings
 
 log = logging.getLogger("humanstyle")
 HANDLERS: dict[str, Callable[[Settings, argparse.Namespace], int]] = {}
@@ -29,14 +29,14 @@ def add_subcommands(sub: argparse._SubParsersAction, add_config: Callable) -> No
     add_config(p)
     HANDLERS["export"] = cmd_export
 
-    from daemon import train_commands
+    from humanstyle.daemon import train_commands
 
     train_commands.add_subcommands(sub, add_config, HANDLERS)
 
 
 def cmd_extract(settings: Settings, args: argparse.Namespace) -> int:
-    from daemon.preflight import check_weights
-    from stages.extract import extract_video
+    from humanstyle.daemon.preflight import check_weights
+    from humanstyle.stages.extract import extract_video
 
     if args.domain not in settings.domains:
         raise ConfigError(f"--domain {args.domain!r}: expected one of {', '.join(settings.domains)}")
@@ -52,29 +52,29 @@ def cmd_extract(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_export(settings: Settings, args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from daemon.catalog import Catalog
-    from daemon.paths import catalog_path
-    from stages.export import export_cyclegan, export_pix2pix
+    from humanstyle.stages.catalog import Catalog
+    from humanstyle.stages.export import export_cyclegan, export_pix2pix
 
-    db = catalog_path(settings)
+    db = settings.paths.catalog
     if not db.exists():
         print(f"humanstyle: no catalog at {db}: nothing to export yet", file=sys.stderr)
         return 1
     catalog = Catalog(db, readonly=True)
     data = settings.paths.data_dir
     a, b = settings.domains
+    fractions = (settings.train.val_fraction, settings.train.test_fraction)  # the trainer's splits
     if args.format == "pix2pix":
-        rows = [{"movie_path": str(data / r["a_path"]), "game_path": str(data / r["b_path"]), "view": r["view"],
-                 "similarity": r["similarity"], "movie_id": r["a_patch_id"], "game_id": r["b_patch_id"],
-                 "mirrored": r["mirrored"]} for r in catalog.pairs()]
-        result = export_pix2pix(pd.DataFrame(rows, columns=["movie_path", "game_path", "view", "similarity",
-                                                            "movie_id", "game_id", "mirrored"]), args.out,
+        columns = [f"{a}_path", f"{b}_path", "view", "similarity", f"{a}_id", f"{b}_id", "mirrored"]
+        rows = [dict(zip(columns, (str(data / r["a_path"]), str(data / r["b_path"]), r["view"], r["similarity"],
+                                   r["a_patch_id"], r["b_patch_id"], r["mirrored"]), strict=True))
+                for r in catalog.pairs()]
+        result = export_pix2pix(pd.DataFrame(rows, columns=columns), args.out, domains=(a, b), fractions=fractions,
                                 size=args.size)
     else:
         rows = [{"path": str(data / path), "domain": domain, "id": pid}
                 for domain in (a, b) for pid, path, _view in catalog.patch_paths(domain)]
         result = export_cyclegan(pd.DataFrame(rows, columns=["path", "domain", "id"]), args.out,
-                                 domains=(a, b), size=args.size)
+                                 domains=(a, b), fractions=fractions, size=args.size)
     written = int((result["status"] == "written").sum()) if len(result) else 0
     print(f"exported {written} of {len(result)} items as {args.format} to {args.out}")
     return 0

@@ -21,18 +21,17 @@ import time
 
 import zmq
 
-from daemon import metrics, wire
-from daemon.config import Settings
-from daemon.paths import runtime_dir
+from humanstyle.daemon import metrics, wire
+from humanstyle.daemon.config import Settings
+from humanstyle.daemon.paths import runtime_dir
+from humanstyle.stages import counters
+from humanstyle.stages.handler import Stopping
+from humanstyle.stages.records import Record
 
 log = logging.getLogger(__name__)
 
 FIXED_PORTS = {"discovered": 0, "jobs": 1, "classified": 2, "events": 3, "control": 4}
 WINDOWS_PORT, PATCHES_PORT = 10, 80  # + worker index (at most 64 workers each)
-
-
-class Stopping(Exception):
-    """Raised inside a blocking send when the process was asked to stop and cannot deliver in time."""
 
 
 def endpoint(settings: Settings, name: str) -> str:
@@ -136,7 +135,7 @@ class Sender:
     def __init__(self, sock: zmq.Socket, queue: str | None, fabric: Fabric) -> None:
         self.sock, self.queue, self.fabric = sock, queue, fabric
 
-    def try_send(self, msg: wire.Message) -> bool:
+    def try_send(self, msg: Record) -> bool:
         """Send only if the queue has room right now."""
         try:
             self.sock.send_multipart(wire.encode(msg), flags=zmq.NOBLOCK, copy=False)
@@ -146,7 +145,7 @@ class Sender:
             metrics.QUEUE_MESSAGES.labels(self.queue).inc()
         return True
 
-    def send(self, msg: wire.Message, grace_s: float | None = None) -> None:
+    def send(self, msg: Record, grace_s: float | None = None) -> None:
         """Send, blocking while the queue is full (back-pressure). Once a stop is requested the send gives up
         after the grace period (default: the configured shutdown timeout) by raising Stopping."""
         frames = wire.encode(msg)
@@ -172,7 +171,7 @@ class Receiver:
     def __init__(self, sock: zmq.Socket, queue: str | None, fabric: Fabric) -> None:
         self.sock, self.queue, self.fabric = sock, queue, fabric
 
-    def recv(self, timeout_ms: int = 200) -> wire.Message | None:
+    def recv(self, timeout_ms: int = 200) -> Record | None:
         """The next valid message, or None after timeout_ms. Invalid messages are counted, logged and skipped."""
         if not self.sock.poll(timeout_ms, zmq.POLLIN):
             return None
@@ -182,6 +181,6 @@ class Receiver:
         try:
             return wire.decode(frames, self.fabric.max_bytes)
         except wire.WireError as exc:
-            metrics.MESSAGES_REJECTED.labels(self.fabric.stage, exc.reason).inc()
+            counters.MESSAGES_REJECTED.labels(self.fabric.stage, exc.reason).inc()
             log.warning("%s: rejected a message on %s: %s", self.fabric.stage, self.queue or "events", exc)
             return None

@@ -1,4 +1,6 @@
-"""Every Prometheus metric of the daemon, defined in one place.
+"""The daemon's own metrics (stage processes up and ready, restarts, queue depths, latency per unit of work) and the
+zero-initialisation of every series whose labels are known at start. What the stages count is in
+stages/counters.py; /metrics serves both (daemon/metrics_server.py).
 
 All stage processes write through prometheus_client's multiprocess mode: the supervisor points
 PROMETHEUS_MULTIPROC_DIR at a private folder before any child starts (prometheus_client reads it at import time),
@@ -15,39 +17,26 @@ import time
 
 from prometheus_client import Counter, Gauge, Histogram
 
-VIEWS = ("FULL-BODY-FRONT", "HEAD-AND-SHOULDER-FRONT", "FULL-BODY-BACK", "HEAD-AND-SHOULDER-BACK", "REJECTED")
+from humanstyle.stages.counters import (
+    DECODE_SECONDS,
+    FRAMES_DECODED,
+    FRAMES_DETECTED,
+    FRAMES_GRABBED,
+    PAIRS,
+    PATCHES,
+    PERSONS_DETECTED,
+    TRAIN_STEPS,
+    VIDEO_SECONDS,
+    VIDEO_STATUSES,
+    VIDEOS,
+    WINDOWS_SENT,
+    train_model_names,
+)
+from humanstyle.stages.vocabulary import LABELS, VIEWS
+
 STAGES = ("watch", "index", "decode", "detect", "classify", "train")
 QUEUES = ("discovered", "jobs", "windows", "patches", "classified")
-VIDEO_STATUSES = ("queued", "processing", "done", "partial", "failed", "duplicate")
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
-
-# --- ingestion -------------------------------------------------------------------------------------------------
-VIDEOS = Counter("humanstyle_videos", "Videos that entered each status", ["domain", "status"])
-FILES_REJECTED = Counter("humanstyle_files_rejected", "Files refused before or while decoding, by reason",
-                         ["reason"])
-FRAMES_DECODED = Counter("humanstyle_frames_decoded", "Frames converted to images (grab-only frames excluded)",
-                         ["domain"])
-FRAMES_GRABBED = Counter("humanstyle_frames_grabbed", "Frames read from the stream, converted or not", ["domain"])
-WINDOWS_SENT = Counter("humanstyle_windows_sent", "One-second windows sent to the detectors", ["domain"])
-DECODE_SECONDS = Counter("humanstyle_decode_seconds", "Wall time spent decoding", ["domain"])
-VIDEOS_UNFINISHED = Gauge("humanstyle_videos_unfinished", "Videos queued or processing, from the catalog",
-                          ["domain", "status"], multiprocess_mode="livemax")
-VIDEO_SECONDS = Counter("humanstyle_video_seconds_ingested", "Seconds of footage fully processed", ["domain"])
-
-# --- detection and classification -----------------------------------------------------------------------------
-FRAMES_DETECTED = Counter("humanstyle_frames_detected", "Frames run through the person detector",
-                          ["domain", "kind"])
-PERSONS_DETECTED = Counter("humanstyle_persons_detected", "Persons kept by the detector (above threshold, capped)",
-                           ["domain"])
-BOXES_SKIPPED = Counter("humanstyle_boxes_skipped", "Person boxes dropped by the detector", ["reason"])
-PATCHES = Counter("humanstyle_patches", "Classified patches by view (REJECTED included)", ["domain", "view"])
-REJECTIONS = Counter("humanstyle_rejections", "Rejected patches by reason", ["domain", "reason"])
-MODEL_CALLS = Counter("humanstyle_model_calls", "Forward passes of the detection models", ["model"])
-
-# --- pairing ---------------------------------------------------------------------------------------------------
-PAIRS = Counter("humanstyle_pairs", "Movie-game pairs recorded", ["view"])
-INDEX_SIZE = Gauge("humanstyle_index_patches", "Patches in the pairing index", ["domain", "view"],
-                   multiprocess_mode="livemax")
 
 # --- the process fabric ----------------------------------------------------------------------------------------
 STAGE_RESTARTS = Counter("humanstyle_stage_restarts", "Stage processes restarted after they died", ["stage"])
@@ -62,24 +51,6 @@ STAGE_LAST_WORK = Gauge("humanstyle_stage_last_work_timestamp_seconds",
                         "Unix time a stage last finished a unit of work", ["stage"], multiprocess_mode="max")
 QUEUE_MESSAGES = Gauge("humanstyle_queue_messages", "Messages sent on a queue and not yet received",
                        ["queue"], multiprocess_mode="sum")
-MESSAGES_REJECTED = Counter("humanstyle_messages_rejected", "Received messages refused as malformed",
-                            ["stage", "reason"])
-ERRORS = Counter("humanstyle_errors", "Units of work that failed with an error", ["stage", "kind"])
-
-# --- training --------------------------------------------------------------------------------------------------
-TRAIN_STEPS = Counter("humanstyle_train_steps", "Optimisation steps", ["model"])
-TRAIN_IMAGES = Counter("humanstyle_train_images", "Training images consumed", ["model"])
-TRAIN_LOSS = Gauge("humanstyle_train_loss", "Latest value of each loss term", ["model", "term"],
-                   multiprocess_mode="mostrecent")
-TRAIN_DATASET = Gauge("humanstyle_train_dataset_items", "Items in the training datasets", ["model", "split"],
-                      multiprocess_mode="mostrecent")
-TRAIN_VAL_L1 = Gauge("humanstyle_train_validation_l1", "Validation L1 of pix2pix", ["model"],
-                     multiprocess_mode="mostrecent")
-TRAIN_BRIGHTNESS = Gauge("humanstyle_train_brightness", "Mean brightness in [0,1] of generated vs target images",
-                         ["model", "which"], multiprocess_mode="mostrecent")
-TRAIN_READY = Gauge("humanstyle_train_ready", "1 when a model has enough data to train", ["model"],
-                    multiprocess_mode="mostrecent")
-CHECKPOINTS = Counter("humanstyle_checkpoints_written", "Checkpoints written", ["model"])
 
 
 def init_known_series(domains: tuple[str, ...]) -> None:
@@ -89,12 +60,12 @@ def init_known_series(domains: tuple[str, ...]) -> None:
             VIDEOS.labels(domain, status)
         for kind in ("anchor", "burst"):
             FRAMES_DETECTED.labels(domain, kind)
-        for view in VIEWS:
+        for view in LABELS:
             PATCHES.labels(domain, view)
         for metric in (FRAMES_DECODED, FRAMES_GRABBED, WINDOWS_SENT, DECODE_SECONDS, VIDEO_SECONDS,
                        PERSONS_DETECTED):
             metric.labels(domain)
-    for view in VIEWS[:-1]:
+    for view in VIEWS:
         PAIRS.labels(view)
     for stage in STAGES:
         STAGE_RESTARTS.labels(stage)
@@ -102,12 +73,6 @@ def init_known_series(domains: tuple[str, ...]) -> None:
         QUEUE_MESSAGES.labels(queue)
     for model in train_model_names(domains):
         TRAIN_STEPS.labels(model)
-
-
-def train_model_names(domains: tuple[str, ...]) -> tuple[str, str, str]:
-    """The trainer's models as metric labels: pix2pix per direction, and CycleGAN (both directions at once)."""
-    a, b = domains[:2]
-    return f"pix2pix-{a}2{b}", f"pix2pix-{b}2{a}", "cyclegan"
 
 
 def mark_work_done(stage: str, started: float) -> None:

@@ -7,7 +7,7 @@ import os
 import shutil
 from pathlib import Path
 
-from daemon.config import Settings
+from humanstyle.daemon.config import Settings
 
 
 def runtime_dir(settings: Settings) -> Path:
@@ -34,7 +34,3 @@ def prepare_metrics_dir(runtime: Path) -> Path:
     shutil.rmtree(path, ignore_errors=True)
     path.mkdir(mode=0o700)
     return path
-
-
-def catalog_path(settings: Settings) -> Path:
-    return settings.paths.data_dir / "catalog.sqlite"

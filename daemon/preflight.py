@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from daemon.config import ConfigError, Settings
+from humanstyle.daemon.config import ConfigError, Settings
 
 log = logging.getLogger("humanstyle")
 
@@ -14,7 +14,7 @@ ARCHS = {"detect": "maskrcnn_resnet50_fpn", "classify": "keypointrcnn_resnet50_f
 def check_weights(settings: Settings) -> None:
     """Resolve each model's weights choice now; "DEFAULT" weights missing from the hub cache are fetched here
     (when allowed), once, in the foreground. Raises ConfigError with the file expected and where to put it."""
-    from models import weights
+    from humanstyle.models import weights
 
     problems = []
     for section, arch in ARCHS.items():
@@ -37,7 +37,8 @@ def check_weights(settings: Settings) -> None:
 
 def check_weights_in_child(settings: Settings) -> None:
     """check_weights in a short-lived process. The supervisor lives as long as the daemon and never runs a model, so
-    it should not hold torch: importing torch and torchvision costs about 840 MB of RSS (375 MB of it private)."""
+    it should not hold torch and torchvision, which cost hundreds of MB of RSS (bench/README.md: the supervisor's peak
+    went from 819 to 26 MB)."""
     import multiprocessing as mp
 
     with mp.get_context("spawn").Pool(1) as pool:
@@ -47,7 +48,7 @@ def check_weights_in_child(settings: Settings) -> None:
 
 
 def _check_weights_message(settings: Settings) -> str | None:
-    from daemon.logs import setup_logging
+    from humanstyle.daemon.logs import setup_logging
 
     setup_logging(settings.log.level)
     try:

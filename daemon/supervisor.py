@@ -18,7 +18,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from daemon.config import Settings, parse_listen
+from humanstyle.daemon.config import Settings, parse_listen
 
 log = logging.getLogger("humanstyle.supervisor")
 
@@ -53,7 +53,7 @@ def plan_children(settings: Settings) -> list[Child]:
 
 class Supervisor:
     def __init__(self, settings: Settings) -> None:
-        from daemon.paths import prepare_runtime_dir
+        from humanstyle.daemon.paths import prepare_runtime_dir
 
         self.settings = settings
         self.runtime = prepare_runtime_dir(settings)
@@ -66,7 +66,7 @@ class Supervisor:
 
     # --- lifecycle ---------------------------------------------------------------------------------------------
     def run(self) -> int:
-        from daemon import metrics
+        from humanstyle.daemon import metrics
 
         metrics.init_known_series(self.settings.domains)
         for child in self.children:
@@ -92,8 +92,8 @@ class Supervisor:
         return self.exit_code
 
     def _start(self, child: Child) -> None:
-        from daemon import metrics
-        from daemon.stage_main import stage_main
+        from humanstyle.daemon import metrics
+        from humanstyle.daemon.stage_main import stage_main
 
         child.process = self.ctx.Process(target=stage_main, args=(child.stage, child.index, self.settings, os.getpid()),
                                          name=f"humanstyle-{child.name}", daemon=False)
@@ -104,7 +104,7 @@ class Supervisor:
         log.info("started %s (pid %d)", child.name, child.process.pid)
 
     def _watch_children(self) -> None:
-        from daemon import metrics
+        from humanstyle.daemon import metrics
 
         now = time.monotonic()
         for child in self.children:
@@ -148,7 +148,7 @@ class Supervisor:
     def _reap(self, child: Child) -> None:
         from prometheus_client import multiprocess
 
-        from daemon import metrics
+        from humanstyle.daemon import metrics
 
         proc = child.process
         if proc is None:
@@ -161,13 +161,14 @@ class Supervisor:
 
     def _notify_restart(self, stage: str) -> None:
         """Tell the index that work held by a dead process is lost, so it redoes the videos in flight."""
-        from daemon import fabric, wire
+        from humanstyle.daemon import fabric
+        from humanstyle.stages.records import StageRestarted
 
         if self._control is None:
             self._fabric = fabric.Fabric(self.settings, "supervisor")
             self._control = self._fabric.sender("control", ["control"], bind=False)
         try:
-            self._control.send(wire.make("stage_restarted", stage=stage), grace_s=1.0)
+            self._control.send(StageRestarted(stage=stage), grace_s=1.0)
         except fabric.Stopping:
             log.warning("could not notify the index of the %s restart", stage)
 
@@ -197,7 +198,7 @@ class Supervisor:
 
     # --- HTTP --------------------------------------------------------------------------------------------------
     def health(self) -> dict:
-        from daemon.metrics_server import stage_gauges
+        from humanstyle.daemon.metrics_server import stage_gauges
 
         last, ready = stage_gauges()
         stages: dict[str, dict] = {}
@@ -219,7 +220,7 @@ class Supervisor:
                 "stages": stages}
 
     def _serve_http(self) -> ThreadingHTTPServer:
-        from daemon.metrics_server import make_handler
+        from humanstyle.daemon.metrics_server import make_handler
 
         host, port = parse_listen(self.settings.metrics.listen)
         handler: type[BaseHTTPRequestHandler] = make_handler(lambda: self.health())

@@ -7,7 +7,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from daemon.config import Settings
+from humanstyle.daemon.config import Settings
 
 
 def add_subcommands(sub: argparse._SubParsersAction, add_config: Callable, handlers: dict) -> None:
@@ -31,11 +31,10 @@ def add_subcommands(sub: argparse._SubParsersAction, add_config: Callable, handl
 def cmd_train(settings: Settings, args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from daemon.catalog import Catalog
-    from daemon.paths import catalog_path
-    from stages.train import Trainer, training_device
+    from humanstyle.stages.catalog import Catalog
+    from humanstyle.stages.train import Trainer, training_device
 
-    db = catalog_path(settings)
+    db = settings.paths.catalog
     if not db.exists():
         print(f"humanstyle: no catalog at {db}: ingest some footage first", file=sys.stderr)
         return 1
@@ -69,7 +68,7 @@ def cmd_train(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_translate(settings: Settings, args: argparse.Namespace) -> int:
-    from stages.translate import TranslateError, translate_files
+    from humanstyle.stages.translate import TranslateError, translate_files
 
     try:
         written = translate_files(args.checkpoint, args.model, args.direction, settings.domains, args.inputs,

@@ -1,24 +1,30 @@
-"""Every message that crosses a socket, and how it is framed.
+"""How records cross a socket: framing and validation. The records themselves are declared in stages.records.
 
 A message is a ZeroMQ multipart: frame 0 is a small UTF-8 JSON header
 `{"type": ..., "v": VERSION, "fields": {...}, "arrays": [{"name", "dtype", "shape"}, ...]}`, followed by one raw
-buffer per declared array, sent without copying. Nothing is ever unpickled. Receivers call `decode()`, which checks
-the version, the type, every field's type, array dtypes, shapes and byte counts, and the total size; anything wrong
-raises `WireError` with a short reason code (a metric label) and never takes the receiver down.
+buffer per declared array, sent without copying. Nothing is ever unpickled. The schema of each type (field names
+and JSON types, array names and dtypes) is derived from its record class. Receivers call `decode()`, which checks
+the version, the type, every field's type, array dtypes, shapes and byte counts, the total size and the record's
+own `check()`; anything wrong raises `WireError` with a short reason code (a metric label) and never takes the
+receiver down.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
-import math
-from dataclasses import dataclass, field
-from typing import Any
+from functools import cache
+from typing import Any, get_type_hints
 
 import numpy as np
+
+from humanstyle.stages.records import RECORD_TYPES, Record, RecordError
 
 VERSION = 1
 MAX_HEADER_BYTES = 64 * 1024
 ALLOWED_DTYPES = {"uint8", "bool", "float32", "int64"}
+NUM = (int, float)
+JSON_TYPES = {"int": int, "float": NUM, "str": str, "bool": bool, "list": list}
 
 
 class WireError(ValueError):
@@ -29,69 +35,45 @@ class WireError(ValueError):
         self.reason = reason
 
 
-NUM = (int, float)
-# type name -> (required fields and their JSON types, allowed arrays and dtypes)
-SCHEMAS: dict[str, tuple[dict[str, Any], dict[str, str]]] = {
-    # watcher -> indexer: a file that stopped growing
-    "discovered": ({"path": str, "domain": str, "size": int, "mtime": NUM, "fingerprint": str, "rejected": str},
-                   {}),
-    # indexer -> decoder: decode this video
-    "job": ({"video_id": int, "attempt": int, "path": str, "domain": str, "start_window": int}, {}),
-    # decoder -> detector: one second of video (burst frames first, anchor last)
-    "window": ({"video_id": int, "attempt": int, "domain": str, "window_index": int, "anchor_index": int,
-                "frame_indices": list, "timestamps": list}, {"frames": "uint8"}),
-    # decoder -> detector -> classifier -> indexer: the decoder is finished with a video
-    "video_end": ({"video_id": int, "attempt": int, "domain": str, "windows": int, "frames_read": int,
-                   "status": str, "reason": str, "duration_s": NUM}, {}),
-    # detector -> classifier: one person patch
-    "patch": ({"video_id": int, "attempt": int, "domain": str, "window_index": int, "frame_index": int,
-               "person_index": int, "kind": str, "timestamp": NUM, "box": list, "square": list, "score": NUM},
-              {"image": "uint8", "mask": "uint8"}),
-    # detector -> classifier -> indexer: a window is fully detected; says how many patches to expect
-    "window_done": ({"video_id": int, "attempt": int, "domain": str, "window_index": int, "patches": int,
-                     "anchor_hit": bool, "frames": int}, {}),
-    # classifier -> indexer: a patch with its keypoints and view (or rejection reason)
-    "classified": ({"video_id": int, "attempt": int, "domain": str, "window_index": int, "frame_index": int,
-                    "person_index": int, "kind": str, "timestamp": NUM, "box": list, "square": list,
-                    "score": NUM, "view": str, "reason": str, "keypoint_score": NUM},
-                   {"image": "uint8", "mask": "uint8", "keypoints": "float32"}),
-    # indexer -> trainer (PUB): new pairs exist
-    "pairs_appended": ({"count": int, "total": int}, {}),
-    # supervisor -> indexer: a stage process was restarted, so work it held is lost
-    "stage_restarted": ({"stage": str}, {}),
-}
+@cache
+def schema(cls: type[Record]) -> tuple[dict[str, Any], dict[str, str]]:
+    """(plain fields -> accepted JSON types, array fields -> dtype) of a record class."""
+    hints = get_type_hints(cls)
+    plain, arrays = {}, {}
+    for f in dataclasses.fields(cls):
+        if "array" in f.metadata:
+            arrays[f.name] = f.metadata["array"]
+        else:
+            plain[f.name] = JSON_TYPES[getattr(hints[f.name], "__name__", str(hints[f.name]))]
+    return plain, arrays
 
 
-@dataclass
-class Message:
-    type: str
-    fields: dict[str, Any]
-    arrays: dict[str, np.ndarray] = field(default_factory=dict)
-
-    def __getitem__(self, key: str) -> Any:
-        return self.fields[key]
+SCHEMAS: dict[str, tuple[dict[str, Any], dict[str, str]]] = {name: schema(cls) for name, cls in RECORD_TYPES.items()}
 
 
-def make(type_: str, arrays: dict[str, np.ndarray] | None = None, **fields: Any) -> Message:
-    """Build a message and check it against its schema now, so a bug fails at the sender."""
-    msg = Message(type_, fields, arrays or {})
-    _validate(msg.type, msg.fields, {k: (str(v.dtype), v.shape) for k, v in msg.arrays.items()})
-    return msg
+def validate(record: Record) -> None:
+    """Check a record against its schema and meaning; raises WireError. Senders call it so a bug fails there."""
+    _validate(record.TYPE, record.fields(), {k: (str(v.dtype), v.shape) for k, v in record.arrays().items()})
+    try:
+        record.check()
+    except RecordError as exc:
+        raise WireError(exc.reason, str(exc)) from None
 
 
-def encode(msg: Message) -> list[Any]:
+def encode(record: Record) -> list[Any]:
     """Multipart frames: JSON header + one contiguous buffer per array (zero-copy where already contiguous)."""
+    validate(record)
     specs, buffers = [], []
-    for name, arr in msg.arrays.items():
+    for name, arr in record.arrays().items():
         arr = np.ascontiguousarray(arr)
         specs.append({"name": name, "dtype": str(arr.dtype), "shape": list(arr.shape)})
         buffers.append(memoryview(arr).cast("B") if arr.size else b"")
-    header = {"type": msg.type, "v": VERSION, "fields": msg.fields, "arrays": specs}
+    header = {"type": record.TYPE, "v": VERSION, "fields": record.fields(), "arrays": specs}
     return [json.dumps(header, separators=(",", ":")).encode(), *buffers]
 
 
-def decode(frames: list[Any], max_bytes: int) -> Message:
-    """Parse and validate received frames (bytes, memoryviews or zmq.Frame); raises WireError."""
+def decode(frames: list[Any], max_bytes: int) -> Record:
+    """Parse and validate received frames (bytes, memoryviews or zmq.Frame) into a record; raises WireError."""
     if not frames:
         raise WireError("empty_message")
     total = sum(len(_buf(f)) for f in frames)
@@ -110,7 +92,7 @@ def decode(frames: list[Any], max_bytes: int) -> Message:
     if header.get("v") != VERSION:
         raise WireError("bad_version", f"version {header.get('v')!r}, this build speaks {VERSION}")
     type_ = header.get("type")
-    if type_ not in SCHEMAS:
+    if type_ not in RECORD_TYPES:
         raise WireError("unknown_type", repr(type_)[:40])
     specs = header.get("arrays", [])
     if len(specs) != len(frames) - 1:
@@ -119,8 +101,14 @@ def decode(frames: list[Any], max_bytes: int) -> Message:
     for spec, frame in zip(specs, frames[1:], strict=True):
         name, arr = _array(spec, _buf(frame))
         arrays[name] = arr
-    _validate(type_, header["fields"], {k: (str(v.dtype), v.shape) for k, v in arrays.items()})
-    return Message(type_, header["fields"], arrays)
+    fields = header["fields"]
+    _validate(type_, fields, {k: (str(v.dtype), v.shape) for k, v in arrays.items()})
+    record = RECORD_TYPES[type_](**fields, **arrays)
+    try:
+        record.check()
+    except RecordError as exc:
+        raise WireError(exc.reason, str(exc)) from None
+    return record
 
 
 def _buf(frame: Any) -> memoryview:
@@ -162,43 +150,3 @@ def _validate(type_: str, fields: dict[str, Any], arrays: dict[str, tuple[str, t
     missing = set(allowed) - set(arrays)
     if missing:
         raise WireError("bad_array", f"{type_} lacks array {sorted(missing)[0]!r}")
-    _check_meaning(type_, fields, {name: shape for name, (_dtype, shape) in arrays.items()})
-
-
-def _is_num(value: Any) -> bool:
-    return isinstance(value, NUM) and not isinstance(value, bool)
-
-
-def _image_shape(name: str, shape: tuple[int, ...]) -> tuple[int, int]:
-    if len(shape) != 3 or shape[2] != 3 or not shape[0] or not shape[1]:
-        raise WireError("bad_array", f"{name} must be a non-empty H x W x 3 image, not {list(shape)}")
-    return shape[0], shape[1]
-
-
-def _check_meaning(type_: str, fields: dict[str, Any], shapes: dict[str, tuple[int, ...]]) -> None:
-    """What receivers compute with beyond JSON types: arrays shaped as the images they stand for, one frame per
-    frame index, a start window a decoder can seek to. A well-typed message that breaks these would otherwise
-    crash the receiving stage (and, replayed, crash it again after every restart)."""
-    if type_ == "window":
-        frames = shapes["frames"]
-        if len(frames) != 4 or not frames[0]:
-            raise WireError("bad_array", f"frames must be N x H x W x 3, not {list(frames)}")
-        _image_shape("frames", frames[1:])
-        indices, stamps = fields["frame_indices"], fields["timestamps"]
-        if not len(indices) == len(stamps) == frames[0]:
-            raise WireError("bad_field", f"{frames[0]} frames, {len(indices)} indices, {len(stamps)} timestamps")
-        if not all(isinstance(i, int) and not isinstance(i, bool) for i in indices) or not all(
-                _is_num(t) for t in stamps):
-            raise WireError("bad_field", "frame_indices must be integers and timestamps numbers")
-    elif type_ in ("patch", "classified"):
-        if shapes["mask"] != _image_shape("image", shapes["image"]):
-            raise WireError("bad_array", f"mask {list(shapes['mask'])} does not match image {list(shapes['image'])}")
-        box, square = fields["box"], fields["square"]
-        if not (len(box) == len(square) == 4 and all(_is_num(v) and math.isfinite(v) for v in (*box, *square))):
-            raise WireError("bad_field", "box and square must be 4 finite numbers each")
-        if not (square[2] - square[0] > 0 and square[3] - square[1] > 0):
-            raise WireError("bad_field", "square must have a positive side")
-        if type_ == "classified" and shapes["keypoints"] != (17, 3):
-            raise WireError("bad_array", f"keypoints must be 17 x 3, not {list(shapes['keypoints'])}")
-    elif type_ == "job" and fields["start_window"] < 0:
-        raise WireError("bad_field", "job.start_window < 0")

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from models.files import atomic_write
+from humanstyle.models.files import atomic_write
 
 # Version of the layout that the model classes' state_dict() return; bump when it changes.
 STATE_VERSION = 1

@@ -25,7 +25,7 @@ import torch  # noqa: E402
 from albumentations.pytorch import ToTensorV2  # noqa: E402
 from torch.utils.data import Dataset  # noqa: E402
 
-from models.files import atomic_write_bytes  # noqa: E402
+from humanstyle.models.files import atomic_write_bytes  # noqa: E402
 
 PathLike = str | os.PathLike[str]
 
@@ -140,13 +140,16 @@ class UnpairedDataset(Dataset):
         return images[0], images[1]
 
 
-def split_of(key: str, val_fraction: float) -> str:
-    """ "val" for about `val_fraction` of keys, else "train"; a key keeps its split forever (blake2b, not
-    hash())."""
-    if not 0.0 <= val_fraction <= 1.0:
-        raise ValueError(f"val_fraction must be in [0, 1], got {val_fraction}")
+def split_of(key: str, val_fraction: float, test_fraction: float = 0.0) -> str:
+    """ "val" for about `val_fraction` of keys, "test" for about `test_fraction`, else "train". A key keeps its split
+    forever (blake2b, not hash()), and its split does not depend on test_fraction unless it is test: the trainer
+    and every export agree on val, and the trainer never trains on test."""
+    if not (0.0 <= val_fraction <= 1.0 and 0.0 <= test_fraction <= 1.0 - val_fraction):
+        raise ValueError(f"need 0 <= val_fraction <= 1 and 0 <= test_fraction <= 1 - val_fraction, got "
+                         f"{val_fraction}, {test_fraction}")
     digest = hashlib.blake2b(key.encode("utf-8"), digest_size=8, person=b"hs-split").digest()
-    return "val" if int.from_bytes(digest, "big") / 2**64 < val_fraction else "train"
+    u = int.from_bytes(digest, "big") / 2**64
+    return "val" if u < val_fraction else "test" if u < val_fraction + test_fraction else "train"
 
 
 def to_uint8_rgb(images: torch.Tensor) -> np.ndarray:

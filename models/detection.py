@@ -6,25 +6,17 @@ present) under fp16 autocast, on the CPU in fp32.
 
 Input size. torchvision's GeneralizedRCNNTransform scales every image so that its short side is 800 px (long
 side at most 1333), which upscales 720p and 480p footage for nothing. Here the short side is ``min(image
-short side, min_size)`` per batch: images are only ever shrunk, never enlarged. Measured on this machine's
-CPU (2 cores shared with other work, so +-20 % noise), one torch thread, random-init weights, score
-threshold 0.05, masks for at most 5 boxes, median of 3 runs after a warm-up, ms per image:
+short side, min_size)`` per batch: images are only ever shrunk, never enlarged. What each input size and
+proposal count costs is measured in bench/README.md ("Model input sizes").
 
-    short side used                 800 (torchvision)   720    540    512    480    256
-    Mask R-CNN, 1280x720 frame            4540          4310   3290     -    2670     -
-    Keypoint R-CNN, 256x256 patch         3910            -      -    1320     -     840
+Much of Mask R-CNN's CPU cost does not scale with the image: the box head runs on every RPN proposal
+(torchvision's default is 1000 per image). ``proposals`` sets that number; the daemon's config passes 300 for
+frames (the Faster R-CNN paper's test setting) and 100 for single-person patches, and a caller that needs
+torchvision's exact behaviour passes 1000.
 
-Much of Mask R-CNN's CPU cost does not scale with the image: the box head runs on 1000 RPN proposals per
-image (torchvision's default; 300 proposals measured about 45 % faster at 720). The adapters keep torchvision's
-1000 unless told otherwise (``proposals``); the daemon's config passes 300 for frames (the Faster R-CNN paper's
-test setting) and 100 for single-person patches, and a caller that needs torchvision's exact behaviour passes 1000.
-
-Default ``min_size=720``: 720p runs at native resolution (no upscale), 1080p is shrunk to 720 (people far
-from the camera stay above the default ``min_box_side``), and smaller footage is left as it is.
-``max_size=1333`` keeps torchvision's long-side cap so ultra-wide frames are bounded.
-
-Keypoint R-CNN sees square person patches (256 px by default). Default ``min_size=256``: the patch is used
-at its own size; the person then fills most of the image, well inside the FPN anchor range (32-512 px).
+The adapters' defaults are the config's (detect.* and classify.*, checked by a test), so a notebook that builds
+one without arguments sees what the daemon does. Keypoint R-CNN sees square person patches at their own size:
+the person then fills most of the image, well inside the FPN anchor range (32-512 px).
 
 Person filter. ``roi_heads.postprocess_detections`` is wrapped so that only what the caller keeps (person
 class with real weights, every class with "none"; box side >= min_box_side; the best ``max_persons`` by
@@ -50,7 +42,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from models.weights import build_model, choice_kind
+from humanstyle.models.weights import build_model, choice_kind
 
 COCO_PERSON_LABEL = 1
 KEYPOINT_LOGIT_OFFSET = 2.0  # logit mapped to confidence 0.5 (Detectron's kp_thresh)
@@ -258,16 +250,16 @@ class PersonDetector(_RCNNAdapter):
         self,
         weights: str,
         device: str = "auto",
-        score_threshold: float = 0.5,
-        max_persons: int = 5,
+        score_threshold: float = 0.7,
+        max_persons: int = 4,
         min_box_side: int = 48,
-        min_size: int = 720,
-        max_size: int = 1333,
-        batch_size: int = 4,
+        min_size: int = 512,
+        max_size: int = 912,
+        batch_size: int = 5,
         allow_download: bool = False,
-        proposals: int = 1000,
+        proposals: int = 300,
     ) -> None:
-        """``proposals``: region proposals per image for the box head (torchvision's default 1000)."""
+        """``proposals``: region proposals per image for the box head (torchvision uses 1000)."""
         super().__init__(
             self.ARCH,
             weights,
@@ -319,12 +311,12 @@ class KeypointEstimator(_RCNNAdapter):
         weights: str,
         device: str = "auto",
         min_size: int = 256,
-        max_size: int = 512,
-        batch_size: int = 8,
+        max_size: int = 256,
+        batch_size: int = 1,
         box_score_threshold: float = 0.3,
         allow_download: bool = False,
         upscale: bool = False,
-        proposals: int = 1000,
+        proposals: int = 100,
         min_overlap: float = 0.5,
     ) -> None:
         """``upscale=True`` resizes every patch to ``min_size`` even when that enlarges it, as torchvision's

@@ -13,9 +13,9 @@ from typing import Any
 
 import torch
 
-from models import losses
-from models.checkpoint import STATE_VERSION, check_architecture
-from models.networks import (
+from humanstyle.models import losses
+from humanstyle.models.checkpoint import STATE_VERSION, check_architecture
+from humanstyle.models.networks import (
     AMP_DTYPES,
     NORMS,
     Precision,

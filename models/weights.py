@@ -239,3 +239,17 @@ def download_default_weights(arch: str, *, progress: bool = True) -> Path:
     except (OSError, RuntimeError) as exc:  # URLError is an OSError; a hash mismatch a RuntimeError
         raise WeightsError(_missing_default_message(arch, f"download failed ({exc})")) from exc
     return default_checkpoint_path(arch)
+
+
+RANDOM_INIT_SEED = 0
+
+
+def seed_random_init(weights: str) -> None:
+    """Seed torch before building a model with weights "none", so every process builds the SAME random model.
+
+    torch seeds each process differently, so without this a restarted (or a second) detector or classifier is a
+    different random network: the video redone after a crash gets other boxes, views and keypoints than the
+    attempt it replaces, and "redone work equals undisturbed work" no longer holds for tests and benchmarks.
+    Real weights are unaffected (nothing random is drawn for them)."""
+    if choice_kind(weights) == "none":
+        torch.manual_seed(RANDOM_INIT_SEED)

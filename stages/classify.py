@@ -39,48 +39,44 @@ Checks, in order (the first that fails is the rejection reason):
 
 from __future__ import annotations
 
-import logging
 import math
-import time
 
 import numpy as np
 
-from daemon import metrics, wire
-from daemon.config import Settings
-from daemon.fabric import Fabric, StopFlag, Stopping
-from daemon.stage_main import StageFatal, model_threads, seed_random_init
-from stages.detect import box_in_patch
-
-log = logging.getLogger("humanstyle.classify")
-
-FULL_BODY_FRONT = "FULL-BODY-FRONT"
-HEAD_AND_SHOULDER_FRONT = "HEAD-AND-SHOULDER-FRONT"
-FULL_BODY_BACK = "FULL-BODY-BACK"
-HEAD_AND_SHOULDER_BACK = "HEAD-AND-SHOULDER-BACK"
-REJECTED = "REJECTED"
-VIEWS: tuple[str, ...] = (FULL_BODY_FRONT, HEAD_AND_SHOULDER_FRONT, FULL_BODY_BACK, HEAD_AND_SHOULDER_BACK)
-LABELS: tuple[str, ...] = (*VIEWS, REJECTED)
-REJECTION_REASONS: tuple[str, ...] = (
-    "no_person",
-    "too_few_keypoints",
-    "no_shoulders",
-    "no_head",
-    "not_upright",
-    "side_view",
-    "conflicting_orientation",
-    "ambiguous_orientation",
+from humanstyle.stages.counters import MODEL_CALLS
+from humanstyle.stages.detect import box_in_patch
+from humanstyle.stages.handler import Outbox, Route
+from humanstyle.stages.records import Classified, Patch, VideoEnd, WindowDone
+from humanstyle.stages.settings import ClassifySettings, PipelineSettings, StageFatal
+from humanstyle.stages.vocabulary import (
+    FULL_BODY_BACK,
+    FULL_BODY_FRONT,
+    HEAD,
+    HEAD_AND_SHOULDER_BACK,
+    HEAD_AND_SHOULDER_FRONT,
+    L_EAR,
+    L_EYE,
+    L_HIP,
+    L_KNEE,
+    L_SHOULDER,
+    LABELS,
+    NOSE,
+    R_EAR,
+    R_EYE,
+    R_HIP,
+    R_KNEE,
+    R_SHOULDER,
+    REJECTED,
+    VIEWS,
+    VISIBLE_CONFIDENCE,
 )
+from humanstyle.stages.vocabulary import RULE_REASONS as REJECTION_REASONS
 
-KEYPOINT_NAMES: tuple[str, ...] = (
-    "nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder", "right_shoulder",
-    "left_elbow", "right_elbow", "left_wrist", "right_wrist", "left_hip", "right_hip",
-    "left_knee", "right_knee", "left_ankle", "right_ankle",
-)  # fmt: skip
-NOSE, L_EYE, R_EYE, L_EAR, R_EAR, L_SHOULDER, R_SHOULDER = range(7)
-L_HIP, R_HIP, L_KNEE, R_KNEE = 11, 12, 13, 14
-HEAD = (NOSE, L_EYE, R_EYE, L_EAR, R_EAR)
+# The entry point other code calls, with the labels and reasons it returns (defined in stages.vocabulary).
+__all__ = ["FULL_BODY_BACK", "FULL_BODY_FRONT", "HEAD_AND_SHOULDER_BACK", "HEAD_AND_SHOULDER_FRONT", "LABELS",
+           "REJECTED", "REJECTION_REASONS", "VIEWS", "classify_keypoints", "classify_with_reason"]
 
-DEFAULT_MIN_CONFIDENCE = 0.5
+DEFAULT_MIN_CONFIDENCE = VISIBLE_CONFIDENCE
 MIN_VISIBLE_KEYPOINTS = 3
 MAX_TILT_DEG = 45.0  # torso from vertical (with hips), shoulder line from level (without)
 SIDE_VIEW_RATIO = 0.25  # shoulder width / torso length below this → side view
@@ -207,39 +203,39 @@ def _faces_the_camera(kp: np.ndarray, vis: np.ndarray, shoulder_width: float) ->
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# The classify stage process: patches in, classified patches out (window_done and video_end pass through).
+# The classify stage: patches in, classified patches out (window_done and video_end pass through).
 
-def classify_patches(estimator, patches: list[wire.Message], min_confidence: float) -> list[wire.Message]:
-    """Keypoints for a batch of patch messages (one model call) and their view, as classified messages.
+def classify_patches(estimator, patches: list[Patch], min_confidence: float) -> list[Classified]:
+    """Keypoints for a batch of patches (one model call) and their view.
 
     The keypoints are those of the person the patch was cut around (the detector's box, mapped into the patch),
     not of whoever scores best in it: in a crowd a neighbour reaching into the square often does."""
     if not patches:
         return []
-    targets = [box_in_patch(p["box"], p["square"], p.arrays["image"].shape[1]) for p in patches]
-    results = estimator.estimate_own([p.arrays["image"] for p in patches], targets)
+    targets = [box_in_patch(p.box, p.square, p.image.shape[1]) for p in patches]
+    results = estimator.estimate_own([p.image for p in patches], targets)
     out = []
     for patch, (result, miss) in zip(patches, results, strict=True):
-        h, w = patch.arrays["image"].shape[:2]
+        h, w = patch.image.shape[:2]
         if result is None:
             out.append(rejected(patch, miss or "no_person"))
             continue
         keypoints = result.keypoints.astype(np.float32)
         view, reason = classify_with_reason(keypoints, (w, h), min_confidence)
-        out.append(wire.make("classified", arrays={**patch.arrays, "keypoints": keypoints}, **patch.fields,
-                             view=view, reason=reason or "", keypoint_score=round(float(result.score), 5)))
+        out.append(Classified.of(patch, keypoints=keypoints, view=view, reason=reason or "",
+                                 keypoint_score=round(float(result.score), 5)))
     return out
 
 
-def rejected(patch: wire.Message, reason: str) -> wire.Message:
+def rejected(patch: Patch, reason: str) -> Classified:
     """A patch kept as REJECTED with `reason` and no keypoints."""
-    return wire.make("classified", arrays={**patch.arrays, "keypoints": np.zeros((17, 3), np.float32)},
-                     **patch.fields, view=REJECTED, reason=reason, keypoint_score=0.0)
+    return Classified.of(patch, keypoints=np.zeros((17, 3), np.float32), view=REJECTED, reason=reason,
+                         keypoint_score=0.0)
 
 
-def build_estimator(settings: Settings):
-    from models.detection import KeypointEstimator
-    from models.weights import WeightsError
+def build_estimator(settings: PipelineSettings):
+    from humanstyle.models.detection import KeypointEstimator
+    from humanstyle.models.weights import WeightsError, seed_random_init
 
     c = settings.classify
     size = c.input_size or settings.detect.patch_size
@@ -253,47 +249,22 @@ def build_estimator(settings: Settings):
         raise StageFatal(str(exc)) from None
 
 
-def run(settings: Settings, index: int, stop: StopFlag) -> None:
-    from models.detection import set_torch_threads
+class ClassifyHandler:
+    """Patches in batches of `classify.batch_size`, each out as a classified patch."""
 
-    set_torch_threads(model_threads(settings, settings.classify.threads))
-    estimator = build_estimator(settings)
-    fab = Fabric(settings, "classify", stop)
-    inbox = fab.receiver("patches", [f"patches.{i}" for i in range(settings.detect.workers)], bind=False)
-    out = fab.sender("classified", ["classified"], bind=False)
-    fab.mark_ready()
-    batch_size = settings.classify.batch_size
-    try:
-        while not stop.set:
-            first = inbox.recv(200)
-            if first is None:
-                continue
-            batch, passing = [], []
-            msg: wire.Message | None = first
-            while msg is not None:
-                if msg.type == "patch":
-                    batch.append(msg)
-                elif msg.type in ("window_done", "video_end"):
-                    passing.append(msg)  # the index needs them; they travel the same path as the results
-                else:
-                    metrics.MESSAGES_REJECTED.labels("classify", "unexpected_type").inc()
-                if len(batch) >= batch_size:
-                    break
-                msg = inbox.recv(0)
-            started = time.monotonic()
-            try:
-                results = classify_patches(estimator, batch, settings.classify.min_keypoint_confidence)
-            except Exception as exc:  # keep the stage alive; the patches are kept as rejected, with the reason
-                log.exception("a batch of %d patches failed", len(batch))
-                metrics.ERRORS.labels("classify", type(exc).__name__).inc()
-                results = [rejected(p, "classify_error") for p in batch]
-            if batch:
-                metrics.MODEL_CALLS.labels("keypointrcnn").inc()
-            for item in results + passing:
-                out.send(item)
-            if batch:
-                metrics.mark_work_done("classify", started)
-    except Stopping as exc:
-        log.warning("classify-%d: %s", index, exc)
-    finally:
-        fab.close()
+    passes = (WindowDone, VideoEnd)  # the index needs them; they travel the same path as the results
+
+    def __init__(self, estimator, settings: ClassifySettings) -> None:
+        self.estimator, self.min_confidence = estimator, settings.min_keypoint_confidence
+        self.routes = {Patch: Route(self.classify, batch=settings.batch_size, on_error=self.failed)}
+
+    def classify(self, patches: list[Patch], out: Outbox) -> None:
+        results = classify_patches(self.estimator, patches, self.min_confidence)
+        MODEL_CALLS.labels("keypointrcnn").inc()
+        for item in results:
+            out.send(item)
+
+    def failed(self, patches: list[Patch], out: Outbox) -> None:
+        """The patches are kept, as rejected with the reason, so their video still completes."""
+        for patch in patches:
+            out.send(rejected(patch, "classify_error"))

@@ -60,9 +60,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from daemon import metrics, wire
-from daemon.config import DecodeSettings, Settings
-from daemon.fabric import Fabric, Sender, StopFlag, Stopping
+from humanstyle.stages.counters import DECODE_SECONDS, ERRORS, FRAMES_DECODED, FRAMES_GRABBED, WINDOWS_SENT
+from humanstyle.stages.handler import Outbox, Route, Stopping
+from humanstyle.stages.records import Job, VideoEnd, Window
+from humanstyle.stages.settings import DecodeSettings
 
 log = logging.getLogger("humanstyle.decode")
 
@@ -485,36 +486,51 @@ def decode_windows(path: str | os.PathLike[str], anchor_every_s: float = 1.0, bu
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# The decode stage process: jobs in, windows out, then the video's video_end.
+# The decode stage: jobs in, windows out, then the video's video_end.
 
-def window_message(window: DecodedWindow, ids: dict) -> wire.Message:
-    """The wire form of a decoded window; `ids` holds video_id, attempt and domain."""
-    return wire.make("window", arrays={"frames": np.stack(window.frames)}, **ids, window_index=window.window_index,
-                     anchor_index=window.anchor_index, frame_indices=list(window.frame_indices),
-                     timestamps=[round(t, 4) for t in window.timestamps_s])
+def window_record(window: DecodedWindow, video: dict) -> Window:
+    """The record of a decoded window; `video` holds video_id, attempt and domain."""
+    return Window(**video, frames=np.stack(window.frames), window_index=window.window_index,
+                  anchor_index=window.anchor_index, frame_indices=list(window.frame_indices),
+                  timestamps=[round(t, 4) for t in window.timestamps_s])
 
 
-def decode_job(job: wire.Message, settings: DecodeSettings, out: Sender, stop: StopFlag) -> None:
-    """Decode one video into window messages, then send its video_end (unless the stage is stopping: an
-    unfinished video stays 'processing' and is redone on the next start). A file that cannot be decoded ends
-    failed or partial with a reason; it never takes the stage down."""
-    f = job.fields
-    domain = f["domain"]
-    ids = {"video_id": f["video_id"], "attempt": f["attempt"], "domain": domain}
+class DecodeHandler:
+    """Jobs in; each video's windows, then its video_end, out."""
+
+    passes = ()
+
+    def __init__(self, settings: DecodeSettings) -> None:
+        self.settings = settings
+        # Each window is a unit of work (latency, /healthz's "last work"), not each video: a long video must not
+        # look like a stalled decoder.
+        self.routes = {Job: Route(self.decode, units_done_by_handler=True)}
+
+    def decode(self, jobs: list[Job], out: Outbox) -> None:
+        for job in jobs:
+            decode_job(job, self.settings, out)
+
+
+def decode_job(job: Job, settings: DecodeSettings, out: Outbox) -> None:
+    """Decode one video into windows, then send its video_end (unless the stage is stopping: an unfinished video
+    stays 'processing' and is redone on the next start). A file that cannot be decoded ends failed or partial with
+    a reason; it never takes the stage down."""
+    video = {"video_id": job.video_id, "attempt": job.attempt, "domain": job.domain}
+    domain = job.domain
 
     def end(status: str, reason: str, windows: int = 0, frames_read: int = 0, duration_s: float = 0.0) -> None:
-        out.send(wire.make("video_end", **ids, windows=windows, frames_read=frames_read, status=status,
-                           reason=reason, duration_s=round(duration_s, 3)))
+        out.send(VideoEnd(**video, windows=windows, frames_read=frames_read, status=status, reason=reason,
+                          duration_s=round(duration_s, 3)))
 
     try:
-        decoder = decode_windows(f["path"], settings.anchor_every_s, settings.burst_frames, settings.max_side or None,
-                                 f["start_window"])
+        decoder = decode_windows(job.path, settings.anchor_every_s, settings.burst_frames, settings.max_side or None,
+                                 job.start_window)
     except NotAVideo as exc:
-        log.warning("video %d is not decodable: %s", f["video_id"], exc)
+        log.warning("video %d is not decodable: %s", job.video_id, exc)
         return end("failed", exc.reason)
     except Exception:
-        log.exception("video %d: the decoder could not open it", f["video_id"])
-        metrics.ERRORS.labels("decode", "open").inc()
+        log.exception("video %d: the decoder could not open it", job.video_id)
+        ERRORS.labels("decode", "open").inc()
         return end("failed", "decode_error")
     sent = 0
     with decoder:
@@ -522,45 +538,24 @@ def decode_job(job: wire.Message, settings: DecodeSettings, out: Sender, stop: S
         try:
             for window in decoder:
                 started = tick
-                metrics.DECODE_SECONDS.labels(domain).inc(time.monotonic() - tick)
-                out.send(window_message(window, ids))
+                DECODE_SECONDS.labels(domain).inc(time.monotonic() - tick)
+                out.send(window_record(window, video))
                 sent += 1
-                metrics.WINDOWS_SENT.labels(domain).inc()
-                metrics.FRAMES_DECODED.labels(domain).inc(len(window.frames))
-                metrics.mark_work_done("decode", started)
-                if stop.set:
+                WINDOWS_SENT.labels(domain).inc()
+                FRAMES_DECODED.labels(domain).inc(len(window.frames))
+                out.unit_done(started)
+                if out.stopping:
                     return
                 tick = time.monotonic()
         except Stopping:
             raise
         except Exception as exc:  # e.g. the file changed after the probe: keep what was sent, end the video
-            log.exception("video %d: decoding failed after %d windows", f["video_id"], sent)
-            metrics.ERRORS.labels("decode", type(exc).__name__).inc()
+            log.exception("video %d: decoding failed after %d windows", job.video_id, sent)
+            ERRORS.labels("decode", type(exc).__name__).inc()
             return end("partial" if sent else "failed", getattr(exc, "reason", "decode_error"), windows=sent)
     summary = decoder.summary
-    metrics.FRAMES_GRABBED.labels(domain).inc(summary.frames_read)
+    FRAMES_GRABBED.labels(domain).inc(summary.frames_read)
     if summary.status != "done":
-        log.warning("video %d decoded partially (%s): %d windows", f["video_id"], summary.reason, summary.windows)
+        log.warning("video %d decoded partially (%s): %d windows", job.video_id, summary.reason, summary.windows)
     end(summary.status, summary.reason or "", summary.windows, summary.frames_read,
         summary.frames_read / summary.fps_used)
-
-
-def run(settings: Settings, index: int, stop: StopFlag) -> None:
-    cv2.setNumThreads(1)  # the decoders share a small machine with the models
-    fab = Fabric(settings, "decode", stop)
-    jobs = fab.receiver("jobs", ["jobs"], bind=False)
-    out = fab.sender("windows", [f"windows.{index}"], bind=True)
-    fab.mark_ready()
-    try:
-        while not stop.set:
-            job = jobs.recv(200)
-            if job is None:
-                continue
-            if job.type != "job":
-                metrics.MESSAGES_REJECTED.labels("decode", "unexpected_type").inc()
-                continue
-            decode_job(job, settings.decode, out, stop)
-    except Stopping as exc:
-        log.warning("decode-%d: %s", index, exc)
-    finally:
-        fab.close()

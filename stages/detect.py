@@ -20,17 +20,16 @@ from __future__ import annotations
 
 import logging
 import math
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
-from daemon import metrics, wire
-from daemon.config import Settings
-from daemon.fabric import Fabric, StopFlag, Stopping
-from daemon.stage_main import StageFatal, model_threads, seed_random_init
+from humanstyle.stages.counters import BOXES_SKIPPED, FRAMES_DETECTED, MODEL_CALLS, PERSONS_DETECTED
+from humanstyle.stages.handler import Outbox, Route
+from humanstyle.stages.records import Patch, VideoEnd, Window, WindowDone
+from humanstyle.stages.settings import DetectSettings, StageFatal
 
 log = logging.getLogger("humanstyle.detect")
 
@@ -131,20 +130,20 @@ def square_patch(
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# The detect stage process: windows in, person patches out.
+# The detect stage: windows in, person patches out.
 
-def detect_window(detector, window: wire.Message, margin: float, patch_size: int) -> tuple[list[wire.Message], dict]:
+def detect_window(detector, window: Window, margin: float, patch_size: int) -> tuple[list[Patch], WindowDone]:
     """Run the anchor (the window's last frame); only when it has a person, run the burst frames too.
 
-    Returns the patch messages and the window_done fields. Pure apart from the detector call, so the one-shot
-    `extract` command and the benchmark use it as the daemon does."""
-    f = window.fields
-    frames = window.arrays["frames"]
+    Returns the patches and the window's WindowDone. Pure apart from the detector call, so the one-shot `extract`
+    command and the benchmark use it as the daemon does."""
+    frames = window.frames
     anchor_dets = detector.detect([frames[-1]])[0]
     per_frame = {len(frames) - 1: anchor_dets}
     if anchor_dets and len(frames) > 1:
         for i, dets in enumerate(detector.detect(list(frames[:-1]))):
             per_frame[i] = dets
+    video = {"video_id": window.video_id, "attempt": window.attempt, "domain": window.domain}
     patches = []
     for i in sorted(per_frame):
         kind = "anchor" if i == len(frames) - 1 else "burst"
@@ -152,85 +151,67 @@ def detect_window(detector, window: wire.Message, margin: float, patch_size: int
             try:
                 sq = square_patch(frames[i], det.box, margin, patch_size, mask=det.mask)
             except ValueError as exc:
-                metrics.BOXES_SKIPPED.labels("degenerate").inc()
+                BOXES_SKIPPED.labels("degenerate").inc()
                 log.debug("skipping box %s: %s", det.box, exc)
                 continue
-            patches.append(wire.make(
-                "patch", arrays={"image": sq.image, "mask": sq.mask.astype(np.uint8) * 255},
-                video_id=f["video_id"], attempt=f["attempt"], domain=f["domain"], window_index=f["window_index"],
-                frame_index=f["frame_indices"][i], person_index=person, kind=kind, timestamp=f["timestamps"][i],
+            patches.append(Patch(
+                **video, window_index=window.window_index, frame_index=window.frame_indices[i],
+                person_index=person, kind=kind, timestamp=window.timestamps[i],
                 box=[round(v, 2) for v in det.box], square=[round(float(v), 2) for v in sq.square],
-                score=round(det.score, 5)))
-    done = {"video_id": f["video_id"], "attempt": f["attempt"], "domain": f["domain"],
-            "window_index": f["window_index"], "patches": len(patches), "anchor_hit": bool(anchor_dets),
-            "frames": len(per_frame)}
+                score=round(det.score, 5), image=sq.image, mask=sq.mask.astype(np.uint8) * 255))
+    done = WindowDone(**video, window_index=window.window_index, patches=len(patches), anchor_hit=bool(anchor_dets),
+                      frames=len(per_frame))
     return patches, done
 
 
-def failed_window(window: wire.Message) -> dict:
-    """window_done fields for a window that could not be detected: no patches, so the video still completes."""
-    f = window.fields
-    return {"video_id": f["video_id"], "attempt": f["attempt"], "domain": f["domain"],
-            "window_index": f["window_index"], "patches": 0, "anchor_hit": False, "frames": 1}
+def failed_window(window: Window) -> WindowDone:
+    """The WindowDone of a window that could not be detected: no patches, so the video still completes."""
+    return WindowDone(video_id=window.video_id, attempt=window.attempt, domain=window.domain,
+                      window_index=window.window_index, patches=0, anchor_hit=False, frames=1)
 
 
-def build_detector(settings: Settings):
-    from models.detection import PersonDetector
-    from models.weights import WeightsError
+def build_detector(settings: DetectSettings):
+    from humanstyle.models.detection import PersonDetector
+    from humanstyle.models.weights import WeightsError, seed_random_init
 
-    d = settings.detect
     try:
-        seed_random_init(d.weights)
-        return PersonDetector(weights=d.weights, device=d.device, score_threshold=d.score_threshold,
-                              max_persons=d.max_persons, min_box_side=d.min_box_side, min_size=d.min_size,
-                              max_size=d.max_size, batch_size=d.batch_size, allow_download=False,
-                              proposals=d.proposals)
+        seed_random_init(settings.weights)
+        return PersonDetector(weights=settings.weights, device=settings.device,
+                              score_threshold=settings.score_threshold, max_persons=settings.max_persons,
+                              min_box_side=settings.min_box_side, min_size=settings.min_size,
+                              max_size=settings.max_size, batch_size=settings.batch_size, allow_download=False,
+                              proposals=settings.proposals)
     except WeightsError as exc:
         raise StageFatal(str(exc)) from None
 
 
-def run(settings: Settings, index: int, stop: StopFlag) -> None:
-    from models.detection import set_torch_threads
+class DetectHandler:
+    """Windows in; each window's patches, then its WindowDone, out."""
 
-    set_torch_threads(model_threads(settings, settings.detect.threads))
-    detector = build_detector(settings)
-    fab = Fabric(settings, "detect", stop)
-    windows = fab.receiver("windows", [f"windows.{i}" for i in range(settings.decode.workers)], bind=False)
-    out = fab.sender("patches", [f"patches.{index}"], bind=True)
-    fab.mark_ready()
-    try:
-        while not stop.set:
-            msg = windows.recv(200)
-            if msg is None:
-                continue
-            if msg.type == "video_end":
-                out.send(msg)  # the index needs it; it travels the same path as the results
-                continue
-            if msg.type != "window":
-                metrics.MESSAGES_REJECTED.labels("detect", "unexpected_type").inc()
-                continue
-            started = time.monotonic()
-            try:
-                patches, done = detect_window(detector, msg, settings.detect.margin, settings.detect.patch_size)
-            except Exception as exc:  # one bad window must not take the stage (and its queue) down
-                log.exception("window %d of video %d failed", msg["window_index"], msg["video_id"])
-                metrics.ERRORS.labels("detect", type(exc).__name__).inc()
-                patches, done = [], failed_window(msg)
-            record_window_metrics(done, len(patches))
+    passes = (VideoEnd,)  # the index needs it; it travels the same path as the results
+
+    def __init__(self, detector, settings: DetectSettings) -> None:
+        self.detector, self.margin, self.patch_size = detector, settings.margin, settings.patch_size
+        self.routes = {Window: Route(self.detect, on_error=self.failed)}
+
+    def detect(self, windows: list[Window], out: Outbox) -> None:
+        for window in windows:
+            patches, done = detect_window(self.detector, window, self.margin, self.patch_size)
+            record_window_metrics(done)
             for patch in patches:
                 out.send(patch)
-            out.send(wire.make("window_done", **done))
-            metrics.mark_work_done("detect", started)
-    except Stopping as exc:
-        log.warning("detect-%d: %s", index, exc)
-    finally:
-        fab.close()
+            out.send(done)
+
+    def failed(self, windows: list[Window], out: Outbox) -> None:
+        for window in windows:
+            done = failed_window(window)
+            record_window_metrics(done)
+            out.send(done)
 
 
-def record_window_metrics(done: dict, persons: int) -> None:
-    domain = done["domain"]
-    metrics.FRAMES_DETECTED.labels(domain, "anchor").inc()
-    if done["frames"] > 1:
-        metrics.FRAMES_DETECTED.labels(domain, "burst").inc(done["frames"] - 1)
-    metrics.PERSONS_DETECTED.labels(domain).inc(persons)
-    metrics.MODEL_CALLS.labels("maskrcnn").inc(2 if done["frames"] > 1 else 1)
+def record_window_metrics(done: WindowDone) -> None:
+    FRAMES_DETECTED.labels(done.domain, "anchor").inc()
+    if done.frames > 1:
+        FRAMES_DETECTED.labels(done.domain, "burst").inc(done.frames - 1)
+    PERSONS_DETECTED.labels(done.domain).inc(done.patches)
+    MODEL_CALLS.labels("maskrcnn").inc(2 if done.frames > 1 else 1)

@@ -4,6 +4,10 @@ pix2pix ("aligned"): <out>/{train,val,test}/<name>.jpg, each image A|B side by s
 CycleGAN ("unaligned"): <out>/{train,val,test}{A,B}/<name>.jpg; A is the first domain. val rows go to valA/valB
 (the tools read them with --phase val) rather than being folded into test.
 
+Splits are the trainer's (`models.data.split_of` with train.val_fraction and train.test_fraction): an export's
+val set is what the trainer validates on, and its test set what the trainer never trains on. Columns, folders and
+directions use the configured domain names (side A is the first domain).
+
 Output names come from patch ids (or a hash of the source path when no id is given), never from source file
 names. Each image is written to a temp file in its target folder and renamed into place, so a reader never sees a
 partial image. A `manifest.csv` (also atomic) lists every input row with its output file or why it was skipped.
@@ -14,24 +18,15 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal
 
 import cv2
 import numpy as np
 import pandas as pd
 
-from models.files import atomic_write_bytes
+from humanstyle.models.data import split_of
+from humanstyle.models.files import atomic_write_bytes
 
 SPLITS = ("train", "val", "test")
-
-
-def stable_split(key: str, fractions: Sequence[float] = (0.8, 0.1, 0.1)) -> str:
-    """"train" | "val" | "test" from a 64-bit BLAKE2b of key: the same on every run, machine and Python."""
-    if len(fractions) != 3 or min(fractions) < 0 or not np.isclose(sum(fractions), 1.0):
-        raise ValueError(f"fractions must be three non-negative numbers summing to 1, got {fractions}")
-    u = int.from_bytes(hashlib.blake2b(key.encode("utf-8"), digest_size=8).digest(), "big") / 2.0**64
-    edges = np.cumsum(fractions)
-    return SPLITS[min(int(np.searchsorted(edges, u, side="right")), 2)]
 
 
 def _name(row: pd.Series, id_columns: Sequence[str], path_columns: Sequence[str]) -> str:
@@ -75,8 +70,8 @@ def _check(frame: pd.DataFrame, required: Sequence[str], ext: str, size: int) ->
         raise ValueError("size must be >= 8")
 
 
-def _split_of(row: pd.Series, key: str) -> str:
-    split = row["split"] if "split" in row.index and pd.notna(row["split"]) else stable_split(key)
+def _split_of(row: pd.Series, key: str, fractions: tuple[float, float]) -> str:
+    split = row["split"] if "split" in row.index and pd.notna(row["split"]) else split_of(key, *fractions)
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}")
     return str(split)
@@ -86,41 +81,46 @@ def export_pix2pix(
     pairs: pd.DataFrame,
     out_dir: Path,
     *,
-    direction: Literal["movie_to_game", "game_to_movie"] = "movie_to_game",
+    domains: Sequence[str],
+    direction: str | None = None,
+    fractions: tuple[float, float] = (0.1, 0.1),
     size: int = 256,
     ext: str = "jpg",
 ) -> pd.DataFrame:
-    """Write A|B images; A (left) is the source domain of `direction`. Returns the manifest.
+    """Write A|B images; A (left) is the source domain of `direction` ("<a>2<b>", default domains[0] to
+    domains[1]). Returns the manifest.
 
-    Columns: movie_path, game_path, view, similarity; optional movie_id, game_id (names), split, mirrored. Without a
-    split column, the split is stable_split of the movie patch key, so every pair of one movie patch lands in one
-    split (no train/test leakage through the A side). A mirrored pair's game image is flipped horizontally, so both
-    halves show the same pose.
+    Columns, with a, b = domains: <a>_path, <b>_path, view, similarity; optional <a>_id, <b>_id (names), split,
+    mirrored. Without a split column, the split is the trainer's for the <a> patch (`fractions` = val and test
+    fractions), so every pair of one <a> patch lands in one split (no train/test leakage through the A side). A
+    mirrored pair's <b> image is flipped horizontally, so both halves show the same pose.
     """
-    _check(pairs, ("movie_path", "game_path", "view", "similarity"), ext, size)
-    if direction not in ("movie_to_game", "game_to_movie"):
-        raise ValueError(f"unknown direction {direction!r}")
+    a, b = domains
+    directions = (f"{a}2{b}", f"{b}2{a}")
+    direction = direction or directions[0]
+    _check(pairs, (f"{a}_path", f"{b}_path", "view", "similarity"), ext, size)
+    if direction not in directions:
+        raise ValueError(f"unknown direction {direction!r}: expected {' or '.join(directions)}")
     out_dir = Path(out_dir)
     for split in SPLITS:
         (out_dir / split).mkdir(parents=True, exist_ok=True)
+    ids = (f"{a}_id", f"{b}_id")
     rows = []
     for _, row in pairs.iterrows():
-        has_id = "movie_id" in row.index and pd.notna(row["movie_id"])
-        split = _split_of(row, f"movie:{int(row['movie_id'])}" if has_id else f"movie:{row['movie_path']}")
-        name = f"{_name(row, ('movie_id', 'game_id'), ('movie_path', 'game_path'))}.{ext}"
+        has_id = ids[0] in row.index and pd.notna(row[ids[0]])
+        split = _split_of(row, f"{a}:{int(row[ids[0]])}" if has_id else f"{a}:{row[f'{a}_path']}", fractions)
+        name = f"{_name(row, ids, (f'{a}_path', f'{b}_path'))}.{ext}"
         mirrored = bool(row["mirrored"]) if "mirrored" in row.index and pd.notna(row["mirrored"]) else False
-        movie, game = _load_square(row["movie_path"], size), _load_square(row["game_path"], size, flip=mirrored)
+        image_a, image_b = _load_square(row[f"{a}_path"], size), _load_square(row[f"{b}_path"], size, flip=mirrored)
         status, file = "written", f"{split}/{name}"
-        if movie is None or game is None:
+        if image_a is None or image_b is None:
             status, file = "unreadable", ""
         else:
-            a, b = (movie, game) if direction == "movie_to_game" else (game, movie)
-            _write_image(out_dir / split / name, np.hstack([a, b]))
+            left, right = (image_a, image_b) if direction == directions[0] else (image_b, image_a)
+            _write_image(out_dir / split / name, np.hstack([left, right]))
         rows.append({"file": file, "split": split, "view": row["view"], "similarity": row["similarity"],
-                     "movie_id": row.get("movie_id"), "game_id": row.get("game_id"), "mirrored": int(mirrored),
-                     "status": status})
-    manifest = pd.DataFrame(rows, columns=["file", "split", "view", "similarity", "movie_id", "game_id", "mirrored",
-                                           "status"])
+                     ids[0]: row.get(ids[0]), ids[1]: row.get(ids[1]), "mirrored": int(mirrored), "status": status})
+    manifest = pd.DataFrame(rows, columns=["file", "split", "view", "similarity", *ids, "mirrored", "status"])
     atomic_write_bytes(out_dir / "manifest.csv", manifest.to_csv(index=False).encode(), durable=False)
     return manifest
 
@@ -129,7 +129,8 @@ def export_cyclegan(
     patches: pd.DataFrame,
     out_dir: Path,
     *,
-    domains: Sequence[str] = ("movie", "game"),
+    domains: Sequence[str],
+    fractions: tuple[float, float] = (0.1, 0.1),
     size: int = 256,
     ext: str = "jpg",
 ) -> pd.DataFrame:
@@ -149,7 +150,8 @@ def export_cyclegan(
     rows = []
     for _, row in patches.iterrows():
         has_id = "id" in row.index and pd.notna(row["id"])
-        split = _split_of(row, f"{row['domain']}:{int(row['id'])}" if has_id else f"{row['domain']}:{row['path']}")
+        key = f"{row['domain']}:{int(row['id'])}" if has_id else f"{row['domain']}:{row['path']}"
+        split = _split_of(row, key, fractions)
         folder = f"{split}{letter[row['domain']]}"
         name = f"{_name(row, ('id',), ('path',))}.{ext}"
         image = _load_square(row["path"], size)

@@ -1,7 +1,7 @@
 """One-shot mode: the daemon's stages over a single video, in this process, with a progress bar.
 
-It calls the same functions the stage processes call (decode_windows, detect_window, classify_patches, the index
-stage's ResultWriter), so its patches, catalog rows and pairs are the ones the daemon would produce.
+It calls the same handlers the stage processes run (the detector's and the classifier's, with a list for an outbox,
+and the index stage's ResultWriter), so its patches, catalog rows and pairs are the ones the daemon would produce.
 """
 
 from __future__ import annotations
@@ -10,14 +10,14 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from daemon.catalog import Catalog
-from daemon.config import ConfigError, Settings
-from daemon.paths import catalog_path
-from stages.classify import build_estimator, classify_patches
-from stages.decode import NotAVideo, decode_windows, window_message
-from stages.detect import build_detector, detect_window
-from stages.results import ResultWriter
-from stages.watch import fingerprint
+from humanstyle.stages.catalog import Catalog
+from humanstyle.stages.classify import ClassifyHandler, build_estimator
+from humanstyle.stages.decode import NotAVideo, decode_windows, window_record
+from humanstyle.stages.detect import DetectHandler, build_detector
+from humanstyle.stages.handler import ListOutbox
+from humanstyle.stages.results import ResultWriter
+from humanstyle.stages.settings import ConfigError, PipelineSettings
+from humanstyle.stages.watch import fingerprint
 
 
 @dataclass
@@ -42,8 +42,8 @@ class ExtractSummary:
         return "\n".join(lines)
 
 
-def extract_video(settings: Settings, path: Path, domain: str, progress: bool = False) -> ExtractSummary:
-    catalog = Catalog(catalog_path(settings))
+def extract_video(settings: PipelineSettings, path: Path, domain: str, progress: bool = False) -> ExtractSummary:
+    catalog = Catalog(settings.paths.catalog)
     try:
         writer = ResultWriter(settings, catalog)
     except RuntimeError as exc:  # the pairing index is locked by its single writer
@@ -55,7 +55,7 @@ def extract_video(settings: Settings, path: Path, domain: str, progress: bool = 
         catalog.close()
 
 
-def _extract(settings: Settings, catalog: Catalog, writer: ResultWriter, path: Path, domain: str,
+def _extract(settings: PipelineSettings, catalog: Catalog, writer: ResultWriter, path: Path, domain: str,
              progress: bool) -> ExtractSummary:
     stat = path.stat()
     video, created = catalog.add_video(fingerprint(path), str(path.resolve()), domain, stat.st_size, stat.st_mtime)
@@ -71,19 +71,24 @@ def _extract(settings: Settings, catalog: Catalog, writer: ResultWriter, path: P
         catalog.set_video_status(video.id, "failed", exc.reason)
         summary.status, summary.reason = "failed", exc.reason
         return summary
-    detector, estimator = build_detector(settings), build_estimator(settings)
+    detect = DetectHandler(build_detector(settings.detect), settings.detect)
+    classify = ClassifyHandler(build_estimator(settings), settings.classify)
+    out = ListOutbox()
+    ids = {"video_id": video.id, "attempt": video.attempt + 1, "domain": domain}
     bar = _progress_bar(decoder, progress)
     with decoder:
         for window in decoder:
-            msg = window_message(window, {"video_id": video.id, "attempt": 1, "domain": domain})
-            patches, done = detect_window(detector, msg, settings.detect.margin, settings.detect.patch_size)
+            detect.detect([window_record(window, ids)], out)
+            *patches, done = out.take()
             summary.frames["anchor"] += 1
-            summary.frames["burst"] += done["frames"] - 1
-            for item in classify_patches(estimator, patches, settings.classify.min_keypoint_confidence):
+            summary.frames["burst"] += done.frames - 1
+            if patches:
+                classify.classify(patches, out)
+            for item in out.take():
                 writer.write_patch(item)
-                summary.views[item["view"]] += 1
-                if item["reason"]:
-                    summary.rejections[item["reason"]] += 1
+                summary.views[item.view] += 1
+                if item.reason:
+                    summary.rejections[item.reason] += 1
             summary.pairs += writer.flush_pairs()
             summary.windows += 1
             bar.update(1)

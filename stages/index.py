@@ -18,15 +18,29 @@ import sqlite3
 import time
 from dataclasses import dataclass, field
 
-import zmq
-
-from daemon import metrics, wire
-from daemon.catalog import UNFINISHED, Catalog, Video
-from daemon.config import Settings
-from daemon.fabric import Fabric, Receiver, Sender, StopFlag
-from daemon.paths import catalog_path
-from stages.pair import VIEWS as PAIRED_VIEWS
-from stages.results import REJECTED, ResultWriter
+from humanstyle.stages.catalog import UNFINISHED, Catalog, Video
+from humanstyle.stages.counters import (
+    ERRORS,
+    FILES_REJECTED,
+    MESSAGES_REJECTED,
+    VIDEO_SECONDS,
+    VIDEOS,
+    VIDEOS_UNFINISHED,
+)
+from humanstyle.stages.handler import Outbox, Route
+from humanstyle.stages.records import (
+    Classified,
+    Discovered,
+    Job,
+    PairsAppended,
+    Record,
+    StageRestarted,
+    VideoEnd,
+    WindowDone,
+)
+from humanstyle.stages.results import ResultWriter
+from humanstyle.stages.settings import PipelineSettings
+from humanstyle.stages.vocabulary import LABELS
 
 log = logging.getLogger("humanstyle.index")
 MAX_ATTEMPTS = 3
@@ -34,7 +48,6 @@ MAX_ATTEMPTS = 3
 # disk is full", "attempt to write a readonly database", "disk I/O error", "database is locked").
 WRITE_ERRORS = (OSError, sqlite3.OperationalError)
 WRITE_RETRY_MAX_S = 10.0
-KNOWN_VIEWS = (*PAIRED_VIEWS, REJECTED)
 
 
 @dataclass
@@ -44,7 +57,7 @@ class VideoProgress:
     video: Video
     attempt: int
     last_activity: float = field(default_factory=time.monotonic)
-    end: dict | None = None  # the decoder's video_end fields
+    end: VideoEnd | None = None  # the decoder's video_end
     expected: dict[int, int] = field(default_factory=dict)  # window index -> patches announced
     seen: dict[int, set] = field(default_factory=dict)  # window index -> {(frame, person)}
 
@@ -56,70 +69,56 @@ class VideoProgress:
         self.seen.setdefault(window_index, set()).add((frame_index, person_index))
         self.last_activity = time.monotonic()
 
-    def on_end(self, fields: dict) -> None:
-        self.end = fields
+    def on_end(self, end: VideoEnd) -> None:
+        self.end = end
         self.last_activity = time.monotonic()
 
     @property
     def complete(self) -> bool:
         # Counted, not ranged: a window the decoder had to drop leaves a gap in the indices.
-        if self.end is None or len(self.expected) < self.end["windows"]:
+        if self.end is None or len(self.expected) < self.end.windows:
             return False
         return all(len(self.seen.get(w, ())) >= n for w, n in self.expected.items())
 
 
-class IndexStage:
-    def __init__(self, settings: Settings, fab: Fabric) -> None:
+class IndexHandler:
+    """Discovered files, classified patches, window and video ends and restart notices in; jobs and pair events out.
+    Each tick hands queued videos to the decoders, redoes stalled ones and refreshes the backlog gauge."""
+
+    passes = ()
+
+    def __init__(self, settings: PipelineSettings) -> None:
         self.settings = settings
-        self.fab = fab
-        self.catalog = Catalog(catalog_path(settings))
+        self.catalog = Catalog(settings.paths.catalog)
         self.results = ResultWriter(settings, self.catalog)
         self.in_flight: dict[int, VideoProgress] = {}
-        self.stop: StopFlag | None = None
+        self.out: Outbox | None = None
         self._backlog_at = 0.0
-        self.discovered: Receiver = fab.receiver("discovered", ["discovered"], bind=True)
-        self.classified: Receiver = fab.receiver("classified", ["classified"], bind=True)
-        self.control: Receiver = fab.receiver("control", ["control"], bind=True)
-        self.jobs: Sender = fab.sender("jobs", ["jobs"], bind=True)
-        self.events: Sender = fab.publisher("events")
-        self.poller = zmq.Poller()
-        for r in (self.discovered, self.classified, self.control):
-            self.poller.register(r.sock, zmq.POLLIN)
-        self.handlers = {self.discovered.sock: (self.discovered, self.on_discovered),
-                         self.classified.sock: (self.classified, self.on_result),
-                         self.control.sock: (self.control, self.on_control)}
+        self.routes = {Discovered: Route(self.each(self.on_discovered)),
+                       Classified: Route(self.each(self.on_result)), WindowDone: Route(self.each(self.on_result)),
+                       VideoEnd: Route(self.each(self.on_result)),
+                       StageRestarted: Route(self.each(self.on_control))}
 
-    # --- the loop ----------------------------------------------------------------------------------------------
-    def run(self, stop: StopFlag) -> None:
-        self.stop = stop
+    def each(self, handler):
+        def handle(records: list, out: Outbox) -> None:
+            for record in records:
+                self.guarded(handler, record)
+        return handle
+
+    def start(self, out: Outbox) -> None:
         # Videos left 'processing' by a previous run are redone first by dispatch() (writes are idempotent).
+        self.out = out
         self.guarded(lambda: self.results.recover())
-        self.fab.mark_ready()
-        quiet_since = None
-        while True:
-            handled = self.step(timeout_ms=200)
-            if stop.set:
-                # Drain: keep taking results while upstream stages finish their last units, then leave.
-                quiet_since = quiet_since if handled == 0 and quiet_since else time.monotonic()
-                if handled == 0 and time.monotonic() - quiet_since > 1.0:
-                    break
-                continue
-            self.guarded(self.dispatch)
-            self.guarded(self.check_stalls)
-            self.publish_backlog()
 
-    def step(self, timeout_ms: int) -> int:
-        handled = 0
-        for sock, _ in self.poller.poll(timeout_ms):
-            receiver, handler = self.handlers[sock]
-            while (msg := receiver.recv(timeout_ms=0)) is not None:
-                started = time.monotonic()
-                self.guarded(handler, msg)
-                metrics.mark_work_done("index", started)
-                handled += 1
-                if handled % 64 == 0:
-                    break
-        return handled
+    def tick(self, out: Outbox) -> int:
+        self.guarded(self.dispatch)
+        self.guarded(self.check_stalls)
+        self.publish_backlog()
+        return 0
+
+    def close(self) -> None:
+        self.results.pairing.close()
+        self.catalog.close()
 
     def guarded(self, work, *args) -> bool:
         """Run one unit of work. When the data folder refuses a write (full, read-only, gone), keep the unit and
@@ -141,11 +140,11 @@ class IndexStage:
                 if self.catalog.db.in_transaction:
                     with contextlib.suppress(sqlite3.Error):
                         self.catalog.db.execute("ROLLBACK")
-                metrics.ERRORS.labels("index", "write_failed").inc()
+                ERRORS.labels("index", "write_failed").inc()
                 log.error("index: cannot write to %s (%s); retrying in %.1f s", self.settings.paths.data_dir, exc,
                           delay)
                 failed = True
-                if self.stop is not None and self.stop.event.wait(delay):
+                if self.out is not None and self.out.pause(delay):
                     return False
                 delay = min(2 * delay, WRITE_RETRY_MAX_S)
                 continue
@@ -156,33 +155,29 @@ class IndexStage:
             return True
 
     # --- videos ------------------------------------------------------------------------------------------------
-    def reject(self, reason: str, msg: wire.Message) -> None:
-        """A well-formed message that cannot be used here: counted and logged, never fatal."""
-        metrics.MESSAGES_REJECTED.labels("index", reason).inc()
-        log.warning("index: rejected a %s message: %s", msg.type, reason)
+    def reject(self, reason: str, record: Record) -> None:
+        """A well-formed record that cannot be used here: counted and logged, never fatal."""
+        MESSAGES_REJECTED.labels("index", reason).inc()
+        log.warning("index: rejected a %s record: %s", record.TYPE, reason)
 
-    def on_discovered(self, msg: wire.Message) -> None:
-        if msg.type != "discovered":
-            self.reject("unexpected_type", msg)
+    def on_discovered(self, found: Discovered) -> None:
+        if found.domain not in self.settings.domains:
+            log.warning("ignoring a file of unknown domain %r", found.domain)
             return
-        f = msg.fields
-        if f["domain"] not in self.settings.domains:
-            log.warning("ignoring a file of unknown domain %r", f["domain"])
-            return
-        status = "failed" if f["rejected"] else "queued"
-        video, created = self.catalog.add_video(f["fingerprint"], f["path"], f["domain"], f["size"], f["mtime"],
-                                                status=status, reason=f["rejected"])
+        status = "failed" if found.rejected else "queued"
+        video, created = self.catalog.add_video(found.fingerprint, found.path, found.domain, found.size,
+                                                found.mtime, status=status, reason=found.rejected)
         if not created:
-            if video.path != f["path"]:
-                log.info("%s is a copy of video %d (%s): not processed again", f["path"], video.id, video.path)
-                metrics.VIDEOS.labels(video.domain, "duplicate").inc()
+            if video.path != found.path:
+                log.info("%s is a copy of video %d (%s): not processed again", found.path, video.id, video.path)
+                VIDEOS.labels(video.domain, "duplicate").inc()
             return
-        metrics.VIDEOS.labels(video.domain, status).inc()
-        if f["rejected"]:
-            metrics.FILES_REJECTED.labels(f["rejected"]).inc()
-            log.warning("video %d (%s) failed: %s", video.id, f["path"], f["rejected"])
+        VIDEOS.labels(video.domain, status).inc()
+        if found.rejected:
+            FILES_REJECTED.labels(found.rejected).inc()
+            log.warning("video %d (%s) failed: %s", video.id, found.path, found.rejected)
         else:
-            log.info("queued video %d: %s", video.id, f["path"])
+            log.info("queued video %d: %s", video.id, found.path)
 
     def publish_backlog(self, every_s: float = 5.0) -> None:
         """Videos waiting or in progress, per domain, as a gauge (counters cannot show a backlog)."""
@@ -193,24 +188,23 @@ class IndexStage:
         counts = {(d, s): n for d, s, n in self.catalog.counts()["videos"]}
         for domain in self.settings.domains:
             for status in UNFINISHED:
-                metrics.VIDEOS_UNFINISHED.labels(domain, status).set(counts.get((domain, status), 0))
+                VIDEOS_UNFINISHED.labels(domain, status).set(counts.get((domain, status), 0))
 
     def dispatch(self) -> None:
         """Hand queued videos to the decoders while fewer than watch.max_in_flight are being processed."""
         free = self.settings.watch.max_in_flight - len(self.in_flight)
-        if free <= 0:
+        if free <= 0 or self.out is None:
             return
         redo = [v for v in self.catalog.videos_with_status("processing") if v.id not in self.in_flight]
         queued = self.catalog.videos_with_status("queued", limit=free)
         for video in (redo + queued)[:free]:
             attempt = video.attempt + 1
-            job = wire.make("job", video_id=video.id, attempt=attempt, path=video.path, domain=video.domain,
-                            start_window=0)
-            if not self.jobs.try_send(job):
+            job = Job(video_id=video.id, attempt=attempt, path=video.path, domain=video.domain, start_window=0)
+            if not self.out.try_send(job):
                 return  # no decoder is ready: try again on the next turn
             self.catalog.set_video_status(video.id, "processing", attempt=attempt)
             if video.status == "queued":
-                metrics.VIDEOS.labels(video.domain, "processing").inc()
+                VIDEOS.labels(video.domain, "processing").inc()
             self.in_flight[video.id] = VideoProgress(video, attempt)
             log.info("video %d: decoding (attempt %d)", video.id, attempt)
 
@@ -232,62 +226,46 @@ class IndexStage:
             if now - progress.last_activity > timeout:
                 self.redo(vid, f"no progress for {timeout:.0f} s")
 
-    def on_control(self, msg: wire.Message) -> None:
-        if msg.type != "stage_restarted":
-            self.reject("unexpected_type", msg)
-            return
+    def on_control(self, notice: StageRestarted) -> None:
         for vid in list(self.in_flight):
-            self.redo(vid, f"a {msg['stage']} process was restarted")
+            self.redo(vid, f"a {notice.stage} process was restarted")
 
     # --- results -----------------------------------------------------------------------------------------------
-    def on_result(self, msg: wire.Message) -> None:
-        f = msg.fields
-        progress = self.in_flight.get(f["video_id"])
-        if msg.type == "classified":
+    def on_result(self, record: Classified | WindowDone | VideoEnd) -> None:
+        progress = self.in_flight.get(record.video_id)
+        if isinstance(record, Classified):
             # Names of patch files come from the domain and the view: only known ones, and only for known videos.
-            if f["domain"] not in self.settings.domains or f["view"] not in KNOWN_VIEWS:
-                self.reject("bad_field", msg)
+            if record.domain not in self.settings.domains or record.view not in LABELS:
+                self.reject("bad_field", record)
                 return
-            if progress is None and self.catalog.video(f["video_id"]) is None:
-                self.reject("unknown_video", msg)
+            if progress is None and self.catalog.video(record.video_id) is None:
+                self.reject("unknown_video", record)
                 return
-            self.results.write_patch(msg)
+            self.results.write_patch(record)
             if progress:
-                progress.on_patch(f["window_index"], f["frame_index"], f["person_index"])
-        elif msg.type == "window_done":
+                progress.on_patch(record.window_index, record.frame_index, record.person_index)
+        elif isinstance(record, WindowDone):
             if progress:
-                progress.on_window_done(f["window_index"], f["patches"])
-        elif msg.type == "video_end":
-            if progress:
-                progress.on_end(f)
-        else:
-            self.reject("unexpected_type", msg)
-            return
+                progress.on_window_done(record.window_index, record.patches)
+        elif progress:
+            progress.on_end(record)
         new_pairs = self.results.flush_pairs()
-        if new_pairs:
-            self.events.send(wire.make("pairs_appended", count=new_pairs, total=self.catalog.pair_count()))
+        if new_pairs and self.out is not None:
+            self.out.send(PairsAppended(count=new_pairs, total=self.catalog.pair_count()))
         if progress and progress.complete:
-            end = progress.end or {}
-            self.finish(progress, end.get("status", "done"), end.get("reason", ""))
+            end = progress.end
+            self.finish(progress, end.status if end else "done", end.reason if end else "")
 
     def finish(self, progress: VideoProgress, status: str, reason: str) -> None:
-        end = progress.end or {}
+        end = progress.end
         video = progress.video
-        self.catalog.set_video_status(video.id, status, reason, windows=end.get("windows"),
-                                      frames_read=end.get("frames_read"))
+        self.catalog.set_video_status(video.id, status, reason, windows=end.windows if end else None,
+                                      frames_read=end.frames_read if end else None)
         self.in_flight.pop(video.id, None)
-        metrics.VIDEOS.labels(video.domain, status).inc()
+        VIDEOS.labels(video.domain, status).inc()
         if status == "failed" and reason:
-            metrics.FILES_REJECTED.labels(reason).inc()
-        if end.get("duration_s"):
-            metrics.VIDEO_SECONDS.labels(video.domain).inc(end["duration_s"])
+            FILES_REJECTED.labels(reason).inc()
+        if end and end.duration_s:
+            VIDEO_SECONDS.labels(video.domain).inc(end.duration_s)
         log.info("video %d %s%s: %d windows", video.id, status, f" ({reason})" if reason else "",
-                 end.get("windows", 0))
-
-
-def run(settings: Settings, index: int, stop: StopFlag) -> None:
-    fab = Fabric(settings, "index", stop)
-    try:
-        IndexStage(settings, fab).run(stop)
-    finally:
-        fab.close()
+                 end.windows if end else 0)

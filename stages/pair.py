@@ -1,4 +1,4 @@
-"""Pose pairing: the movie<->game pairing rule over a persistent per-(domain, view) pose index.
+"""Pose pairing: the side A <-> side B pairing rule over a persistent per-(domain, view) pose index.
 
 Pure logic with plain arguments: no sockets, no SQLite, no config. The indexer process owns the catalog and
 calls `PairingIndex.propose_batch` / `commit_batch` (or `add` / `add_batch`) from its single writer loop.
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from stages.pose import (
+from humanstyle.stages.pose import (
     DEFAULT_MIN_CONFIDENCE,
     NUM_KEYPOINTS,
     pose_match,
@@ -26,31 +26,26 @@ from stages.pose import (
     prepare,
     score_prepared,
 )
-from stages.pose_store import IndexFormatError, PoseIndex, first_occurrences
+from humanstyle.stages.pose_store import IndexFormatError, PoseIndex, first_occurrences
+from humanstyle.stages.vocabulary import VIEWS
 
-__all__ = ["DOMAINS", "VIEWS", "IndexFormatError", "Pair", "PairingIndex", "brute_force_pairs", "pose_match",
-           "pose_similarity"]
+# `pose_similarity` (and `pose_match`, which also says whether the mirrored pose won) are the pairing module's entry
+# points for other code: the exact score the index pairs by.
+__all__ = ["IndexFormatError", "Pair", "PairingIndex", "pose_match", "pose_similarity"]
 
-DOMAINS: tuple[str, str] = ("movie", "game")
-VIEWS: tuple[str, ...] = (
-    "FULL-BODY-FRONT",
-    "HEAD-AND-SHOULDER-FRONT",
-    "FULL-BODY-BACK",
-    "HEAD-AND-SHOULDER-BACK",
-)
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
 @dataclass(frozen=True, slots=True)
 class Pair:
-    """A pose match; movie_id is always the first domain's patch id, game_id the second's.
+    """A pose match; a_id is always the first configured domain's patch id (side A), b_id the second's.
 
     mirrored: the two patches show the same pose once one of them is flipped horizontally (the second domain's
     image is the one flipped downstream: training pairs and pix2pix exports).
     """
 
-    movie_id: int
-    game_id: int
+    a_id: int
+    b_id: int
     view: str
     similarity: float
     mirrored: bool = False
@@ -68,7 +63,7 @@ class PairingIndex:
     patch id already present in any index is a no-op, also under another view. A pose that cannot pair (fewer
     than MIN_SHARED usable keypoints) is stored but never paired.
 
-    Crash-safe use from the indexer: pairs = propose_batch(...); write pairs (unique on movie_id, game_id);
+    Crash-safe use from the indexer: pairs = propose_batch(...); write pairs (unique on a_id, b_id);
     commit_batch(...). A crash in between replays to the same proposals; `add_batch` does both steps at once.
     An index directory of an older on-disk format raises IndexFormatError (see `reset`).
     """
@@ -76,12 +71,12 @@ class PairingIndex:
     def __init__(
         self,
         root: Path,
-        domains: Sequence[str] = DOMAINS,
+        domains: Sequence[str],
         views: Sequence[str] = VIEWS,
         *,
         min_confidence: float = DEFAULT_MIN_CONFIDENCE,
         min_similarity: float = 0.99,
-        top_k: int = 1,
+        top_k: int = 3,
         mutual_best: bool = False,
         chunk_rows: int = 65536,
         durable: bool = True,
@@ -106,7 +101,7 @@ class PairingIndex:
             raise
 
     @staticmethod
-    def reset(root: Path, domains: Sequence[str] = DOMAINS, views: Sequence[str] = VIEWS) -> None:
+    def reset(root: Path, domains: Sequence[str], views: Sequence[str] = VIEWS) -> None:
         """Delete the index files under root (all formats), e.g. to rebuild an old-format index."""
         for d in domains:
             for v in views:
@@ -198,35 +193,3 @@ class PairingIndex:
             if s > best_sim[j] or (s == best_sim[j] and cand_id < best_id[j]):
                 best_sim[j], best_id[j] = s, cand_id
         return best_id == ids[rows]
-
-
-def brute_force_pairs(
-    events: Iterable[tuple[int, str, str, np.ndarray]],
-    *,
-    domains: Sequence[str] = DOMAINS,
-    min_confidence: float = DEFAULT_MIN_CONFIDENCE,
-    min_similarity: float = 0.99,
-    top_k: int = 1,
-    mutual_best: bool = False,
-) -> list[Pair]:
-    """Naive reference of PairingIndex over (patch_id, domain, view, keypoints) events: `pose_match` per pair."""
-    seen: set[int] = set()
-    stored: dict[tuple[str, str], list[tuple[int, np.ndarray]]] = {}
-    pairs: list[Pair] = []
-    for patch_id, domain, view, keypoints in events:
-        if patch_id in seen:
-            continue
-        seen.add(patch_id)
-        other = domains[1 - list(domains).index(domain)]
-        own_list = stored.setdefault((domain, view), [])
-        own_list.append((patch_id, keypoints))
-        scored = [(*pose_match(keypoints, kp, min_confidence), oid, kp) for oid, kp in stored.get((other, view), [])]
-        cands = sorted((c for c in scored if c[0] >= min_similarity), key=lambda c: (-c[0], c[2]))
-        for sim, mirrored, oid, kp in cands[: 1 if mutual_best else top_k]:
-            if mutual_best:
-                back = min((-pose_match(kp, own, min_confidence)[0], pid) for pid, own in own_list)
-                if back[1] != patch_id:
-                    continue
-            first = domain == domains[0]
-            pairs.append(Pair(patch_id if first else oid, oid if first else patch_id, view, sim, mirrored))
-    return pairs

@@ -24,10 +24,11 @@ from __future__ import annotations
 
 import numpy as np
 
-NUM_KEYPOINTS = 17
-DEFAULT_MIN_CONFIDENCE = 0.3
-# COCO order: nose, eyes, ears, shoulders, elbows, wrists, hips, knees, ankles; each left index with its right.
-MIRROR = np.array([0, 2, 1, 4, 3, 6, 5, 8, 7, 10, 9, 12, 11, 14, 13, 16, 15])
+from humanstyle.stages.vocabulary import MIRROR as MIRROR_INDEX
+from humanstyle.stages.vocabulary import NUM_KEYPOINTS, VISIBLE_CONFIDENCE
+
+DEFAULT_MIN_CONFIDENCE = VISIBLE_CONFIDENCE
+MIRROR = np.array(MIRROR_INDEX)  # each keypoint's left/right counterpart
 MIN_SHARED = 5
 MIN_COVERAGE = 0.6
 # A shared set whose re-centred spread is below this share of a pose's own spread is degenerate (its points

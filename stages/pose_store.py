@@ -38,9 +38,9 @@ from pathlib import Path
 
 import numpy as np
 
-from models.files import atomic_write_bytes, fsync_dir
-from stages.blas_threads import single_blas_thread
-from stages.pose import (
+from humanstyle.models.files import atomic_write_bytes, fsync_dir
+from humanstyle.stages.blas_threads import single_blas_thread
+from humanstyle.stages.pose import (
     MIN_SHARED_SPREAD,
     NUM_KEYPOINTS,
     coverage_ok,

@@ -20,15 +20,15 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from daemon import metrics, wire
-from daemon.catalog import Catalog
-from daemon.config import Settings
-from models.files import atomic_write_bytes
-from stages.pair import VIEWS as PAIRED_VIEWS
-from stages.pair import IndexFormatError, PairingIndex
+from humanstyle.models.files import atomic_write_bytes
+from humanstyle.stages.catalog import Catalog
+from humanstyle.stages.counters import INDEX_SIZE, PAIRS, PATCHES, REJECTIONS
+from humanstyle.stages.pair import IndexFormatError, PairingIndex
+from humanstyle.stages.records import Classified
+from humanstyle.stages.settings import PipelineSettings
+from humanstyle.stages.vocabulary import REJECTED, VIEWS
 
 log = logging.getLogger("humanstyle.index")
-REJECTED = "REJECTED"
 
 
 def patch_name(video_id: int, frame_index: int, person_index: int) -> str:
@@ -44,7 +44,7 @@ def encode_png(image: np.ndarray) -> bytes:
 
 
 class ResultWriter:
-    def __init__(self, settings: Settings, catalog: Catalog) -> None:
+    def __init__(self, settings: PipelineSettings, catalog: Catalog) -> None:
         self.settings = settings
         self.catalog = catalog
         self.data_dir = settings.paths.data_dir
@@ -55,14 +55,14 @@ class ResultWriter:
             self.pairing = self._open_index()
         except IndexFormatError as exc:
             log.warning("pose index: %s; rebuilding it from the catalog", exc)
-            PairingIndex.reset(self.data_dir / "index", self.domains, PAIRED_VIEWS)
+            PairingIndex.reset(self.data_dir / "index", self.domains, VIEWS)
             self.pairing = self._open_index()
             self._rebuild = True
         self._new_pairs = 0
 
     def _open_index(self) -> PairingIndex:
         return PairingIndex(
-            self.data_dir / "index", self.domains, PAIRED_VIEWS,
+            self.data_dir / "index", self.domains, VIEWS,
             min_confidence=self.settings.classify.min_keypoint_confidence,
             min_similarity=self.settings.pair.min_similarity, top_k=self.settings.pair.top_k,
             mutual_best=self.settings.pair.mutual_best)
@@ -82,8 +82,8 @@ class ResultWriter:
         self._rewrite_csv()
         self._new_pairs = 0
         for domain in self.domains:
-            for view in PAIRED_VIEWS:
-                metrics.INDEX_SIZE.labels(domain, view).set(len(self.pairing.index(domain, view)))
+            for view in VIEWS:
+                INDEX_SIZE.labels(domain, view).set(len(self.pairing.index(domain, view)))
 
     def _rebuild_index(self, batch: int = 4096) -> None:
         """Re-add every indexed patch of the catalog to a fresh pose index, in id order, proposing nothing."""
@@ -98,7 +98,7 @@ class ResultWriter:
         total = 0
         for row in self.catalog.indexed_keypoints():
             key = (row["domain"], row["view"])
-            if row["keypoints"] is None or row["view"] not in PAIRED_VIEWS or row["domain"] not in self.domains:
+            if row["keypoints"] is None or row["view"] not in VIEWS or row["domain"] not in self.domains:
                 continue
             pending.setdefault(key, []).append(row)
             total += 1
@@ -109,20 +109,20 @@ class ResultWriter:
         self._rebuild = False
         log.info("pose index: rebuilt with %d patches", total)
 
-    def write_patch(self, msg: wire.Message) -> int:
+    def write_patch(self, patch: Classified) -> int:
         """Store one classified patch (idempotent); returns its id."""
-        f = msg.fields
-        existing = self.catalog.patch_id(f["video_id"], f["frame_index"], f["person_index"])
+        f = patch.fields()
+        existing = self.catalog.patch_id(patch.video_id, patch.frame_index, patch.person_index)
         if existing is None:
-            rel = self._write_files(f, msg.arrays["image"], msg.arrays["mask"])
-            patch_id, indexed = self.catalog.add_patch(f, msg.arrays["keypoints"], rel)
-            metrics.PATCHES.labels(f["domain"], f["view"]).inc()
-            if f["view"] == REJECTED:
-                metrics.REJECTIONS.labels(f["domain"], f["reason"]).inc()
+            rel = self._write_files(f, patch.image, patch.mask)
+            patch_id, indexed = self.catalog.add_patch(f, patch.keypoints, rel)
+            PATCHES.labels(patch.domain, patch.view).inc()
+            if patch.view == REJECTED:
+                REJECTIONS.labels(patch.domain, patch.reason).inc()
         else:
             patch_id, indexed = existing, True  # recover() already replayed unindexed rows at start
-        if f["view"] in PAIRED_VIEWS and not indexed:
-            self._index(patch_id, f["domain"], f["view"], msg.arrays["keypoints"])
+        if patch.view in VIEWS and not indexed:
+            self._index(patch_id, patch.domain, patch.view, patch.keypoints)
         return patch_id
 
     def flush_pairs(self) -> int:
@@ -145,14 +145,14 @@ class ResultWriter:
         added = []
         with self.catalog.transaction():
             for p in pairs:
-                if self.catalog.add_pair(p.movie_id, p.game_id, p.view, p.similarity, p.mirrored):
+                if self.catalog.add_pair(p.a_id, p.b_id, p.view, p.similarity, p.mirrored):
                     added.append(p)
         self.pairing.commit_batch([patch_id], domain, view, kp)
         self.catalog.mark_indexed(patch_id)
-        metrics.INDEX_SIZE.labels(domain, view).set(len(self.pairing.index(domain, view)))
+        INDEX_SIZE.labels(domain, view).set(len(self.pairing.index(domain, view)))
         if added:
             for p in added:
-                metrics.PAIRS.labels(p.view).inc()
+                PAIRS.labels(p.view).inc()
             self._append_csv([r for r in self.catalog.pairs_since(len(added))])
             self._new_pairs += len(added)
 

@@ -25,18 +25,18 @@ from pathlib import Path
 
 import torch
 
-from daemon import metrics
-from daemon.catalog import Catalog
-from daemon.config import Settings
-from daemon.fabric import Fabric, StopFlag
-from daemon.paths import catalog_path
-from daemon.stage_main import StageFatal
-from models.checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
-from models.cyclegan import CycleGAN, CycleGANSettings
-from models.data import PairedDataset, PairPaths, UnpairedDataset, split_of, write_sample_grid
-from models.pix2pix import Pix2Pix, Pix2PixSettings
+from humanstyle.models.checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
+from humanstyle.models.cyclegan import CycleGAN, CycleGANSettings
+from humanstyle.models.data import PairedDataset, PairPaths, UnpairedDataset, split_of, write_sample_grid
+from humanstyle.models.pix2pix import Pix2Pix, Pix2PixSettings
+from humanstyle.stages import counters
+from humanstyle.stages.catalog import Catalog
+from humanstyle.stages.handler import Outbox, Route
+from humanstyle.stages.records import PairsAppended
+from humanstyle.stages.settings import PipelineSettings, StageFatal
 
 log = logging.getLogger("humanstyle.train")
+SPLITS = ("train", "val", "test")
 VAL_BATCH = 16
 
 
@@ -45,22 +45,23 @@ class TrainingData:
     """Image paths by split: pairs (first domain's image, second's; the second flipped when the pair is mirrored)
     and unpaired patches per side."""
 
-    pairs: dict[str, list[PairPaths]] = field(default_factory=lambda: {"train": [], "val": []})
-    side_a: dict[str, list[Path]] = field(default_factory=lambda: {"train": [], "val": []})
-    side_b: dict[str, list[Path]] = field(default_factory=lambda: {"train": [], "val": []})
+    pairs: dict[str, list[PairPaths]] = field(default_factory=lambda: {s: [] for s in SPLITS})
+    side_a: dict[str, list[Path]] = field(default_factory=lambda: {s: [] for s in SPLITS})
+    side_b: dict[str, list[Path]] = field(default_factory=lambda: {s: [] for s in SPLITS})
 
 
-def load_training_data(catalog: Catalog, data_dir: Path, domains: tuple[str, str], val_fraction: float
-                       ) -> TrainingData:
+def load_training_data(catalog: Catalog, data_dir: Path, domains: tuple[str, str], val_fraction: float,
+                       test_fraction: float = 0.0) -> TrainingData:
+    """Every pair and kept patch by split; the test split is loaded only to be counted, never trained on."""
     data = TrainingData()
     for row in catalog.pairs():
         # A pair follows its first-domain patch, so that patch's pairs never straddle the splits.
-        split = split_of(f"{domains[0]}:{row['a_patch_id']}", val_fraction)
+        split = split_of(f"{domains[0]}:{row['a_patch_id']}", val_fraction, test_fraction)
         data.pairs[split].append(PairPaths(data_dir / row["a_path"], data_dir / row["b_path"],
                                            flip_b=bool(row["mirrored"])))
     for domain, side in zip(domains, (data.side_a, data.side_b), strict=True):
         for patch_id, path, _view in catalog.patch_paths(domain):
-            side[split_of(f"{domain}:{patch_id}", val_fraction)].append(data_dir / path)
+            side[split_of(f"{domain}:{patch_id}", val_fraction, test_fraction)].append(data_dir / path)
     return data
 
 
@@ -74,12 +75,12 @@ def stack_batch(dataset, step: int, batch_size: int, seed: int) -> tuple[torch.T
 
 
 class Trainer:
-    def __init__(self, settings: Settings, device: str, seed: int = 0) -> None:
+    def __init__(self, settings: PipelineSettings, device: str, seed: int = 0) -> None:
         t = settings.train
         self.settings, self.seed = settings, seed
         self.domains = settings.domains
         self.root = settings.paths.data_dir / "train"
-        self.names = metrics.train_model_names(self.domains)
+        self.names = counters.train_model_names(self.domains)
         p2p = dict(image_size=t.pix2pix_image_size, ngf=t.pix2pix_ngf, ndf=t.pix2pix_ndf, device=device, amp=t.amp,
                    lambda_luminance=t.lambda_luminance)
         self.pix2pix = {self.names[0]: Pix2Pix(Pix2PixSettings(**p2p, seed=seed)),
@@ -96,7 +97,8 @@ class Trainer:
     # --- data --------------------------------------------------------------------------------------------------
     def refresh(self, catalog: Catalog) -> None:
         t = self.settings.train
-        data = load_training_data(catalog, self.settings.paths.data_dir, self.domains, t.val_fraction)
+        data = load_training_data(catalog, self.settings.paths.data_dir, self.domains, t.val_fraction,
+                                  t.test_fraction)
         self.data = data
         a2b, b2a, cyc = self.names
         # The reverse direction keeps flipping the second domain's image, now the input.
@@ -110,10 +112,10 @@ class Trainer:
             if data.side_a[split] and data.side_b[split]:
                 target[cyc] = UnpairedDataset(data.side_a[split], data.side_b[split], t.cyclegan_image_size, train,
                                               seed=self.seed)
-        for split in ("train", "val"):
-            metrics.TRAIN_DATASET.labels("pix2pix", split).set(len(data.pairs[split]))
-            metrics.TRAIN_DATASET.labels(f"cyclegan-{self.domains[0]}", split).set(len(data.side_a[split]))
-            metrics.TRAIN_DATASET.labels(f"cyclegan-{self.domains[1]}", split).set(len(data.side_b[split]))
+        for split in SPLITS:
+            counters.TRAIN_DATASET.labels("pix2pix", split).set(len(data.pairs[split]))
+            counters.TRAIN_DATASET.labels(f"cyclegan-{self.domains[0]}", split).set(len(data.side_a[split]))
+            counters.TRAIN_DATASET.labels(f"cyclegan-{self.domains[1]}", split).set(len(data.side_b[split]))
 
     def ready(self) -> list[str]:
         """The models that have enough training data to step."""
@@ -123,7 +125,7 @@ class Trainer:
                                                   len(self.data.side_b["train"])) >= t.min_patches:
             out.append(self.names[2])
         for name in self.names:
-            metrics.TRAIN_READY.labels(name).set(int(name in out))
+            counters.TRAIN_READY.labels(name).set(int(name in out))
         return out
 
     # --- training ----------------------------------------------------------------------------------------------
@@ -135,11 +137,9 @@ class Trainer:
         model = self.model(name)
         batch = t.cyclegan_batch_size if name == "cyclegan" else t.pix2pix_batch_size
         a, b = stack_batch(self.datasets[name], model.step, batch, self.seed)
-        started = time.monotonic()
         terms = model.train_step(a, b)
-        metrics.TRAIN_STEPS.labels(name).inc()
-        metrics.TRAIN_IMAGES.labels(name).inc(batch)
-        metrics.mark_work_done("train", started)
+        counters.TRAIN_STEPS.labels(name).inc()
+        counters.TRAIN_IMAGES.labels(name).inc(batch)
         self._record(name, model.step, terms)
         if model.step % t.sample_every == 0:
             self.write_samples(name)
@@ -150,13 +150,13 @@ class Trainer:
     def _record(self, name: str, step: int, terms: dict[str, float]) -> None:
         for term, value in terms.items():
             if term.startswith("brightness_fake"):
-                metrics.TRAIN_BRIGHTNESS.labels(name, "generated").set(value)
+                counters.TRAIN_BRIGHTNESS.labels(name, "generated").set(value)
             elif term.startswith("brightness_real"):
-                metrics.TRAIN_BRIGHTNESS.labels(name, "target").set(value)
+                counters.TRAIN_BRIGHTNESS.labels(name, "target").set(value)
             elif term == "brightness_gap":
-                metrics.TRAIN_BRIGHTNESS.labels(name, "gap").set(value)
+                counters.TRAIN_BRIGHTNESS.labels(name, "gap").set(value)
             elif not term.startswith("brightness"):
-                metrics.TRAIN_LOSS.labels(name, term).set(value)
+                counters.TRAIN_LOSS.labels(name, term).set(value)
         if step % 10 == 0 and (tb := self.tensorboard()) is not None:
             for term, value in terms.items():
                 tb.add_scalar(f"{name}/{term}", value, step)
@@ -173,7 +173,7 @@ class Trainer:
             result = model.validate(a, b)
         score = result if isinstance(result, float) else result["score"]
         if name != "cyclegan":
-            metrics.TRAIN_VAL_L1.labels(name).set(score)
+            counters.TRAIN_VAL_L1.labels(name).set(score)
         if (tb := self.tensorboard()) is not None:
             tb.add_scalar(f"{name}/validation", score, model.step)
         if score < self.best.get(name, float("inf")):
@@ -220,7 +220,7 @@ class Trainer:
     def save(self) -> Path:
         save_checkpoint(self.latest, self.state_dict())
         for name in self.names:
-            metrics.CHECKPOINTS.labels(name).inc()
+            counters.CHECKPOINTS.labels(name).inc()
         if self._tb is not None:
             self._tb.flush()
         return self.latest
@@ -253,42 +253,61 @@ def training_device(configured: str) -> str:
     return configured
 
 
-def run(settings: Settings, index: int, stop: StopFlag) -> None:
-    t = settings.train
-    device = training_device(t.device)
-    if device == "cpu":
-        torch.set_num_threads(t.threads)
-        os.nice(t.nice)  # ingestion has priority on a shared CPU
-    trainer = Trainer(settings, device)
-    trainer.resume()
-    fab = Fabric(settings, "train", stop)
-    events = fab.subscriber("events")
-    fab.mark_ready()
-    db = catalog_path(settings)
-    catalog: Catalog | None = None
-    # -inf, not 0: time.monotonic() may be smaller than refresh_every_s on a freshly booted machine, which made the
-    # first refresh wait for an event or the timer.
-    last_refresh, last_save = -math.inf, {n: trainer.model(n).step for n in trainer.names}
-    try:
-        while not stop.set:
-            ready = trainer.ready()
-            event = events.recv(timeout_ms=0 if ready else 1000)
-            if event is not None or time.monotonic() - last_refresh > t.refresh_every_s:
-                if catalog is None and db.exists():
-                    catalog = Catalog(db, readonly=True)
-                if catalog is not None:
-                    trainer.refresh(catalog)
-                    last_refresh = time.monotonic()
-                continue
-            for name in ready:
-                if stop.set:
-                    break
-                trainer.train_step(name)
-            steps = {n: trainer.model(n).step for n in trainer.names}
-            if any(steps[n] - last_save[n] >= t.checkpoint_every for n in trainer.names):
-                trainer.save()
-                last_save = steps
-    finally:
-        trainer.save()
-        trainer.close()
-        fab.close()
+class TrainHandler:
+    """Pair events in (each refreshes the datasets); each tick trains one step of every model that has enough data,
+    refreshes on the timer too, and checkpoints every train.checkpoint_every steps and on close."""
+
+    passes = ()
+
+    def __init__(self, settings: PipelineSettings) -> None:
+        t = self.train = settings.train
+        device = training_device(t.device)
+        if device == "cpu":
+            torch.set_num_threads(t.threads)
+            os.nice(t.nice)  # ingestion has priority on a shared CPU
+        self.trainer = Trainer(settings, device)
+        self.trainer.resume()
+        self.db = settings.paths.catalog
+        self.catalog: Catalog | None = None
+        # -inf, not 0: time.monotonic() may be smaller than refresh_every_s on a freshly booted machine, which made
+        # the first refresh wait for an event or the timer.
+        self.last_refresh = -math.inf
+        self.last_save = self.steps()
+        self.routes = {PairsAppended: Route(lambda events, out: self.refresh(), batch=64)}
+
+    def steps(self) -> dict[str, int]:
+        return {n: self.trainer.model(n).step for n in self.trainer.names}
+
+    def refresh(self) -> None:
+        if self.catalog is None and self.db.exists():
+            self.catalog = Catalog(self.db, readonly=True)
+        if self.catalog is not None:
+            self.trainer.refresh(self.catalog)
+            self.last_refresh = time.monotonic()
+
+    def wait_ms(self) -> int:
+        """With a model ready to step, only glance at the event socket; without, sleep on it."""
+        return 0 if self.trainer.ready() else 1000
+
+    def tick(self, out: Outbox) -> int:
+        if time.monotonic() - self.last_refresh > self.train.refresh_every_s:
+            self.refresh()
+            return 0
+        ready = self.trainer.ready()
+        for name in ready:
+            if out.stopping:
+                break
+            started = time.monotonic()
+            self.trainer.train_step(name)
+            out.unit_done(started)
+        steps = self.steps()
+        if any(steps[n] - self.last_save[n] >= self.train.checkpoint_every for n in self.trainer.names):
+            self.trainer.save()
+            self.last_save = steps
+        return 0  # each step was a unit of its own (Trainer.train_step)
+
+    def close(self) -> None:
+        try:
+            self.trainer.save()
+        finally:
+            self.trainer.close()

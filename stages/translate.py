@@ -7,10 +7,10 @@ from pathlib import Path
 import cv2
 import torch
 
-from models.checkpoint import load_checkpoint
-from models.cyclegan import CycleGAN, CycleGANSettings
-from models.data import build_transform, read_rgb, to_uint8_rgb
-from models.pix2pix import Pix2Pix, Pix2PixSettings
+from humanstyle.models.checkpoint import load_checkpoint
+from humanstyle.models.cyclegan import CycleGAN, CycleGANSettings
+from humanstyle.models.data import build_transform, read_rgb, to_uint8_rgb
+from humanstyle.models.pix2pix import Pix2Pix, Pix2PixSettings
 
 
 class TranslateError(ValueError):

@@ -45,11 +45,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from daemon import metrics, wire
-from daemon.catalog import Catalog
-from daemon.config import Settings
-from daemon.fabric import Fabric, StopFlag, Stopping
-from daemon.paths import catalog_path
+from humanstyle.stages.catalog import Catalog
+from humanstyle.stages.handler import Outbox
+from humanstyle.stages.records import Discovered
+from humanstyle.stages.settings import PipelineSettings
 
 log = logging.getLogger(__name__)
 
@@ -309,7 +308,7 @@ class Watcher:
 # ---------------------------------------------------------------------------------------------------------------
 # The watch stage process: stable files in the watch folder -> "discovered" messages for the index.
 
-def discovered_message(candidate: Candidate, extensions: list[str]) -> wire.Message:
+def discovered_message(candidate: Candidate, extensions: list[str]) -> Discovered:
     """Fingerprint a stable file; files that cannot be videos are reported as rejected, once."""
     path = Path(candidate.path)
     rejected = ""
@@ -330,8 +329,8 @@ def discovered_message(candidate: Candidate, extensions: list[str]) -> wire.Mess
         # escaped name, rather than guess at an encoding.
         name = os.fsencode(path).decode("utf-8", "backslashreplace")
         rejected = "bad_file_name"
-    return wire.make("discovered", path=name, domain=candidate.domain, size=int(candidate.size),
-                     mtime=float(candidate.mtime), fingerprint=digest, rejected=rejected)
+    return Discovered(path=name, domain=candidate.domain, size=int(candidate.size), mtime=float(candidate.mtime),
+                      fingerprint=digest, rejected=rejected)
 
 
 def is_utf8(text: str) -> bool:
@@ -358,26 +357,32 @@ class KnownFiles:
         return is_utf8(name) and self.catalog.known_file(name, int(candidate.size), float(candidate.mtime))
 
 
-def run(settings: Settings, index: int, stop: StopFlag) -> None:
-    fab = Fabric(settings, "watch", stop)
-    out = fab.sender("discovered", ["discovered"], bind=False)
-    known = KnownFiles(catalog_path(settings))
-    sent: dict[str, tuple[int, float]] = {}
-    w = settings.watch
-    watcher = Watcher(settings.paths.watch_dir, settings.domains, w.stable_s, w.poll_interval_s)
-    fab.mark_ready()
-    try:
-        while not stop.set:
-            for candidate in watcher.poll(timeout=0.5):
-                key, version = str(candidate.path), (int(candidate.size), float(candidate.mtime))
-                if sent.get(key) == version or candidate in known:
-                    continue
-                started = time.monotonic()
-                out.send(discovered_message(candidate, w.extensions))
-                sent[key] = version
-                metrics.mark_work_done("watch", started)
-    except Stopping as exc:
-        log.warning("watch: %s", exc)
-    finally:
-        watcher.close()
-        fab.close()
+class WatchHandler:
+    """No input: each tick scans (waking early on filesystem events) and reports new stable files."""
+
+    routes: dict = {}
+    passes = ()
+
+    def __init__(self, settings: PipelineSettings) -> None:
+        w = settings.watch
+        self.extensions = w.extensions
+        self.known = KnownFiles(settings.paths.catalog)
+        self.sent: dict[str, tuple[int, float]] = {}
+        self.watcher = Watcher(settings.paths.watch_dir, settings.domains, w.stable_s, w.poll_interval_s)
+
+    def wait_ms(self) -> int:
+        return 0  # the tick waits, on the watcher
+
+    def tick(self, out: Outbox) -> int:
+        for candidate in self.watcher.poll(timeout=0.5):
+            key, version = str(candidate.path), (int(candidate.size), float(candidate.mtime))
+            if self.sent.get(key) == version or candidate in self.known:
+                continue
+            started = time.monotonic()
+            out.send(discovered_message(candidate, self.extensions))
+            self.sent[key] = version
+            out.unit_done(started)
+        return 0  # each file was a unit of its own, reported above
+
+    def close(self) -> None:
+        self.watcher.close()

@@ -32,7 +32,8 @@ class Daemon:
         env = {**os.environ, "PYTHONPATH": f"{ROOT / 'tests' / 'seams'}{os.pathsep}{ROOT}", "OMP_NUM_THREADS": "1",
                "HUMANSTYLE_TEST_POSES": "1"}
         self.log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen([sys.executable, "-m", "daemon.cli", "run", "--config", str(self.config_path)],
+        self.proc = subprocess.Popen([sys.executable, "-m", "humanstyle.daemon.cli", "run", "--config",
+                                      str(self.config_path)],
                                      stdout=self.log, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
         self.wait_for(lambda: (h := self.health()) is not None and h["status"] == "ok", timeout, "healthy daemon")
         return self
@@ -112,3 +113,12 @@ def _alive(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
     except OSError:
         return False
+
+
+def run_stage(stage: str, settings, index: int, stop) -> None:
+    """Run one stage process's loop in this process (its spec from daemon.processes), as stage_main does."""
+    import importlib
+
+    from humanstyle.daemon.worker import run_process
+
+    run_process(importlib.import_module(f"humanstyle.daemon.processes.{stage}").SPEC, settings, index, stop)

@@ -21,7 +21,7 @@ import importlib.util
 import os
 import sys
 
-TARGET = "models.detection"
+TARGET = "humanstyle.models.detection"
 
 # A person facing the camera in a unit box: their left side on the image's right (larger x).
 FRONT = [

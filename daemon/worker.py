@@ -1,0 +1,222 @@
+"""The one loop every stage process runs: receive records, hand them to the stage's logic, send what it produces.
+
+A stage is described by a `ProcessSpec` (its sockets, and how to build its handler from the settings; see
+daemon/processes/); the handler is plain stage logic (the contract is in stages/handler.py). Everything else is
+written once here: polling the inputs, batching, forwarding pass-through records, counting records of a type the
+stage does not take (`unexpected_type`) and units that fail, the latency histogram and "last work" gauge of
+/healthz, and draining on stop.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import zmq
+
+from humanstyle.daemon import metrics
+from humanstyle.daemon.config import Settings
+from humanstyle.daemon.fabric import Fabric, Receiver, Sender, StopFlag
+from humanstyle.stages import counters
+from humanstyle.stages.handler import Route, Stopping
+from humanstyle.stages.records import Record
+
+log = logging.getLogger("humanstyle.worker")
+DEFAULT_WAIT_MS = 200
+MAX_PER_SOCKET = 64  # records taken from one socket before the others (and the tick) get a turn
+
+
+@dataclass(frozen=True)
+class Input:
+    """A socket the process reads: `queue` names it for metrics; `names(settings, index)` gives its endpoints."""
+
+    queue: str
+    names: Callable[[Settings, int], list[str]]
+    bind: bool
+    accepts: tuple[type[Record], ...]  # records of other types arriving here are refused (unexpected_type)
+    subscribe: bool = False
+
+
+@dataclass(frozen=True)
+class Output:
+    """A socket the process writes the records of `carries` to."""
+
+    queue: str
+    names: Callable[[Settings, int], list[str]]
+    bind: bool
+    carries: tuple[type[Record], ...]
+    publish: bool = False
+
+
+@dataclass(frozen=True)
+class ProcessSpec:
+    stage: str
+    build: Callable[[Settings, int], Any]
+    inputs: tuple[Input, ...] = ()
+    outputs: tuple[Output, ...] = ()
+    drain_s: float = 0.0  # after a stop request, keep taking input until it has been quiet this long
+    setup: Callable[[Settings, int], None] | None = None  # process-wide settings (threads) before the handler
+
+
+class SocketOutbox:
+    """The daemon's Outbox: each record goes to the socket that carries its type."""
+
+    def __init__(self, stage: str, senders: dict[type[Record], Sender], stop: StopFlag) -> None:
+        self._stage, self._senders, self._stop = stage, senders, stop
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.set
+
+    def _sender(self, record: Record) -> Sender:
+        try:
+            return self._senders[type(record)]
+        except KeyError:
+            raise TypeError(f"this process has no output for {record.TYPE} records") from None
+
+    def send(self, record: Record) -> None:
+        self._sender(record).send(record)
+
+    def try_send(self, record: Record) -> bool:
+        return self._sender(record).try_send(record)
+
+    def unit_done(self, started: float) -> None:
+        metrics.mark_work_done(self._stage, started)
+
+    def pause(self, seconds: float) -> bool:
+        return self._stop.event.wait(seconds)
+
+
+@dataclass
+class _Pending:
+    route: Route | None = None
+    records: list[Record] = field(default_factory=list)
+    passing: list[Record] = field(default_factory=list)
+
+
+class Worker:
+    def __init__(self, spec: ProcessSpec, settings: Settings, index: int, stop: StopFlag) -> None:
+        self.spec, self.settings, self.index, self.stop = spec, settings, index, stop
+        if spec.setup is not None:
+            spec.setup(settings, index)
+        self.handler = spec.build(settings, index)
+        self.fab = Fabric(settings, spec.stage, stop)
+        self.inputs: list[Receiver] = []
+        for inp in spec.inputs:
+            names = inp.names(settings, index)
+            self.inputs.append(self.fab.subscriber(names[0]) if inp.subscribe
+                               else self.fab.receiver(inp.queue, names, bind=inp.bind))
+        senders: dict[type[Record], Sender] = {}
+        for out in spec.outputs:
+            names = out.names(settings, index)
+            sender = self.fab.publisher(names[0]) if out.publish else self.fab.sender(out.queue, names, bind=out.bind)
+            senders.update(dict.fromkeys(out.carries, sender))
+        self.outbox = SocketOutbox(spec.stage, senders, stop)
+        self.poller = zmq.Poller()
+        for receiver in self.inputs:
+            self.poller.register(receiver.sock, zmq.POLLIN)
+        self._by_socket = {r.sock: (r, inp.accepts) for r, inp in zip(self.inputs, spec.inputs, strict=True)}
+
+    # --- the loop ----------------------------------------------------------------------------------------------
+    def run(self) -> None:
+        handler = self.handler
+        try:
+            if hasattr(handler, "start"):
+                handler.start(self.outbox)
+            self.fab.mark_ready()
+            quiet_since: float | None = None
+            while True:
+                if self.stop.set and not self.spec.drain_s:
+                    break
+                wait = handler.wait_ms() if hasattr(handler, "wait_ms") else DEFAULT_WAIT_MS
+                handled = self.receive(wait)
+                if self.stop.set:
+                    # Drain: keep taking results while upstream stages finish their last units, then leave.
+                    now = time.monotonic()
+                    quiet_since = quiet_since if handled == 0 and quiet_since else now
+                    if handled == 0 and now - quiet_since > self.spec.drain_s:
+                        break
+                    continue
+                if hasattr(handler, "tick"):
+                    started = time.monotonic()
+                    if handler.tick(self.outbox):
+                        metrics.mark_work_done(self.spec.stage, started)
+        except Stopping as exc:
+            log.warning("%s-%d: %s", self.spec.stage, self.index, exc)
+        finally:
+            try:
+                if hasattr(handler, "close"):
+                    handler.close()
+            finally:
+                self.fab.close()
+
+    def receive(self, wait_ms: int) -> int:
+        """Take what the inputs hold (waiting up to wait_ms for the first record); returns how many were taken."""
+        if not self.inputs:
+            return 0
+        handled = 0
+        for sock, _ in self.poller.poll(wait_ms):
+            receiver, accepts = self._by_socket[sock]
+            pending = _Pending()
+            for _ in range(MAX_PER_SOCKET):
+                record = receiver.recv(timeout_ms=0)
+                if record is None:
+                    break
+                handled += 1
+                if not isinstance(record, accepts):
+                    self.refuse(record)
+                    continue
+                self.take(record, pending)
+            self.flush(pending)
+        return handled
+
+    def take(self, record: Record, pending: _Pending) -> None:
+        handler = self.handler
+        if type(record) in getattr(handler, "passes", ()):
+            if pending.records:
+                pending.passing.append(record)  # after the batch it arrived behind
+            else:
+                self.outbox.send(record)
+            return
+        route = handler.routes.get(type(record))
+        if route is None:
+            self.refuse(record)
+            return
+        if pending.route is not None and pending.route is not route:
+            self.flush(pending)
+        pending.route = route
+        pending.records.append(record)
+        if len(pending.records) >= route.batch:
+            self.flush(pending)
+
+    def refuse(self, record: Record) -> None:
+        counters.MESSAGES_REJECTED.labels(self.spec.stage, "unexpected_type").inc()
+        log.warning("%s: a %s record is not for this stage", self.spec.stage, record.TYPE)
+
+    def flush(self, pending: _Pending) -> None:
+        if pending.route is not None and pending.records:
+            self.handle(pending.route, pending.records)
+        for record in pending.passing:
+            self.outbox.send(record)
+        pending.route, pending.records, pending.passing = None, [], []
+
+    def handle(self, route: Route, records: list[Record]) -> None:
+        started = time.monotonic()
+        try:
+            route.handle(records, self.outbox)
+        except Stopping:
+            raise
+        except Exception as exc:  # one bad unit must not take the stage (and its queue) down
+            log.exception("%s: %d %s record(s) failed", self.spec.stage, len(records), records[0].TYPE)
+            counters.ERRORS.labels(self.spec.stage, type(exc).__name__).inc()
+            if route.on_error is not None:
+                route.on_error(records, self.outbox)
+        if not route.units_done_by_handler:
+            metrics.mark_work_done(self.spec.stage, started)
+
+
+def run_process(spec: ProcessSpec, settings: Settings, index: int, stop: StopFlag) -> None:
+    Worker(spec, settings, index, stop).run()

@@ -1,0 +1,48 @@
+"""The pipeline's words, each defined once: views, rejection reasons, keypoints, what "visible" means.
+
+Everything that names a view, a reason or a keypoint (the rules, the pairing index, the catalog's queries, the
+metrics' label values, the exports) takes it from here, so a new view or reason is added in one place.
+"""
+
+from __future__ import annotations
+
+FULL_BODY_FRONT = "FULL-BODY-FRONT"
+HEAD_AND_SHOULDER_FRONT = "HEAD-AND-SHOULDER-FRONT"
+FULL_BODY_BACK = "FULL-BODY-BACK"
+HEAD_AND_SHOULDER_BACK = "HEAD-AND-SHOULDER-BACK"
+REJECTED = "REJECTED"
+VIEWS: tuple[str, ...] = (FULL_BODY_FRONT, HEAD_AND_SHOULDER_FRONT, FULL_BODY_BACK, HEAD_AND_SHOULDER_BACK)
+LABELS: tuple[str, ...] = (*VIEWS, REJECTED)
+
+# Why the view rules reject a person's keypoints (stages.classify explains each).
+RULE_REASONS: tuple[str, ...] = (
+    "no_person",
+    "too_few_keypoints",
+    "no_shoulders",
+    "no_head",
+    "not_upright",
+    "side_view",
+    "conflicting_orientation",
+    "ambiguous_orientation",
+)
+# Why the classifier stage rejects a patch before the rules see it: no found person overlaps the detector's box,
+# or the keypoint model failed on it.
+STAGE_REASONS: tuple[str, ...] = ("no_matching_person", "classify_error")
+PATCH_REASONS: tuple[str, ...] = (*RULE_REASONS, *STAGE_REASONS)
+
+KEYPOINT_NAMES: tuple[str, ...] = (
+    "nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder", "right_shoulder",
+    "left_elbow", "right_elbow", "left_wrist", "right_wrist", "left_hip", "right_hip",
+    "left_knee", "right_knee", "left_ankle", "right_ankle",
+)  # fmt: skip
+NUM_KEYPOINTS = len(KEYPOINT_NAMES)
+NOSE, L_EYE, R_EYE, L_EAR, R_EAR, L_SHOULDER, R_SHOULDER = range(7)
+L_HIP, R_HIP, L_KNEE, R_KNEE = 11, 12, 13, 14
+HEAD = (NOSE, L_EYE, R_EYE, L_EAR, R_EAR)
+# Index of each keypoint's left/right counterpart: what a horizontal flip of the image does to the labels.
+MIRROR = tuple(KEYPOINT_NAMES.index(n.replace("left", "@").replace("right", "left").replace("@", "right"))
+               for n in KEYPOINT_NAMES)
+
+# A keypoint counts as visible at this confidence or above (classify.min_keypoint_confidence, which pairing uses
+# too, defaults to it): 0.5 is sigmoid(logit - 2) at logit 2, Detectron's cut for drawing a keypoint.
+VISIBLE_CONFIDENCE = 0.5

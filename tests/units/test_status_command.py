@@ -1,0 +1,63 @@
+"""`humanstyle status` on a catalog whose every count is known: each section (videos, patches, rejections, pairs)
+with its total and one line per group, exactly."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from humanstyle.daemon import config
+from humanstyle.daemon.cli import main
+from humanstyle.stages.catalog import Catalog
+from tests.conftest import fast_sections, write_config
+
+EXPECTED = """\
+videos: 3
+  domain=game  status=failed  count=1
+  domain=game  status=partial  count=1
+  domain=movie  status=done  count=1
+patches: 9
+  domain=game  view=FULL-BODY-FRONT  count=1
+  domain=game  view=HEAD-AND-SHOULDER-BACK  count=1
+  domain=game  view=REJECTED  count=1
+  domain=movie  view=FULL-BODY-FRONT  count=2
+  domain=movie  view=HEAD-AND-SHOULDER-BACK  count=1
+  domain=movie  view=REJECTED  count=3
+rejections: 4
+  domain=game  reason=no_head  count=1
+  domain=movie  reason=no_head  count=1
+  domain=movie  reason=side_view  count=2
+pairs: 3
+  view=FULL-BODY-FRONT  count=2
+  view=HEAD-AND-SHOULDER-BACK  count=1
+"""
+
+
+def add_patch(cat: Catalog, video_id: int, domain: str, frame: int, view: str, reason: str = "") -> int:
+    fields = {"video_id": video_id, "domain": domain, "window_index": 0, "frame_index": frame, "person_index": 0,
+              "kind": "anchor", "timestamp": 0.0, "box": [0, 0, 1, 1], "square": [0, 0, 1, 1], "score": 0.9,
+              "view": view, "reason": reason, "keypoint_score": 0.5}
+    return cat.add_patch(fields, np.zeros((17, 3), np.float32), f"patches/{domain}/{view}/{frame}.png")[0]
+
+
+def test_status_prints_every_section_with_exact_counts(tmp_path, capsys):
+    settings = config.load(write_config(tmp_path, fast_sections(tmp_path)))
+    settings.paths.data_dir.mkdir(parents=True)
+    cat = Catalog(settings.paths.catalog)
+    movie, _ = cat.add_video("fp-movie", "/w/movie/a.mp4", "movie", 10, 0.0)
+    game, _ = cat.add_video("fp-game", "/w/game/b.mp4", "game", 10, 0.0)
+    cat.add_video("fp-text", "/w/game/notes.txt", "game", 5, 0.0, status="failed", reason="not_a_video")
+    cat.set_video_status(movie.id, "done")
+    cat.set_video_status(game.id, "partial", "truncated")
+    m1, m2 = (add_patch(cat, movie.id, "movie", f, "FULL-BODY-FRONT") for f in (1, 2))
+    add_patch(cat, movie.id, "movie", 3, "REJECTED", "no_head")
+    add_patch(cat, movie.id, "movie", 4, "REJECTED", "side_view")
+    add_patch(cat, movie.id, "movie", 5, "REJECTED", "side_view")
+    g1 = add_patch(cat, game.id, "game", 1, "FULL-BODY-FRONT")
+    g2 = add_patch(cat, game.id, "game", 2, "HEAD-AND-SHOULDER-BACK")
+    add_patch(cat, game.id, "game", 3, "REJECTED", "no_head")
+    m3 = add_patch(cat, movie.id, "movie", 6, "HEAD-AND-SHOULDER-BACK")
+    for a, b, view in ((m1, g1, "FULL-BODY-FRONT"), (m2, g1, "FULL-BODY-FRONT"), (m3, g2, "HEAD-AND-SHOULDER-BACK")):
+        assert cat.add_pair(a, b, view, 0.5)
+    cat.close()
+    assert main(["status", "--config", str(settings.source)]) == 0
+    assert capsys.readouterr().out == EXPECTED

@@ -1,0 +1,83 @@
+"""Sanity checks on the view development set (tests/data/views/cases.json, see tests/data/views/SOURCES.md)."""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from humanstyle.stages.detect import DEFAULT_MARGIN, square_box
+from humanstyle.stages.vocabulary import KEYPOINT_NAMES, LABELS
+
+HERE = Path(__file__).resolve().parents[1] / "data" / "views"
+
+
+@pytest.fixture(scope="module")
+def doc() -> dict:
+    return json.loads((HERE / "cases.json").read_text())
+
+
+def test_format_and_minimum_counts(doc: dict) -> None:
+    assert doc["format"] == 1
+    assert tuple(doc["keypoint_order"]) == KEYPOINT_NAMES
+    cases = doc["cases"]
+    labels = Counter(c["label"] for c in cases)
+    assert len(cases) >= 500
+    assert len({c["person"] for c in cases}) >= 150
+    assert labels["FULL-BODY-BACK"] + labels["HEAD-AND-SHOULDER-BACK"] >= 80
+    assert labels["FULL-BODY-BACK"] >= 35 and labels["HEAD-AND-SHOULDER-BACK"] >= 35
+    assert labels["REJECTED"] >= 100 and labels["FULL-BODY-FRONT"] >= 35 and labels["HEAD-AND-SHOULDER-FRONT"] >= 35
+    assert len({c["id"] for c in cases}) == len(cases)
+
+
+def test_every_case_is_well_formed(doc: dict) -> None:
+    sources = (HERE / "SOURCES.md").read_text()
+    for case in doc["cases"]:
+        assert case["label"] in LABELS, case["id"]
+        assert case["keypoints_from"] in ("annotation", "mediapipe"), case["id"]
+        assert f"`{case['source']}`" in sources, case["source"]
+        width, height = case["size"]
+        assert width > 0 and height > 0
+        kp = case["keypoints"]
+        assert kp is None or (len(kp) == 17 and all(len(p) == 3 for p in kp)), case["id"]
+        if kp is not None:
+            assert all(0.0 <= p[2] <= 1.0 for p in kp), case["id"]
+        if case["keypoints_from"] == "annotation":
+            assert kp is not None and len(case["visibility"]) == 17
+        for other in case["others"]:
+            assert len(other["box"]) == 4
+            assert other["keypoints"] is None or len(other["keypoints"]) == 17
+
+
+def test_every_crop_has_both_kinds_of_case_where_annotated(doc: dict) -> None:
+    kinds: dict[str, set[str]] = {}
+    for case in doc["cases"]:
+        kinds.setdefault(case["id"].rsplit(".", 1)[0], set()).add(case["keypoints_from"])
+    assert all("mediapipe" in k for k in kinds.values())
+    assert sum("annotation" in k for k in kinds.values()) >= 250
+
+
+def test_crop_squares_follow_the_detector_rule(doc: dict) -> None:
+    """crop_box is the daemon's square around the person's box (box is stored in patch pixels)."""
+    checked = 0
+    for case in doc["cases"]:
+        if case["crop"] != "full" or case["keypoints_from"] != "mediapipe":
+            continue
+        x0, y0, x1, y1 = case["crop_box"]
+        scale = case["size"][0] / (x1 - x0)
+        bx = [x0 + case["box"][0] / scale, y0 + case["box"][1] / scale,
+              x0 + case["box"][2] / scale, y0 + case["box"][3] / scale]
+        again = square_box(bx, DEFAULT_MARGIN)
+        assert max(abs(a - b) for a, b in zip(again, case["crop_box"], strict=True)) <= 1, case["id"]
+        checked += 1
+    assert checked >= 150
+
+
+def test_labels_file_matches_the_cases(doc: dict) -> None:
+    with (HERE / "labels.csv").open(newline="") as fh:
+        labels = {row["crop_id"]: row["label"] for row in csv.DictReader(fh)}
+    for case in doc["cases"]:
+        assert labels[case["id"].rsplit(".", 1)[0]] == case["label"], case["id"]

@@ -480,7 +480,7 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "ingest_cpu.json")
     args = parser.parse_args()
 
-    from humanstyle.daemon.stage_main import RANDOM_INIT_SEED
+    from humanstyle.models.weights import RANDOM_INIT_SEED
     from tests.media import make_clip
 
     args.seed = RANDOM_INIT_SEED

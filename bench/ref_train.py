@@ -50,9 +50,10 @@ def generator_name(spec: dict[str, Any]) -> str:
 
 
 def build(spec: dict[str, Any], device: torch.device, workdir: str) -> Any:
-    from humanstyle.models import networks
-    from humanstyle.models.cycle_gan_model import CycleGANModel
-    from humanstyle.models.pix2pix_model import Pix2PixModel
+    # The reference's own `models` package (from --reference), not humanstyle's.
+    from models import networks  # noqa: I001
+    from models.cycle_gan_model import CycleGANModel
+    from models.pix2pix_model import Pix2PixModel
 
     opt = options(spec, device, workdir)
     if spec["model"] == "cyclegan":

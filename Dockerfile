@@ -14,16 +14,18 @@ COPY stages ./stages
 COPY models ./models
 RUN pip install -c constraints.txt .
 
-# Inside the container the metrics endpoint must listen beyond loopback to be reachable through -p; the
-# published port is still bound to the host's loopback by the compose file unless changed there.
+# Inside the container the web page and metrics must listen beyond loopback to be reachable through -p; the
+# published port is still bound to the host's loopback by the compose file unless changed there. Beyond loopback
+# pair curation needs metrics.write_token (add it to this file, or mount a config): without one the page is
+# read-only.
 RUN printf '[paths]\nwatch_dir = "/watch"\ndata_dir = "/data"\n\n[metrics]\nlisten = "0.0.0.0:9108"\n' \
         > /app/config.toml \
     && useradd --create-home --uid 1000 humanstyle \
     && mkdir -p /data /watch/movie /watch/game && chown -R humanstyle /data /watch
 
-USER humanstyle
+USER 1000
 VOLUME ["/data", "/watch"]
 EXPOSE 9108
-HEALTHCHECK --interval=30s --timeout=5s CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:9108/healthz')"
+HEALTHCHECK --interval=30s --timeout=5s CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:9108/healthz')"]
 ENTRYPOINT ["humanstyle"]
 CMD ["run", "--config", "/app/config.toml"]

@@ -83,7 +83,7 @@ def cmd_status(settings: config.Settings, args: argparse.Namespace) -> int:
         return 0
     counts = Catalog(db, readonly=True).counts()
     sections = [("videos", ("domain", "status")), ("patches", ("domain", "view")),
-                ("rejections", ("domain", "reason")), ("pairs", ("view",))]
+                ("rejections", ("domain", "reason")), ("pairs", ("view",)), ("curated", ("verdict",))]
     for name, cols in sections:
         rows = counts[name]
         total = sum(r[-1] for r in rows)

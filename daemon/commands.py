@@ -21,11 +21,15 @@ def add_subcommands(sub: argparse._SubParsersAction, add_config: Callable) -> No
     add_config(p)
     HANDLERS["extract"] = cmd_extract
 
-    p = sub.add_parser("export", help="write the pairs (pix2pix) or the patches (cyclegan) as an image dataset")
-    p.add_argument("--format", required=True, choices=("pix2pix", "cyclegan"),
-                   help="pix2pix: A|B side by side in train/val/test; cyclegan: trainA/trainB/testA/testB")
+    p = sub.add_parser("export", help="write the pairs (pix2pix), the patches (cyclegan) or the patches with their "
+                       "people (coco) as a dataset")
+    p.add_argument("--format", required=True, choices=("pix2pix", "cyclegan", "coco"),
+                   help="pix2pix: A|B side by side in train/val/test (pairs marked bad left out); cyclegan: "
+                   "trainA/trainB/testA/testB; coco: a COCO keypoints dataset (annotations/ + images/) of the kept "
+                   "patches with box, mask, keypoints, view and domain")
     p.add_argument("out", type=Path, help="output folder")
-    p.add_argument("--size", type=int, default=256, help="image side in pixels (default 256)")
+    p.add_argument("--size", type=int, default=256, help="image side in pixels (default 256; pix2pix and cyclegan: "
+                   "coco keeps the patches as they are)")
     add_config(p)
     HANDLERS["export"] = cmd_export
 
@@ -63,6 +67,15 @@ def cmd_export(settings: Settings, args: argparse.Namespace) -> int:
     data = settings.paths.data_dir
     a, b = settings.domains
     fractions = (settings.train.val_fraction, settings.train.test_fraction)  # the trainer's splits
+    if args.format == "coco":
+        from humanstyle.stages.coco import export_coco
+
+        counts = export_coco(catalog.kept_patches(), data, args.out, fractions=fractions,
+                             min_confidence=settings.classify.min_keypoint_confidence)
+        total = sum(n for k, n in counts.items() if k != "unreadable")
+        print(f"exported {total} patches as coco to {args.out} (train {counts['train']}, val {counts['val']}, "
+              f"test {counts['test']}; unreadable {counts['unreadable']})")
+        return 0
     if args.format == "pix2pix":
         columns = [f"{a}_path", f"{b}_path", "view", "similarity", f"{a}_id", f"{b}_id", "mirrored"]
         rows = [dict(zip(columns, (str(data / r["a_path"]), str(data / r["b_path"]), r["view"], r["similarity"],

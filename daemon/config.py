@@ -46,7 +46,10 @@ class QueueSettings:
 
 @dataclass(frozen=True)
 class MetricsSettings:
-    listen: str = opt("127.0.0.1:9108", '"host:port" of the /metrics and /healthz endpoint')
+    listen: str = opt("127.0.0.1:9108", '"host:port" of the web page, /metrics and /healthz')
+    web: bool = opt(True, "serve the web page (pairs, rejections, training) at / beside /metrics and /healthz")
+    write_token: str = opt("", "secret a browser must send to mark pairs good or bad when listen is not on loopback "
+                           "(empty: curation is off there); on loopback the page's CSRF token is enough")
 
 
 @dataclass(frozen=True)

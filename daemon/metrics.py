@@ -19,12 +19,16 @@ from prometheus_client import Counter, Gauge, Histogram
 
 from humanstyle.stages.counters import (
     DECODE_SECONDS,
+    FILES_REJECTED,
     FRAMES_DECODED,
     FRAMES_DETECTED,
     FRAMES_GRABBED,
+    MESSAGES_REJECTED,
     PAIRS,
+    PAIRS_CURATED,
     PATCHES,
     PERSONS_DETECTED,
+    REJECTIONS,
     TRAIN_STEPS,
     VIDEO_SECONDS,
     VIDEO_STATUSES,
@@ -32,9 +36,10 @@ from humanstyle.stages.counters import (
     WINDOWS_SENT,
     train_model_names,
 )
-from humanstyle.stages.vocabulary import LABELS, VIEWS
+from humanstyle.stages.vocabulary import FILE_REASONS, LABELS, MESSAGE_REASONS, PATCH_REASONS, VERDICTS, VIEWS
 
 STAGES = ("watch", "index", "decode", "detect", "classify", "train")
+RECEIVING_STAGES = ("index", "decode", "detect", "classify", "train")  # the stages with input queues
 QUEUES = ("discovered", "jobs", "windows", "patches", "classified")
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 
@@ -62,6 +67,8 @@ def init_known_series(domains: tuple[str, ...]) -> None:
             FRAMES_DETECTED.labels(domain, kind)
         for view in LABELS:
             PATCHES.labels(domain, view)
+        for reason in PATCH_REASONS:
+            REJECTIONS.labels(domain, reason)
         for metric in (FRAMES_DECODED, FRAMES_GRABBED, WINDOWS_SENT, DECODE_SECONDS, VIDEO_SECONDS,
                        PERSONS_DETECTED):
             metric.labels(domain)
@@ -69,6 +76,14 @@ def init_known_series(domains: tuple[str, ...]) -> None:
         PAIRS.labels(view)
     for stage in STAGES:
         STAGE_RESTARTS.labels(stage)
+        STAGE_SECONDS.labels(stage)
+    for stage in RECEIVING_STAGES:
+        for reason in MESSAGE_REASONS:
+            MESSAGES_REJECTED.labels(stage, reason)
+    for reason in FILE_REASONS:
+        FILES_REJECTED.labels(reason)
+    for verdict in VERDICTS:
+        PAIRS_CURATED.labels(verdict)
     for queue in QUEUES:
         QUEUE_MESSAGES.labels(queue)
     for model in train_model_names(domains):

@@ -1,11 +1,10 @@
-"""The HTTP side of metrics: /metrics (all processes merged) and /healthz."""
+"""The HTTP side of metrics: /metrics (all processes merged) and /healthz, served beside the web page."""
 
 from __future__ import annotations
 
 import json
 import os
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest, multiprocess
 
@@ -37,25 +36,16 @@ def stage_gauges() -> tuple[dict[str, float], dict[str, int]]:
     return last, ready
 
 
-def make_handler(health: Callable[[], dict]) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
-            path = self.path.split("?", 1)[0]
-            if path == "/metrics":
-                body, ctype, code = generate_latest(registry()), CONTENT_TYPE_LATEST, 200
-            elif path == "/healthz":
-                data = health()
-                body = json.dumps(data, indent=2).encode()
-                ctype, code = "application/json", 200 if data["status"] == "ok" else 503
-            else:
-                body, ctype, code = b"not found: try /metrics or /healthz\n", "text/plain", 404
-            self.send_response(code)
-            self.send_header("Content-Type", ctype)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+def register_metrics_routes(app, health: Callable[[], dict]) -> None:
+    """/metrics (every process merged) and /healthz (JSON; HTTP 503 unless its status is "ok") on the web app."""
+    from flask import Response
 
-        def log_message(self, *_args: object) -> None:  # scrapes every few seconds would flood the log
-            pass
+    @app.get("/metrics")
+    def metrics() -> Response:
+        return Response(generate_latest(registry()), 200, {"Content-Type": CONTENT_TYPE_LATEST})
 
-    return Handler
+    @app.get("/healthz")
+    def healthz() -> Response:
+        data = health()
+        return Response(json.dumps(data, indent=2), 200 if data["status"] == "ok" else 503,
+                        mimetype="application/json")

@@ -1,5 +1,5 @@
-"""Starts every stage as its own process, restarts crashed ones with backoff, serves /metrics and /healthz, and
-stops everything in order on SIGINT/SIGTERM.
+"""Starts every stage as its own process, restarts crashed ones with backoff, serves the web page, /metrics and
+/healthz (daemon.web), and stops everything in order on SIGINT/SIGTERM.
 
 Stop order: producers and workers first (watch, decode, detect, classify, train) get SIGTERM and finish the unit
 they hold; the index, the only writer, keeps receiving until they are gone, then stops too. Anything still alive
@@ -16,9 +16,8 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from humanstyle.daemon.config import Settings, parse_listen
+from humanstyle.daemon.config import Settings
 
 log = logging.getLogger("humanstyle.supervisor")
 
@@ -80,15 +79,14 @@ class Supervisor:
         signal.signal(signal.SIGINT, lambda *_: self.stopping.set())
         for child in self.children:
             self._start(child)
-        log.info("humanstyle running: %d processes, metrics on http://%s/metrics", len(self.children),
+        log.info("humanstyle running: %d processes, web page on http://%s/ (metrics: /metrics)", len(self.children),
                  self.settings.metrics.listen)
         try:
             while not self.stopping.wait(0.2):
                 self._watch_children()
         finally:
             self._shutdown()
-            server.shutdown()
-            server.server_close()
+            server.stop()
         return self.exit_code
 
     def _start(self, child: Child) -> None:
@@ -219,14 +217,10 @@ class Supervisor:
         return {"status": "ok" if healthy else "degraded", "uptime_s": round(time.time() - self.started, 1),
                 "stages": stages}
 
-    def _serve_http(self) -> ThreadingHTTPServer:
-        from humanstyle.daemon.metrics_server import make_handler
+    def _serve_http(self):
+        """The web page, /metrics and /healthz on metrics.listen (daemon.web)."""
+        from humanstyle.daemon.web.server import WebServer
 
-        host, port = parse_listen(self.settings.metrics.listen)
-        handler: type[BaseHTTPRequestHandler] = make_handler(lambda: self.health())
-        server = ThreadingHTTPServer((host, port), handler)
-        server.daemon_threads = True
-        threading.Thread(target=server.serve_forever, name="http", daemon=True).start()
-        return server
+        return WebServer(self.settings, self.health).start()
 
 

@@ -68,12 +68,24 @@ CREATE TABLE IF NOT EXISTS pairs (
     similarity REAL NOT NULL,
     created_at REAL NOT NULL,
     mirrored INTEGER NOT NULL DEFAULT 0,  -- 1: same pose once the second domain's image is flipped horizontally
+    verdict TEXT NOT NULL DEFAULT '',     -- a person's judgement: '' (none) | good | bad; bad pairs leave training
+    curated_at REAL NOT NULL DEFAULT 0,   -- when the verdict was last set
     UNIQUE (a_patch_id, b_patch_id)
 );
 """
+# Indexes for the web page's keyset-paged pair lists and rejection examples (see Catalog.pair_page).
+INDEXES = """
+CREATE INDEX IF NOT EXISTS pairs_by_similarity ON pairs (similarity, id);
+CREATE INDEX IF NOT EXISTS pairs_by_view_similarity ON pairs (view, similarity, id);
+CREATE INDEX IF NOT EXISTS pairs_by_view_id ON pairs (view, id);
+CREATE INDEX IF NOT EXISTS patches_by_reason ON patches (view, reason, id);
+"""
 # Columns added after the first release, as (table, column, definition): a catalog written by an older version
 # gets them at open (ALTER TABLE ... ADD COLUMN keeps every row, with the default).
-ADDED_COLUMNS = (("pairs", "mirrored", "INTEGER NOT NULL DEFAULT 0"),)
+ADDED_COLUMNS = (("pairs", "mirrored", "INTEGER NOT NULL DEFAULT 0"),
+                 ("pairs", "verdict", "TEXT NOT NULL DEFAULT ''"),
+                 ("pairs", "curated_at", "REAL NOT NULL DEFAULT 0"))
+PAIR_ORDERS = ("recent", "similarity", "similarity_asc")  # Catalog.pair_page's sort orders
 
 UNFINISHED = ("queued", "processing")
 
@@ -102,12 +114,29 @@ class Catalog:
             self.db.execute("PRAGMA synchronous=NORMAL")
             self.db.executescript(SCHEMA)
             self._upgrade()
+            self.db.executescript(INDEXES)
         self.db.row_factory = sqlite3.Row
-        # A reader may open a catalog that its writer has not upgraded yet: read the defaults instead.
+        self._build_sql()
+
+    def _build_sql(self) -> None:
+        """The pair queries. A reader may open a catalog that its writer has not upgraded yet: it reads the
+        defaults of the missing columns instead, and looks again on its next pair query (see _current)."""
         mirrored = "p.mirrored" if self._has_column("pairs", "mirrored") else "0"
+        self.verdict_sql = "p.verdict" if self._has_column("pairs", "verdict") else "''"
         self.pair_rows_sql = (f"SELECT p.id, p.view, p.similarity, p.a_patch_id, p.b_patch_id, {mirrored} AS mirrored, "
                               "a.path AS a_path, b.path AS b_path FROM pairs p JOIN patches a ON a.id = p.a_patch_id "
                               "JOIN patches b ON b.id = p.b_patch_id")
+        self.pair_page_sql = (
+            f"SELECT p.id, p.view, p.similarity, p.a_patch_id, p.b_patch_id, {mirrored} AS mirrored, "
+            f"{self.verdict_sql} AS verdict, p.created_at, a.path AS a_path, b.path AS b_path, "
+            "a.video_id AS a_video_id, a.timestamp AS a_timestamp, b.video_id AS b_video_id, "
+            "b.timestamp AS b_timestamp, va.path AS a_video, vb.path AS b_video "
+            "FROM pairs p JOIN patches a ON a.id = p.a_patch_id JOIN patches b ON b.id = p.b_patch_id "
+            "JOIN videos va ON va.id = a.video_id JOIN videos vb ON vb.id = b.video_id")
+
+    def _current(self) -> None:
+        if self.verdict_sql == "''":  # opened before its writer upgraded it: a long-lived reader looks again
+            self._build_sql()
 
     def _has_column(self, table: str, column: str) -> bool:
         return any(row[1] == column for row in self.db.execute(f"PRAGMA table_info({table})"))
@@ -221,9 +250,12 @@ class Catalog:
             "VALUES (?, ?, ?, ?, ?, ?)", (a_patch_id, b_patch_id, view, similarity, time.time(), int(mirrored)))
         return cur.rowcount == 1
 
-    def pairs(self) -> list[sqlite3.Row]:
-        """Every pair with both patch paths; `mirrored` is 0 or 1."""
-        return self.db.execute(self.pair_rows_sql + " ORDER BY p.id").fetchall()
+    def pairs(self, include_bad: bool = False) -> list[sqlite3.Row]:
+        """Every pair with both patch paths, oldest first; `mirrored` is 0 or 1. Pairs a person marked bad are left
+        out (training, pairs.csv and every export read this) unless `include_bad`."""
+        self._current()
+        where = "" if include_bad or self.verdict_sql == "''" else " WHERE p.verdict != 'bad'"
+        return self.db.execute(self.pair_rows_sql + where + " ORDER BY p.id").fetchall()
 
     def pairs_since(self, n: int) -> list[sqlite3.Row]:
         """The n most recently inserted pairs, oldest first."""
@@ -232,6 +264,82 @@ class Catalog:
 
     def pair_count(self) -> int:
         return int(self.db.execute("SELECT COUNT(*) FROM pairs").fetchone()[0])
+
+    # --- curation (the index applies verdicts; the web page reads) -------------------------------------------------
+    def set_verdict(self, pair_id: int, verdict: str) -> bool:
+        """Record a person's verdict on a pair; True when it changed (an unknown pair or the same verdict: False)."""
+        cur = self.db.execute("UPDATE pairs SET verdict = ?, curated_at = ? WHERE id = ? AND verdict != ?",
+                              (verdict, time.time(), pair_id, verdict))
+        return cur.rowcount == 1
+
+    def pair(self, pair_id: int) -> sqlite3.Row | None:
+        """One pair with its patches and videos (the columns of pair_page)."""
+        self._current()
+        return self.db.execute(self.pair_page_sql + " WHERE p.id = ?", (pair_id,)).fetchone()
+
+    def pair_page(self, *, view: str | None = None, order: str = "recent", after: tuple | None = None,
+                  limit: int = 100, verdict: str | None = None) -> list[sqlite3.Row]:
+        """One page of pairs for the web page, by keyset: `after` is the (similarity, id) of the previous page's
+        last row (only id is used for "recent"), so a page costs the same however deep it is (no OFFSET).
+        order: recent (newest first), similarity (best first) or similarity_asc (worst first, where bad pairs
+        hide). verdict: None for all, or '' / good / bad."""
+        if order not in PAIR_ORDERS:
+            raise ValueError(f"order {order!r}: expected one of {', '.join(PAIR_ORDERS)}")
+        self._current()
+        where, args = [], []
+        if view is not None:
+            where.append("p.view = ?")
+            args.append(view)
+        if verdict is not None:
+            where.append(f"{self.verdict_sql} = ?")
+            args.append(verdict)
+        if order == "recent":
+            if after is not None:
+                where.append("p.id < ?")
+                args.append(int(after[1]))
+            sort = "p.id DESC"
+        else:
+            op, direction = ("<", "DESC") if order == "similarity" else (">", "ASC")
+            if after is not None:
+                sim, pid = float(after[0]), int(after[1])
+                where.append(f"(p.similarity {op} ? OR (p.similarity = ? AND p.id {op} ?))")
+                args += [sim, sim, pid]
+            sort = f"p.similarity {direction}, p.id {direction}"
+        sql = self.pair_page_sql + (" WHERE " + " AND ".join(where) if where else "") + f" ORDER BY {sort} LIMIT ?"
+        return self.db.execute(sql, (*args, limit)).fetchall()
+
+    def verdict_counts(self) -> dict[str, int]:
+        """Pairs per verdict ('' = not judged)."""
+        self._current()
+        rows = self.db.execute(f"SELECT {self.verdict_sql.replace('p.', '')} AS v, COUNT(*) FROM pairs GROUP BY 1")
+        return {r[0]: r[1] for r in rows}
+
+    # --- what the web page shows ---------------------------------------------------------------------------------
+    def patch_file(self, patch_id: int) -> sqlite3.Row | None:
+        """(id, domain, view, reason, path) of one patch; path is '' when no file was kept."""
+        return self.db.execute("SELECT id, domain, view, reason, path FROM patches WHERE id = ?",
+                               (patch_id,)).fetchone()
+
+    def rejection_examples(self, reasons: tuple[str, ...], per_reason: int = 8) -> dict[str, list[sqlite3.Row]]:
+        """The newest rejected patches that have a file, per reason."""
+        out = {}
+        for reason in reasons:
+            out[reason] = self.db.execute(
+                "SELECT p.id, p.domain, p.reason, p.timestamp, p.video_id, v.path AS video FROM patches p "
+                "JOIN videos v ON v.id = p.video_id WHERE p.view = 'REJECTED' AND p.reason = ? AND p.path != '' "
+                "ORDER BY p.id DESC LIMIT ?", (reason, per_reason)).fetchall()
+        return out
+
+    def videos_needing_attention(self, limit: int = 50) -> list[sqlite3.Row]:
+        """The newest failed or partial videos with their reasons."""
+        return self.db.execute("SELECT id, path, domain, status, reason, updated_at FROM videos "
+                               "WHERE status IN ('failed', 'partial') ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
+
+    def kept_patches(self) -> Iterator[sqlite3.Row]:
+        """Every kept (non-rejected) patch with what a COCO export needs, oldest first."""
+        yield from self.db.execute("SELECT p.id, p.domain, p.view, p.box, p.square, p.score, p.keypoints, p.path, "
+                                   "p.video_id, p.frame_index, p.timestamp, v.path AS video FROM patches p "
+                                   "JOIN videos v ON v.id = p.video_id WHERE p.view != 'REJECTED' ORDER BY p.id")
 
     # --- summaries ---------------------------------------------------------------------------------------------
     def counts(self) -> dict[str, list[tuple]]:
@@ -242,6 +350,7 @@ class Catalog:
             "rejections": [tuple(r) for r in q(
                 "SELECT domain, reason, COUNT(*) FROM patches WHERE view = 'REJECTED' GROUP BY 1, 2 ORDER BY 1, 2")],
             "pairs": [tuple(r) for r in q("SELECT view, COUNT(*) FROM pairs GROUP BY 1 ORDER BY 1")],
+            "curated": sorted((v, n) for v, n in self.verdict_counts().items() if v),
         }
 
 

@@ -38,6 +38,8 @@ MODEL_CALLS = Counter("humanstyle_model_calls", "Forward passes of the detection
 
 # --- pairing ----------------------------------------------------------------------------------------------------------
 PAIRS = Counter("humanstyle_pairs", "Movie-game pairs recorded", ["view"])
+PAIRS_CURATED = Counter("humanstyle_pairs_curated", "Verdicts people gave pairs on the web page (changes only)",
+                        ["verdict"])
 INDEX_SIZE = Gauge("humanstyle_index_patches", "Patches in the pairing index", ["domain", "view"],
                    multiprocess_mode="livemax")
 

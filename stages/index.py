@@ -23,6 +23,7 @@ from humanstyle.stages.counters import (
     ERRORS,
     FILES_REJECTED,
     MESSAGES_REJECTED,
+    PAIRS_CURATED,
     VIDEO_SECONDS,
     VIDEOS,
     VIDEOS_UNFINISHED,
@@ -33,6 +34,7 @@ from humanstyle.stages.records import (
     Discovered,
     Job,
     PairsAppended,
+    PairVerdict,
     Record,
     StageRestarted,
     VideoEnd,
@@ -97,7 +99,9 @@ class IndexHandler:
         self.routes = {Discovered: Route(self.each(self.on_discovered)),
                        Classified: Route(self.each(self.on_result)), WindowDone: Route(self.each(self.on_result)),
                        VideoEnd: Route(self.each(self.on_result)),
-                       StageRestarted: Route(self.each(self.on_control))}
+                       StageRestarted: Route(self.each(self.on_control)),
+                       PairVerdict: Route(self.each(self.on_verdict))}
+        self._csv_stale = False
 
     def each(self, handler):
         def handle(records: list, out: Outbox) -> None:
@@ -113,6 +117,8 @@ class IndexHandler:
     def tick(self, out: Outbox) -> int:
         self.guarded(self.dispatch)
         self.guarded(self.check_stalls)
+        if self._csv_stale:
+            self.guarded(self.rewrite_csv)
         self.publish_backlog()
         return 0
 
@@ -229,6 +235,22 @@ class IndexHandler:
     def on_control(self, notice: StageRestarted) -> None:
         for vid in list(self.in_flight):
             self.redo(vid, f"a {notice.stage} process was restarted")
+
+    # --- curation ----------------------------------------------------------------------------------------------
+    def on_verdict(self, verdict: PairVerdict) -> None:
+        """A person's verdict from the web page. The catalog keeps it; a bad pair leaves pairs.csv at the next tick
+        (one rewrite for a burst of verdicts), the trainer's datasets at its next refresh and every export."""
+        if self.catalog.pair(verdict.pair_id) is None:
+            self.reject("unknown_pair", verdict)
+            return
+        if self.catalog.set_verdict(verdict.pair_id, verdict.verdict):
+            PAIRS_CURATED.labels(verdict.verdict).inc()
+            self._csv_stale = True
+            log.info("pair %d marked %s", verdict.pair_id, verdict.verdict)
+
+    def rewrite_csv(self) -> None:
+        self.results.rewrite_csv()
+        self._csv_stale = False
 
     # --- results -----------------------------------------------------------------------------------------------
     def on_result(self, record: Classified | WindowDone | VideoEnd) -> None:

@@ -18,6 +18,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from humanstyle.stages.vocabulary import VERDICTS
+
 
 class RecordError(ValueError):
     """A record whose values cannot be what they claim; `reason` is a stable snake_case code (a metric label)."""
@@ -199,8 +201,24 @@ class StageRestarted(Record):
     stage: str
 
 
+@dataclass(frozen=True, kw_only=True)
+class PairVerdict(Record):
+    """supervisor (the web page) -> indexer: a person judged a pair good or bad; the index, the catalog's only
+    writer, records it."""
+
+    TYPE: ClassVar[str] = "pair_verdict"
+    pair_id: int
+    verdict: str
+
+    def check(self) -> None:
+        if self.verdict not in VERDICTS:
+            raise RecordError("bad_field", f"pair_verdict.verdict must be one of {', '.join(VERDICTS)}")
+        if self.pair_id < 1:
+            raise RecordError("bad_field", "pair_verdict.pair_id < 1")
+
+
 RECORD_TYPES: dict[str, type[Record]] = {cls.TYPE: cls for cls in (
-    Discovered, Job, Window, VideoEnd, WindowDone, Patch, Classified, PairsAppended, StageRestarted)}
+    Discovered, Job, Window, VideoEnd, WindowDone, Patch, Classified, PairsAppended, StageRestarted, PairVerdict)}
 
 
 def is_int(value: Any) -> bool:

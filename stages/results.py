@@ -2,8 +2,9 @@
 
 Order per patch, so that a crash at any point replays cleanly: image file (atomic) -> patch row (indexed = 0) ->
 pairs proposed from the index and inserted (unique) -> patch committed to the pairing index -> row indexed = 1.
-A patch found with indexed = 0 at start is replayed; pairs.csv is rewritten from the catalog at start, then
-appended to as pairs are found.
+A patch found with indexed = 0 at start is replayed; pairs.csv is rewritten from the catalog at start (and after a
+person marks pairs bad or good on the web page: it lists the pairs not marked bad), then appended to as pairs are
+found.
 
 A pose index of an older on-disk format is deleted at start and rebuilt from the catalog's keypoints: the patches
 already indexed are re-added without proposing pairs again (their pairs are in the catalog already), then the
@@ -79,7 +80,7 @@ class ResultWriter:
         for row in self.catalog.unindexed_patches():
             keypoints = np.frombuffer(row["keypoints"], np.float32).reshape(17, 3)
             self._index(row["id"], row["domain"], row["view"], keypoints)
-        self._rewrite_csv()
+        self.rewrite_csv()
         self._new_pairs = 0
         for domain in self.domains:
             for view in VIEWS:
@@ -168,7 +169,8 @@ class ResultWriter:
                 writer.writerow(self.csv_header)
             writer.writerows(self._rows(rows))
 
-    def _rewrite_csv(self) -> None:
+    def rewrite_csv(self) -> None:
+        """pairs.csv from the catalog: every pair not marked bad."""
         buf = io.StringIO()
         writer = csv.writer(buf)
         writer.writerow(self.csv_header)

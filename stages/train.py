@@ -11,7 +11,12 @@ and global RNG state, a resumed run continues bit-for-bit on the CPU.
 
 Files under `data_dir/train/`: `checkpoints/latest.pt` (everything, atomic, every `checkpoint_every` steps and on
 shutdown), `checkpoints/best-<model>.pt` (the best validation score so far), `samples/<model>/step-N.png`
-(input | output | target) and `tensorboard/`.
+(input | output | target), `tensorboard/`, and for the web page `state.json` and `validation.jsonl`
+(stages.train_state).
+
+The log says what a person needs to follow it: when a model starts or what data it waits for ("pix2pix-movie2game
+needs 8 training pairs, has 6"), progress at most once a minute per model (step, losses, steps/s, latest and best
+validation), each validation pass, each checkpoint, and when there is nothing to validate on.
 """
 
 from __future__ import annotations
@@ -34,10 +39,13 @@ from humanstyle.stages.catalog import Catalog
 from humanstyle.stages.handler import Outbox, Route
 from humanstyle.stages.records import PairsAppended
 from humanstyle.stages.settings import PipelineSettings, StageFatal
+from humanstyle.stages.train_state import append_validation, write_state
 
 log = logging.getLogger("humanstyle.train")
 SPLITS = ("train", "val", "test")
 VAL_BATCH = 16
+PROGRESS_EVERY_S = 60.0  # at most one progress line per model per minute
+STATE_EVERY_S = 5.0  # state.json for the web page
 
 
 @dataclass
@@ -89,6 +97,15 @@ class Trainer:
             image_size=t.cyclegan_image_size, ngf=t.cyclegan_ngf, ndf=t.cyclegan_ndf, n_blocks=t.cyclegan_blocks,
             device=device, amp=t.amp, lambda_luminance=t.lambda_luminance, seed=seed))
         self.best: dict[str, float] = {}
+        self.best_step: dict[str, int] = {}
+        self.last_validation: dict[str, tuple[int, float]] = {}
+        self.losses: dict[str, dict[str, float]] = {}
+        self.speed: dict[str, float] = {}
+        self.notes: dict[str, dict[str, str]] = {n: {} for n in self.names}  # what the log last said, by topic
+        self._progress: dict[str, tuple[float, int]] = {}  # model -> (time, step) of its last progress line
+        self._said_at: dict[tuple[str, str], float] = {}
+        self._state_at = -math.inf
+        self._checkpoint: dict | None = None
         self.data = TrainingData()
         self.datasets: dict[str, object] = {}
         self.val_sets: dict[str, object] = {}
@@ -116,6 +133,101 @@ class Trainer:
             counters.TRAIN_DATASET.labels("pix2pix", split).set(len(data.pairs[split]))
             counters.TRAIN_DATASET.labels(f"cyclegan-{self.domains[0]}", split).set(len(data.side_a[split]))
             counters.TRAIN_DATASET.labels(f"cyclegan-{self.domains[1]}", split).set(len(data.side_b[split]))
+        self.report_data()
+
+    # --- telling people ----------------------------------------------------------------------------------------
+    def waiting_for(self, name: str) -> str:
+        """What `name` lacks to start stepping, or "" when it has enough data."""
+        t, data = self.settings.train, self.data
+        if name == "cyclegan":
+            a, b = len(data.side_a["train"]), len(data.side_b["train"])
+            if min(a, b) >= t.min_patches:
+                return ""
+            return (f"{name} needs {t.min_patches} training patches per domain, has {self.domains[0]} {a}, "
+                    f"{self.domains[1]} {b}")
+        n = len(data.pairs["train"])
+        if n >= t.min_pairs:
+            return ""
+        held = len(data.pairs["val"]) + len(data.pairs["test"])
+        return (f"{name} needs {t.min_pairs} training pairs, has {n}"
+                + (f" ({held} more held out for validation and test)" if held else ""))
+
+    def no_validation(self, name: str) -> str:
+        """Why `name` cannot be validated (so no best checkpoint is chosen), or ""."""
+        if name in self.val_sets:
+            return ""
+        t = self.settings.train
+        what = "patches of each domain" if name == "cyclegan" else "pairs"
+        return (f"{name} has no validation {what} yet (train.val_fraction = {t.val_fraction}): it trains, but "
+                "chooses no best checkpoint until some fall in the validation split")
+
+    def _say(self, name: str, topic: str, message: str, every_s: float = PROGRESS_EVERY_S) -> None:
+        """Log `message` when it differs from what was last said on this topic: at once when the topic turns on
+        or off, otherwise at most every `every_s` (counts that change with each new pair)."""
+        said = self.notes[name].get(topic, "")
+        if message == said:
+            return
+        now = time.monotonic()
+        if said and message and now - self._said_at.get((name, topic), -math.inf) < every_s:
+            return
+        self.notes[name][topic] = message
+        self._said_at[(name, topic)] = now
+        if message:
+            log.info("%s", message)
+
+    def report_data(self) -> None:
+        for name in self.names:
+            waiting = self.waiting_for(name)
+            was_waiting = bool(self.notes[name].get("waiting"))
+            self._say(name, "waiting", waiting)
+            if not waiting and (was_waiting or "started" not in self.notes[name]):
+                size = (len(self.data.pairs["train"]) if name != "cyclegan"
+                        else min(len(self.data.side_a["train"]), len(self.data.side_b["train"])))
+                what = "patches per domain" if name == "cyclegan" else "pairs"
+                self.notes[name]["started"] = "yes"
+                log.info("%s: training from step %d on %d %s", name, self.model(name).step, size, what)
+            self._say(name, "no_validation", self.no_validation(name) if not waiting else "")
+        self.write_state(force=True)
+
+    def progress(self, name: str) -> None:
+        """One line per model at most every PROGRESS_EVERY_S: step, losses, speed, validation."""
+        now, step = time.monotonic(), self.model(name).step
+        last = self._progress.get(name)
+        if last is None:
+            self._progress[name] = (now, step)
+            return
+        if now - last[0] < PROGRESS_EVERY_S:
+            return
+        self.speed[name] = (step - last[1]) / (now - last[0])
+        self._progress[name] = (now, step)
+        losses = " ".join(f"{k} {v:.4g}" for k, v in self.losses.get(name, {}).items())
+        val = self.last_validation.get(name)
+        log.info("%s: step %d, %s, %.2f steps/s, validation %s, best %s", name, step, losses, self.speed[name],
+                 f"{val[1]:.4f}" if val else "none yet",
+                 f"{self.best[name]:.4f} at step {self.best_step.get(name, 0)}" if name in self.best else "none yet")
+
+    def state(self) -> dict:
+        models = {}
+        for name in self.names:
+            val = self.last_validation.get(name)
+            models[name] = {
+                "step": self.model(name).step, "ready": not self.waiting_for(name),
+                "waiting": self.waiting_for(name), "no_validation": self.no_validation(name),
+                "losses": self.losses.get(name, {}), "steps_per_s": self.speed.get(name),
+                "validation": {"step": val[0], "score": val[1]} if val else None,
+                "best": ({"step": self.best_step.get(name), "score": self.best[name]} if name in self.best else None),
+            }
+        return {"models": models, "checkpoint": self._checkpoint}
+
+    def write_state(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._state_at < STATE_EVERY_S:
+            return
+        self._state_at = now
+        try:
+            write_state(self.root, self.state())
+        except OSError as exc:  # the page's view of training must never stop training
+            log.warning("cannot write %s: %s", self.root / "state.json", exc)
 
     def ready(self) -> list[str]:
         """The models that have enough training data to step."""
@@ -141,10 +253,13 @@ class Trainer:
         counters.TRAIN_STEPS.labels(name).inc()
         counters.TRAIN_IMAGES.labels(name).inc(batch)
         self._record(name, model.step, terms)
+        self.losses[name] = {k: v for k, v in terms.items() if not k.startswith("brightness")}
         if model.step % t.sample_every == 0:
             self.write_samples(name)
         if model.step % t.validate_every == 0:
             self.validate(name)
+        self.progress(name)
+        self.write_state()
         return terms
 
     def _record(self, name: str, step: int, terms: dict[str, float]) -> None:
@@ -176,11 +291,22 @@ class Trainer:
             counters.TRAIN_VAL_L1.labels(name).set(score)
         if (tb := self.tensorboard()) is not None:
             tb.add_scalar(f"{name}/validation", score, model.step)
+        self.last_validation[name] = (model.step, score)
+        try:
+            append_validation(self.root, name, model.step, score)
+        except OSError as exc:
+            log.warning("cannot record the validation score: %s", exc)
         if score < self.best.get(name, float("inf")):
             self.best[name] = score
+            self.best_step[name] = model.step
             save_checkpoint(self.root / "checkpoints" / f"best-{name}.pt",
-                            {"model": name, "score": score, "state": model.state_dict()})
-            log.info("%s: new best validation score %.4f at step %d", name, score, model.step)
+                            {"model": name, "score": score, "step": model.step, "state": model.state_dict()})
+            log.info("%s: validation %.4f at step %d, a new best (checkpoints/best-%s.pt)", name, score, model.step,
+                     name)
+        else:
+            log.info("%s: validation %.4f at step %d (best %.4f at step %d)", name, score, model.step,
+                     self.best[name], self.best_step.get(name, 0))
+        self.write_state(force=True)
         return score
 
     def write_samples(self, name: str) -> Path:
@@ -215,7 +341,7 @@ class Trainer:
 
     def state_dict(self) -> dict:
         return {"models": {n: self.model(n).state_dict() for n in self.names}, "best": dict(self.best),
-                "rng": capture_rng_state(), "domains": list(self.domains)}
+                "best_step": dict(self.best_step), "rng": capture_rng_state(), "domains": list(self.domains)}
 
     def save(self) -> Path:
         save_checkpoint(self.latest, self.state_dict())
@@ -223,6 +349,10 @@ class Trainer:
             counters.CHECKPOINTS.labels(name).inc()
         if self._tb is not None:
             self._tb.flush()
+        steps = {n: self.model(n).step for n in self.names}
+        self._checkpoint = {"path": str(self.latest.relative_to(self.root)), "steps": steps, "time": time.time()}
+        log.info("checkpoint written: %s at steps %s", self.latest, steps)
+        self.write_state(force=True)
         return self.latest
 
     def resume(self) -> bool:
@@ -238,6 +368,7 @@ class Trainer:
             raise StageFatal(f"{self.latest} does not fit the configured models ({exc}); restore the [train] "
                              "settings it was made with, or move it away to start over") from None
         self.best = {k: float(v) for k, v in state["best"].items()}
+        self.best_step = {k: int(v) for k, v in state.get("best_step", {}).items()}
         restore_rng_state(state["rng"])
         log.info("resumed from %s at steps %s", self.latest, {n: self.model(n).step for n in self.names})
         return True

@@ -30,6 +30,21 @@ RULE_REASONS: tuple[str, ...] = (
 STAGE_REASONS: tuple[str, ...] = ("no_matching_person", "classify_error")
 PATCH_REASONS: tuple[str, ...] = (*RULE_REASONS, *STAGE_REASONS)
 
+# Why a video file ends `failed`: refused by the watcher (not_a_video, empty_file, unreadable, bad_file_name),
+# by the decoder (stages.decode's NOT_A_VIDEO_REASONS, decode_error) or given up by the index (stalled).
+FILE_REASONS: tuple[str, ...] = (
+    "not_a_video", "empty_file", "unreadable", "bad_file_name", "not_found", "io_error", "truncated", "no_frames",
+    "decode_error", "stalled",
+)  # fmt: skip
+# Why a received message is refused: the wire's checks (daemon.wire, records' check()), a record type the
+# receiving queue does not carry (unexpected_type), or a record the index cannot use (unknown_video, unknown_pair).
+MESSAGE_REASONS: tuple[str, ...] = (
+    "empty_message", "oversized", "malformed_header", "bad_version", "unknown_type", "bad_array", "missing_field",
+    "bad_field", "unexpected_type", "unknown_video", "unknown_pair",
+)  # fmt: skip
+# A person's judgement of a pair (the web page's curation): a bad pair leaves training and every export.
+VERDICTS: tuple[str, ...] = ("good", "bad")
+
 KEYPOINT_NAMES: tuple[str, ...] = (
     "nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder", "right_shoulder",
     "left_elbow", "right_elbow", "left_wrist", "right_wrist", "left_hip", "right_hip",

@@ -1,19 +1,28 @@
-"""The index process, the single writer: discovered files, classified patches and restart notices in; jobs out to
-the decoders and pair events out to the trainer. After a stop request it keeps taking results until they stop
-coming, so the units the other stages finish while draining are written."""
+"""The index process, the single writer: discovered files, classified patches, restart notices and pair verdicts
+in; jobs out to the decoders and pair events out to the trainer. After a stop request it keeps taking results until
+they stop coming, so the units the other stages finish while draining are written."""
 
 from __future__ import annotations
 
 from humanstyle.daemon.worker import Input, Output, ProcessSpec
 from humanstyle.stages.index import IndexHandler
-from humanstyle.stages.records import Classified, Discovered, Job, PairsAppended, StageRestarted, VideoEnd, WindowDone
+from humanstyle.stages.records import (
+    Classified,
+    Discovered,
+    Job,
+    PairsAppended,
+    PairVerdict,
+    StageRestarted,
+    VideoEnd,
+    WindowDone,
+)
 
 SPEC = ProcessSpec(
     "index",
     build=lambda settings, index: IndexHandler(settings),
     inputs=(Input("discovered", lambda s, i: ["discovered"], bind=True, accepts=(Discovered,)),
             Input("classified", lambda s, i: ["classified"], bind=True, accepts=(Classified, WindowDone, VideoEnd)),
-            Input("control", lambda s, i: ["control"], bind=True, accepts=(StageRestarted,))),
+            Input("control", lambda s, i: ["control"], bind=True, accepts=(StageRestarted, PairVerdict))),
     outputs=(Output("jobs", lambda s, i: ["jobs"], bind=True, carries=(Job,)),
              Output("events", lambda s, i: ["events"], bind=True, carries=(PairsAppended,), publish=True)),
     drain_s=1.0,

@@ -34,14 +34,12 @@ DATASOURCE_REFS = {"${datasource}", "$datasource"}
 # on its first event. The fallback test still proves these names are defined in daemon/metrics.py.
 EVENT_ONLY = {
     "humanstyle_errors_total": "a unit of work failing",
-    "humanstyle_messages_rejected_total": "a malformed message",
-    "humanstyle_files_rejected_total": "a refused file",
-    "humanstyle_rejections_total": "a rejected patch (random weights may classify none as rejected)",
     "humanstyle_index_patches": "a patch entering the pairing index (random weights may produce none)",
     "humanstyle_train_loss": "a training step (train.enabled = false)",
     "humanstyle_train_brightness": "a training step (train.enabled = false)",
     "humanstyle_train_validation_l1": "a validation run (train.enabled = false)",
     "humanstyle_train_dataset_items": "a trainer refresh (train.enabled = false)",
+    "humanstyle_train_ready": "a trainer (train.enabled = false)",
 }
 
 
@@ -148,8 +146,25 @@ def test_recording_rules_used_by_the_dashboard_are_defined():
             assert all(name.endswith("_total") for name in METRIC.findall(rule["expr"])), rule
 
 
+def known_series(domains: tuple[str, str]) -> list[tuple[str, dict[str, str]]]:
+    """Every series whose labels are known before anything happens: what a panel or a rule may query at 0."""
+    from humanstyle.daemon.metrics import RECEIVING_STAGES, STAGES
+    from humanstyle.stages.vocabulary import FILE_REASONS, MESSAGE_REASONS, PATCH_REASONS, VERDICTS
+
+    out = [("humanstyle_rejections_total", {"domain": d, "reason": r}) for d in domains for r in PATCH_REASONS]
+    out += [("humanstyle_files_rejected_total", {"reason": r}) for r in FILE_REASONS]
+    out += [("humanstyle_messages_rejected_total", {"stage": s, "reason": r})
+            for s in RECEIVING_STAGES for r in MESSAGE_REASONS]
+    out += [("humanstyle_stage_seconds_bucket", {"stage": s, "le": "+Inf"}) for s in STAGES]
+    out += [("humanstyle_stage_seconds_count", {"stage": s}) for s in STAGES]
+    out += [("humanstyle_pairs_curated_total", {"verdict": v}) for v in VERDICTS]
+    return out
+
+
 @pytest.mark.timeout(240)
 def test_every_queried_metric_is_in_a_live_scrape(tmp_path):
+    """A freshly started daemon (nothing ingested yet) exports every series whose labels are known, at 0; after one
+    clip, every metric the monitoring kit queries is in the scrape."""
     from tests.harness import Daemon
     from tests.media import make_clip
 
@@ -157,6 +172,12 @@ def test_every_queried_metric_is_in_a_live_scrape(tmp_path):
     daemon = Daemon(cfg, tmp_path / "daemon.log")
     try:
         daemon.start()
+        fresh = daemon.metrics()
+        expected = known_series(("movie", "game"))
+        assert len(expected) > 50  # a guard against an empty vocabulary
+        absent = [(name, labels) for name, labels in expected
+                  if fresh.get((name, tuple(sorted(labels.items())))) != 0.0]
+        assert not absent, f"{len(absent)} known series missing (or not 0) on a fresh daemon, e.g. {absent[:5]}"
         staging = tmp_path / "staging"
         staging.mkdir()
         clip = make_clip(staging / "clip.mp4", 2, fps=24, size=(320, 240))

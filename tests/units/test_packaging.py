@@ -28,6 +28,10 @@ def test_the_wheel_has_one_top_level_package(wheel):
     tops = {n.split("/")[0] for n in names if not n.split("/")[0].endswith((".dist-info", ".data"))}
     assert tops == {"humanstyle"}, tops
     assert "humanstyle/daemon/cli.py" in names and "humanstyle/stages/classify.py" in names
+    # The web page's templates and static files ship as package data.
+    web = Path(ROOT, "daemon", "web")
+    data = [p.relative_to(web).as_posix() for p in web.rglob("*") if p.suffix in (".html", ".css", ".js", ".svg")]
+    assert data and all(f"humanstyle/daemon/web/{f}" in names for f in data), data
 
 
 def test_installed_beside_python_daemon_both_import(wheel, tmp_path):

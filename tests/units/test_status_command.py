@@ -1,5 +1,5 @@
-"""`humanstyle status` on a catalog whose every count is known: each section (videos, patches, rejections, pairs)
-with its total and one line per group, exactly."""
+"""`humanstyle status` on a catalog whose every count is known: each section (videos, patches, rejections, pairs,
+pairs a person judged on the web page) with its total and one line per group, exactly."""
 
 from __future__ import annotations
 
@@ -29,6 +29,9 @@ rejections: 4
 pairs: 3
   view=FULL-BODY-FRONT  count=2
   view=HEAD-AND-SHOULDER-BACK  count=1
+curated: 2
+  verdict=bad  count=1
+  verdict=good  count=1
 """
 
 
@@ -58,6 +61,8 @@ def test_status_prints_every_section_with_exact_counts(tmp_path, capsys):
     m3 = add_patch(cat, movie.id, "movie", 6, "HEAD-AND-SHOULDER-BACK")
     for a, b, view in ((m1, g1, "FULL-BODY-FRONT"), (m2, g1, "FULL-BODY-FRONT"), (m3, g2, "HEAD-AND-SHOULDER-BACK")):
         assert cat.add_pair(a, b, view, 0.5)
+    assert cat.set_verdict(1, "bad") and cat.set_verdict(2, "bad") and cat.set_verdict(2, "good")
+    assert not cat.set_verdict(2, "good")  # unchanged
     cat.close()
     assert main(["status", "--config", str(settings.source)]) == 0
     assert capsys.readouterr().out == EXPECTED

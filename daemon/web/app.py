@@ -1,0 +1,270 @@
+"""The web page: what the daemon mined and how training goes, and pair curation. A Flask application (Jinja2
+templates under templates/, our own CSS and JS under static/), served with /metrics and /healthz by waitress on
+`metrics.listen` (daemon.web.server).
+
+Views: status (/), pairs (/pairs), rejections (/rejections), training (/training). Each page refreshes its content
+by itself (static/app.js asks for the same URL with ?partial=1 and swaps the content in). Images are served by
+patch id or model name only. Reads open the catalog read-only; verdicts go through the index (daemon.web.curation).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from flask import Flask, Response, abort, jsonify, render_template, request, send_file
+
+from humanstyle.daemon.config import Settings, parse_listen
+from humanstyle.daemon.web import images
+from humanstyle.daemon.web.curation import Curator, IndexBusy
+from humanstyle.daemon.web.security import Guard
+from humanstyle.stages.catalog import PAIR_ORDERS, Catalog
+from humanstyle.stages.counters import train_model_names
+from humanstyle.stages.train_state import latest_sample, read_state, read_validation
+from humanstyle.stages.vocabulary import PATCH_REASONS, VERDICTS, VIEWS
+
+PAGE_SIZE = 100
+MAX_PAGE_SIZE = 200
+EXAMPLES_PER_REASON = 8
+VERDICT_FILTERS = {"all": None, "unjudged": "", "good": "good", "bad": "bad"}
+CSP = ("default-src 'self'; img-src 'self'; style-src 'self'; script-src 'self'; connect-src 'self'; "
+       "frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
+
+
+class CatalogReader:
+    """One read-only catalog connection per server thread (SQLite connections stay in their thread), opened once
+    the index has created the catalog."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._local = threading.local()
+
+    def __call__(self) -> Catalog | None:
+        db = getattr(self._local, "db", None)
+        if db is None and self.path.exists():
+            db = self._local.db = Catalog(self.path, readonly=True)
+        return db
+
+
+@dataclass(frozen=True)
+class Cursor:
+    """Where a page of pairs starts: after the row with this similarity and id."""
+
+    similarity: float
+    id: int
+
+    def text(self) -> str:
+        return f"{self.similarity!r}_{self.id}"
+
+    @classmethod
+    def parse(cls, text: str) -> Cursor | None:
+        if not text:
+            return None
+        sim, _, pid = text.rpartition("_")
+        try:
+            return cls(float(sim), int(pid))
+        except ValueError:
+            abort(400, "bad cursor")
+
+
+def create_app(settings: Settings, health, curator: Curator | None = None) -> Flask:
+    """The web application. `health` returns /healthz's JSON; `curator` sends verdicts to the index (None: a
+    page without curation, e.g. for benchmarks)."""
+    from humanstyle.daemon.metrics_server import register_metrics_routes
+
+    here = str(Path(__file__).parent)  # explicit: an editable install hides the package folder from Flask
+    app = Flask("humanstyle.daemon.web", root_path=here, instance_path=here)
+    app.json.sort_keys = False
+    data_dir = settings.paths.data_dir
+    train_root = data_dir / "train"
+    domains = settings.domains
+    models = train_model_names(domains)
+    host, _port = parse_listen(settings.metrics.listen)
+    guard = Guard(host, settings.metrics.write_token)
+    catalog = CatalogReader(settings.paths.catalog)
+    app.config["guard"] = guard
+    register_metrics_routes(app, health)
+    if not settings.metrics.web:
+        return app
+
+    @app.before_request
+    def check_host():
+        if request.path not in ("/metrics", "/healthz") and not guard.host_allowed(request.host):
+            abort(403, "this page answers to loopback host names only")
+
+    @app.after_request
+    def headers(resp: Response) -> Response:
+        resp.headers.setdefault("Content-Security-Policy", CSP)
+        resp.headers.setdefault("X-Content-Type-Options", "nosniff")
+        resp.headers.setdefault("Referrer-Policy", "no-referrer")
+        resp.headers.setdefault("X-Frame-Options", "DENY")
+        return resp
+
+    def page(template: str, **context) -> str:
+        partial = request.args.get("partial") == "1"
+        return render_template(template, partial=partial, domains=domains, guard=guard, curation=curator is not None,
+                               now=time.time(), **context)
+
+    # --- views ------------------------------------------------------------------------------------------------
+    @app.get("/")
+    def status():
+        db = catalog()
+        counts = db.counts() if db else {}
+        return page("status.html", tables=status_tables(counts, domains), problems=(
+            db.videos_needing_attention() if db else []), trainer=trainer_summary(train_root, models),
+            health=health(), curated=dict(counts.get("curated", [])))
+
+    @app.get("/pairs")
+    def pairs():
+        view = request.args.get("view", "")
+        order = request.args.get("order", "recent")
+        verdict = request.args.get("verdict", "all")
+        if view and view not in VIEWS or order not in PAIR_ORDERS or verdict not in VERDICT_FILTERS:
+            abort(400, "unknown view, order or verdict filter")
+        try:
+            limit = min(max(int(request.args.get("limit", PAGE_SIZE)), 1), MAX_PAGE_SIZE)
+        except ValueError:
+            abort(400, "limit must be a number")
+        after = Cursor.parse(request.args.get("after", ""))
+        db = catalog()
+        rows = []
+        if db is not None:
+            rows = db.pair_page(view=view or None, order=order, limit=limit + 1, verdict=VERDICT_FILTERS[verdict],
+                                after=(after.similarity, after.id) if after else None)
+        more = len(rows) > limit
+        rows = rows[:limit]
+        cursor = Cursor(rows[-1]["similarity"], rows[-1]["id"]).text() if more else ""
+        return page("pairs.html", rows=rows, views=VIEWS, orders=PAIR_ORDERS, verdicts=list(VERDICT_FILTERS),
+                    view=view, order=order, verdict=verdict, limit=limit, next_cursor=cursor, paged=after is not None,
+                    total=db.pair_count() if db else 0)
+
+    @app.get("/rejections")
+    def rejections():
+        db = catalog()
+        counts: dict[str, dict[str, int]] = {r: {} for r in PATCH_REASONS}
+        for domain, reason, n in (db.counts()["rejections"] if db else []):
+            counts.setdefault(reason, {})[domain] = n
+        examples = db.rejection_examples(tuple(counts), EXAMPLES_PER_REASON) if db else {}
+        return page("rejections.html", counts=counts, examples=examples,
+                    save_rejected=settings.pair.save_rejected)
+
+    @app.get("/training")
+    def training():
+        history = read_validation(train_root)
+        state = read_state(train_root)
+        panels = []
+        for model in models:
+            sample = latest_sample(train_root, model)
+            panels.append({"model": model, "state": state.get("models", {}).get(model, {}),
+                           "sample_step": int(sample.stem.split("-")[1]) if sample else None,
+                           "curve": curve(history.get(model, []))})
+        return page("training.html", panels=panels, checkpoint=state.get("checkpoint"),
+                    enabled=settings.train.enabled, updated=state.get("updated"))
+
+    # --- images -----------------------------------------------------------------------------------------------
+    @app.get("/img/patch/<int:patch_id>/<any(thumb, full):size>")
+    def patch_image(patch_id: int, size: str):
+        db = catalog()
+        row = db.patch_file(patch_id) if db else None
+        source = images.patch_file(data_dir, row["path"]) if row else None
+        if source is None:
+            abort(404)
+        if size == "full":
+            return send_file(source, mimetype="image/png", max_age=3600)
+        thumb = images.thumbnail(data_dir, patch_id, source)
+        if thumb is None:
+            abort(404)
+        return send_file(thumb, mimetype="image/jpeg", max_age=3600)
+
+    @app.get("/img/sample/<model>")
+    def sample_image(model: str):
+        if model not in models:
+            abort(404)
+        sample = latest_sample(train_root, model)
+        if sample is None:
+            abort(404)
+        return send_file(sample, mimetype="image/png", max_age=0)
+
+    # --- curation ---------------------------------------------------------------------------------------------
+    @app.post("/api/pairs/<int:pair_id>/verdict")
+    def set_verdict(pair_id: int):
+        refusal = guard.write_refusal(request.headers, request.host)
+        if refusal:
+            return jsonify(error=refusal), 403
+        if curator is None:
+            return jsonify(error="curation is not available here"), 503
+        body = request.get_json(silent=True) or {}
+        verdict = body.get("verdict")
+        if verdict not in VERDICTS:
+            return jsonify(error=f"verdict must be one of {', '.join(VERDICTS)}"), 400
+        db = catalog()
+        if db is None or db.pair(pair_id) is None:
+            return jsonify(error=f"no pair {pair_id}"), 404
+        try:
+            stored = curator.judge(pair_id, verdict, catalog)
+        except IndexBusy as exc:
+            return jsonify(error=str(exc)), 503
+        return jsonify(pair_id=pair_id, verdict=verdict, stored=stored), 200 if stored else 202
+
+    @app.errorhandler(400)
+    @app.errorhandler(403)
+    @app.errorhandler(404)
+    def error(exc):
+        return Response(f"{exc.code} {exc.name}: {exc.description}\n", exc.code, mimetype="text/plain")
+
+    app.jinja_env.filters["basename"] = lambda p: os.path.basename(p or "")
+    app.jinja_env.filters["clock"] = clock
+    return app
+
+
+# --- what the templates show ----------------------------------------------------------------------------------
+def status_tables(counts: dict, domains: tuple[str, str]) -> dict[str, dict]:
+    """Each count table as {row label: {column: n}} plus the columns, for the status view."""
+    def table(rows, key_cols: int) -> dict[str, dict[str, int]]:
+        out: dict[str, dict[str, int]] = {}
+        for row in rows:
+            *keys, n = row
+            if key_cols == 2:
+                domain, label = keys
+                out.setdefault(label, {})[domain] = n
+            else:
+                out.setdefault(keys[0], {})["all"] = n
+        return out
+
+    return {
+        "videos": table(counts.get("videos", []), 2),
+        "patches": table(counts.get("patches", []), 2),
+        "rejections": table(counts.get("rejections", []), 2),
+        "pairs": table(counts.get("pairs", []), 1),
+    }
+
+
+def trainer_summary(root: Path, models: tuple[str, ...]) -> list[dict]:
+    state = read_state(root).get("models", {})
+    return [{"model": m, **state.get(m, {})} for m in models]
+
+
+def curve(points: list[tuple[int, float]], width: int = 480, height: int = 140, pad: int = 6) -> dict | None:
+    """An SVG polyline of a validation curve (lower is better), scaled into width x height."""
+    if not points:
+        return None
+    steps = [p[0] for p in points]
+    scores = [p[1] for p in points]
+    x0, x1 = min(steps), max(steps)
+    y0, y1 = min(scores), max(scores)
+    xs = (width - 2 * pad) / ((x1 - x0) or 1)
+    ys = (height - 2 * pad) / ((y1 - y0) or 1)
+    coords = " ".join(f"{pad + (s - x0) * xs:.1f},{height - pad - (v - y0) * ys:.1f}" for s, v in points)
+    return {"points": coords, "width": width, "height": height, "first_step": x0, "last_step": x1,
+            "low": y0, "high": y1, "last": scores[-1], "n": len(points)}
+
+
+def clock(seconds: float | None) -> str:
+    """A time in the video as m:ss.s."""
+    if seconds is None:
+        return ""
+    m, s = divmod(float(seconds), 60)
+    return f"{int(m)}:{s:04.1f}"

@@ -1,0 +1,61 @@
+"""Pair verdicts from the web page reach the catalog through its single writer, the index.
+
+The page's POST becomes a `PairVerdict` record pushed on the index's control queue (the queue the supervisor
+already uses to announce restarts); the index checks the pair, updates `pairs.verdict`, counts it
+(`humanstyle_pairs_curated_total{verdict}`) and rewrites pairs.csv. The web thread then reads the catalog until the
+verdict shows (or a short wait passes), so the page reports what is stored, not what was asked. Nothing but the
+index ever writes the catalog, so SQLite's single-writer rule and the index's crash recovery stay as they were.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+from humanstyle.daemon.config import Settings
+from humanstyle.stages.catalog import Catalog
+from humanstyle.stages.records import PairVerdict
+
+
+class IndexBusy(RuntimeError):
+    """The control queue is full (the index is stopped or far behind): the verdict was not sent."""
+
+
+class Curator:
+    def __init__(self, settings: Settings, wait_s: float = 5.0) -> None:
+        self.settings = settings
+        self.wait_s = wait_s
+        self._lock = threading.Lock()  # a ZeroMQ socket belongs to one thread at a time
+        self._fabric = None
+        self._sender = None
+
+    def _send(self, record: PairVerdict) -> bool:
+        from humanstyle.daemon import fabric
+
+        with self._lock:
+            if self._sender is None:
+                self._fabric = fabric.Fabric(self.settings, "web")
+                self._sender = self._fabric.sender("control", ["control"], bind=False)
+            return self._sender.try_send(record)
+
+    def judge(self, pair_id: int, verdict: str, catalog: Callable[[], Catalog | None]) -> bool:
+        """Send the verdict to the index and wait until the catalog shows it; True once stored. Raises IndexBusy
+        when it could not be sent."""
+        if not self._send(PairVerdict(pair_id=pair_id, verdict=verdict)):
+            raise IndexBusy("the index is not taking verdicts right now")
+        deadline = time.monotonic() + self.wait_s
+        while True:
+            db = catalog()
+            row = db.pair(pair_id) if db is not None else None
+            if row is not None and row["verdict"] == verdict:
+                return True
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.05)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._fabric is not None:
+                self._fabric.close()
+                self._fabric = self._sender = None

@@ -1,0 +1,68 @@
+"""What the trainer tells the outside while it runs, as files under `data_dir/train/` (no torch needed to read them):
+
+- `state.json` (rewritten atomically): per model its step, whether it has enough data (and if not, what it waits
+  for), dataset sizes, latest losses and speed, latest and best validation score; the latest checkpoint.
+- `validation.jsonl` (one line appended per validation pass): model, step, score, time — the validation curve.
+- `samples/<model>/step-N.png`: the sample grids (written by the trainer); `latest_sample` finds the newest.
+
+The web page reads these; the trainer is their only writer.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from humanstyle.models.files import atomic_write_bytes
+
+STATE = "state.json"
+VALIDATION = "validation.jsonl"
+
+
+def write_state(root: Path, state: dict) -> None:
+    atomic_write_bytes(root / STATE, json.dumps({**state, "updated": time.time()}, indent=1).encode(),
+                       durable=False)
+
+
+def read_state(root: Path) -> dict:
+    """The trainer's last state, or {} when it has not written one (or it cannot be read)."""
+    try:
+        data = json.loads((root / STATE).read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def append_validation(root: Path, model: str, step: int, score: float) -> None:
+    root.mkdir(parents=True, exist_ok=True)
+    line = json.dumps({"model": model, "step": int(step), "score": float(score), "time": time.time()})
+    with open(root / VALIDATION, "a") as fh:
+        fh.write(line + "\n")
+
+
+def read_validation(root: Path, limit: int = 2000) -> dict[str, list[tuple[int, float]]]:
+    """(step, score) per model, in the order written; at most the last `limit` per model. A line cut short by a
+    crash is skipped. A model that restarted from an older checkpoint may repeat steps: the later score counts."""
+    out: dict[str, dict[int, float]] = {}
+    try:
+        text = (root / VALIDATION).read_text()
+    except OSError:
+        return {}
+    for line in text.splitlines():
+        try:
+            row = json.loads(line)
+            out.setdefault(str(row["model"]), {})[int(row["step"])] = float(row["score"])
+        except (ValueError, KeyError, TypeError):
+            continue
+    return {model: sorted(points.items())[-limit:] for model, points in out.items()}
+
+
+def latest_sample(root: Path, model: str) -> Path | None:
+    """The newest sample grid of `model` (names carry the zero-padded step, so the largest name is the newest)."""
+    folder = root / "samples" / model
+    try:
+        names = [p.name for p in folder.iterdir() if p.name.startswith("step-") and p.suffix == ".png"]
+    except OSError:
+        return None
+    return folder / max(names) if names else None

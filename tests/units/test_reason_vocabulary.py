@@ -1,0 +1,34 @@
+"""Every reason code the code can produce is in the vocabulary that metrics initialise at zero (so a new reason
+cannot appear as a series nobody initialised): file rejections (watcher, decoder, index) and message rejections
+(wire, records, worker, index)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from humanstyle.stages.decode import NOT_A_VIDEO_REASONS
+from humanstyle.stages.vocabulary import FILE_REASONS, MESSAGE_REASONS
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def literals(path: str, pattern: str) -> set[str]:
+    found = set(re.findall(pattern, (ROOT / path).read_text()))
+    assert found, f"{pattern} matched nothing in {path}: the scan is broken"
+    return found
+
+
+def test_file_reasons_cover_what_watch_decode_and_index_report():
+    produced = set(NOT_A_VIDEO_REASONS) | {"decode_error"}
+    produced |= literals("stages/watch.py", r'rejected = "([a-z_]+)"')
+    produced |= literals("stages/index.py", r'self\.finish\(progress, "failed", "([a-z_]+)"\)')
+    assert produced <= set(FILE_REASONS), produced - set(FILE_REASONS)
+
+
+def test_message_reasons_cover_every_wire_record_worker_and_index_refusal():
+    produced = literals("daemon/wire.py", r'WireError\("([a-z_]+)"')
+    produced |= literals("stages/records.py", r'RecordError\("([a-z_]+)"')
+    produced |= literals("daemon/worker.py", r'MESSAGES_REJECTED\.labels\([^,]+, "([a-z_]+)"\)')
+    produced |= literals("stages/index.py", r'self\.reject\("([a-z_]+)"')
+    assert produced <= set(MESSAGE_REASONS), produced - set(MESSAGE_REASONS)

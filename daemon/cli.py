@@ -75,13 +75,15 @@ def cmd_check_config(settings: config.Settings, args: argparse.Namespace) -> int
 
 
 def cmd_status(settings: config.Settings, args: argparse.Namespace) -> int:
-    from humanstyle.stages.catalog import Catalog
+    from humanstyle.stages.catalog import catalog_exists, catalog_target, open_catalog
+    from humanstyle.stages.catalog_sql import redact
 
-    db = settings.paths.catalog
-    if not db.exists():
-        print(f"no catalog yet at {db}: nothing has been ingested")
+    if not catalog_exists(settings):
+        print(f"no catalog yet at {redact(str(catalog_target(settings)))}: nothing has been ingested")
         return 0
-    counts = Catalog(db, readonly=True).counts()
+    catalog = open_catalog(settings, readonly=True, role="status")
+    counts = catalog.counts()
+    catalog.close()
     sections = [("videos", ("domain", "status")), ("patches", ("domain", "view")),
                 ("rejections", ("domain", "reason")), ("pairs", ("view",))]
     for name, cols in sections:

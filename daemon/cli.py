@@ -58,11 +58,17 @@ def main(argv: list[str] | None = None) -> int:
         from humanstyle.daemon import commands
 
         handler = commands.HANDLERS[args.command]
+    from humanstyle.stages.catalog_sql import CatalogError
+    from humanstyle.stages.storage import StorageError
+
     try:
         return handler(settings, args)
     except config.ConfigError as exc:
         print(f"humanstyle: {exc}", file=sys.stderr)
         return 2
+    except (CatalogError, StorageError) as exc:  # a catalog or storage that cannot be reached or used
+        print(f"humanstyle: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
 

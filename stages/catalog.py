@@ -29,6 +29,7 @@ from humanstyle.stages.catalog_sql import (
     connect,
     migrate,
     missing_columns,
+    redact,
     schema_version,
     transient_errors,
 )
@@ -238,7 +239,11 @@ def catalog_exists(settings: PipelineSettings) -> bool:
     target = catalog_target(settings)
     if isinstance(target, Path):
         return target.exists()
-    catalog = Catalog(target, readonly=True)
+    try:
+        catalog = Catalog(target, readonly=True)
+    except transient_errors(target) as exc:
+        raise CatalogError(f"cannot reach the catalog at {redact(target)}: "
+                           f"{str(exc).strip()}") from None
     try:
         return catalog.version > 0
     finally:

@@ -53,7 +53,7 @@ def start_local_group(settings: PipelineSettings) -> tuple[list[mp.Process], Gro
     return followers, group
 
 
-def stop_followers(followers: list[mp.Process], timeout_s: float = 30.0) -> None:
+def stop_followers(followers: list[mp.Process], timeout_s: float = 5.0) -> None:
     for proc in followers:
         proc.join(timeout_s)
         if proc.is_alive():

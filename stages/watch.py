@@ -45,7 +45,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from humanstyle.stages.catalog import Catalog, catalog_errors, catalog_exists, open_catalog
+from humanstyle.stages.catalog import Catalog, CatalogError, catalog_errors, catalog_exists, open_catalog
 from humanstyle.stages.handler import Outbox
 from humanstyle.stages.records import Discovered
 from humanstyle.stages.settings import PipelineSettings
@@ -360,7 +360,7 @@ class KnownFiles:
                     return False
                 self.catalog = open_catalog(self.settings, readonly=True, role="watch")
             return self.catalog.known_file(name, int(candidate.size), float(candidate.mtime))
-        except catalog_errors(self.settings):
+        except (CatalogError, *catalog_errors(self.settings)):
             return False
 
 

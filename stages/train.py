@@ -39,7 +39,7 @@ from humanstyle.models.data import PairedDataset, PairPaths, UnpairedDataset, sp
 from humanstyle.models.parallel import data_parallel
 from humanstyle.models.pix2pix import Pix2Pix, Pix2PixSettings
 from humanstyle.stages import counters
-from humanstyle.stages.catalog import Catalog, catalog_errors, catalog_exists, open_catalog
+from humanstyle.stages.catalog import Catalog, CatalogError, catalog_errors, catalog_exists, open_catalog
 from humanstyle.stages.distributed import Group, Plan
 from humanstyle.stages.handler import Outbox, Route
 from humanstyle.stages.records import PairsAppended
@@ -342,7 +342,8 @@ class RankLoop:
     def __init__(self, trainer: Trainer, settings: PipelineSettings) -> None:
         self.trainer, self.settings, self.group = trainer, settings, trainer.group
         self.catalog: Catalog | None = None
-        self.errors = catalog_errors(settings)
+        # A catalog server restarting or out of reach: train on what there is and read again later.
+        self.errors = (CatalogError, *catalog_errors(settings))
 
     def open(self) -> Catalog | None:
         if self.catalog is None and catalog_exists(self.settings):

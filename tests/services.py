@@ -12,7 +12,8 @@ from dataclasses import dataclass
 
 import pytest
 
-PG_ENV, PG_CTL_ENV, S3_ENV = "HUMANSTYLE_TEST_POSTGRES_URL", "HUMANSTYLE_TEST_POSTGRES_CTL", "HUMANSTYLE_TEST_S3_ENDPOINT"
+PG_ENV, PG_CTL_ENV = "HUMANSTYLE_TEST_POSTGRES_URL", "HUMANSTYLE_TEST_POSTGRES_CTL"
+S3_ENV = "HUMANSTYLE_TEST_S3_ENDPOINT"
 # moto accepts any credentials; real ones must never reach a test.
 S3_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "humanstyle-test", "AWS_SECRET_ACCESS_KEY": "humanstyle-test",
                   "AWS_DEFAULT_REGION": "us-east-1"}

@@ -12,7 +12,7 @@ COPY pyproject.toml constraints.txt README.md ./
 COPY daemon ./daemon
 COPY stages ./stages
 COPY models ./models
-RUN pip install -c constraints.txt .
+RUN pip install -c constraints.txt '.[scale]'
 
 # Inside the container the web page and metrics must listen beyond loopback to be reachable through -p; the
 # published port is still bound to the host's loopback by the compose file unless changed there. Beyond loopback

@@ -58,11 +58,17 @@ def main(argv: list[str] | None = None) -> int:
         from humanstyle.daemon import commands
 
         handler = commands.HANDLERS[args.command]
+    from humanstyle.stages.catalog_sql import CatalogError
+    from humanstyle.stages.storage import StorageError
+
     try:
         return handler(settings, args)
     except config.ConfigError as exc:
         print(f"humanstyle: {exc}", file=sys.stderr)
         return 2
+    except (CatalogError, StorageError) as exc:  # a catalog or storage that cannot be reached or used
+        print(f"humanstyle: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
 
@@ -75,13 +81,15 @@ def cmd_check_config(settings: config.Settings, args: argparse.Namespace) -> int
 
 
 def cmd_status(settings: config.Settings, args: argparse.Namespace) -> int:
-    from humanstyle.stages.catalog import Catalog
+    from humanstyle.stages.catalog import catalog_exists, catalog_target, open_catalog
+    from humanstyle.stages.catalog_sql import redact
 
-    db = settings.paths.catalog
-    if not db.exists():
-        print(f"no catalog yet at {db}: nothing has been ingested")
+    if not catalog_exists(settings):
+        print(f"no catalog yet at {redact(str(catalog_target(settings)))}: nothing has been ingested")
         return 0
-    counts = Catalog(db, readonly=True).counts()
+    catalog = open_catalog(settings, readonly=True, role="status")
+    counts = catalog.counts()
+    catalog.close()
     sections = [("videos", ("domain", "status")), ("patches", ("domain", "view")),
                 ("rejections", ("domain", "reason")), ("pairs", ("view",)), ("curated", ("verdict",))]
     for name, cols in sections:

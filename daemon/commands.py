@@ -56,15 +56,21 @@ def cmd_extract(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_export(settings: Settings, args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from humanstyle.stages.catalog import Catalog
+    from humanstyle.stages.catalog import catalog_exists, catalog_target, open_catalog
+    from humanstyle.stages.catalog_sql import redact
     from humanstyle.stages.export import export_cyclegan, export_pix2pix
+    from humanstyle.stages.storage import open_storage
 
-    db = settings.paths.catalog
-    if not db.exists():
-        print(f"humanstyle: no catalog at {db}: nothing to export yet", file=sys.stderr)
+    if not catalog_exists(settings):
+        print(f"humanstyle: no catalog at {redact(str(catalog_target(settings)))}: nothing to export yet",
+              file=sys.stderr)
         return 1
-    catalog = Catalog(db, readonly=True)
-    data = settings.paths.data_dir
+    catalog = open_catalog(settings, readonly=True, role="export")
+    storage = open_storage(settings)  # the data folder, or local copies of what storage.url holds
+
+    def local(names: list[str]) -> list[str]:
+        return [str(p) for p in storage.fetch(names)]
+
     a, b = settings.domains
     fractions = (settings.train.val_fraction, settings.train.test_fraction)  # the trainer's splits
     if args.format == "coco":
@@ -78,16 +84,20 @@ def cmd_export(settings: Settings, args: argparse.Namespace) -> int:
         return 0
     if args.format == "pix2pix":
         columns = [f"{a}_path", f"{b}_path", "view", "similarity", f"{a}_id", f"{b}_id", "mirrored"]
-        rows = [dict(zip(columns, (str(data / r["a_path"]), str(data / r["b_path"]), r["view"], r["similarity"],
-                                   r["a_patch_id"], r["b_patch_id"], r["mirrored"]), strict=True))
-                for r in catalog.pairs()]
+        pairs = catalog.pairs()
+        paths_a, paths_b = local([r["a_path"] for r in pairs]), local([r["b_path"] for r in pairs])
+        rows = [dict(zip(columns, (pa, pb, r["view"], r["similarity"], r["a_patch_id"], r["b_patch_id"],
+                                   r["mirrored"]), strict=True)) for r, pa, pb in zip(pairs, paths_a, paths_b,
+                                                                                        strict=True)]
         result = export_pix2pix(pd.DataFrame(rows, columns=columns), args.out, domains=(a, b), fractions=fractions,
                                 size=args.size)
     else:
-        rows = [{"path": str(data / path), "domain": domain, "id": pid}
-                for domain in (a, b) for pid, path, _view in catalog.patch_paths(domain)]
+        patches = [(domain, pid, path) for domain in (a, b) for pid, path, _view in catalog.patch_paths(domain)]
+        paths = local([path for _d, _pid, path in patches])
+        rows = [{"path": p, "domain": domain, "id": pid} for (domain, pid, _), p in zip(patches, paths, strict=True)]
         result = export_cyclegan(pd.DataFrame(rows, columns=["path", "domain", "id"]), args.out,
                                  domains=(a, b), fractions=fractions, size=args.size)
+    catalog.close()
     written = int((result["status"] == "written").sum()) if len(result) else 0
     print(f"exported {written} of {len(result)} items as {args.format} to {args.out}")
     return 0

@@ -138,6 +138,12 @@ def _cross_checks(s: Settings) -> None:
         dev = getattr(s, section).device
         if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", dev):
             raise ConfigError(f'{section}.device = {dev!r}: expected "auto", "cpu" or "cuda[:N]"')
+    if s.catalog.url and not s.catalog.url.startswith(("postgresql://", "postgres://")):
+        raise ConfigError(f"catalog.url = {s.catalog.url!r}: expected empty (SQLite in the data folder) or a "
+                          "postgresql:// URL")
+    if s.storage.url and not re.fullmatch(r"[a-z][a-z0-9+.-]*://.+", s.storage.url):
+        raise ConfigError(f"storage.url = {s.storage.url!r}: expected empty (the data folder) or an fsspec URL such "
+                          'as "s3://bucket/prefix"')
     if s.detect.max_size < s.detect.min_size:
         raise ConfigError(f"detect.max_size = {s.detect.max_size}: expected >= detect.min_size ({s.detect.min_size})")
 

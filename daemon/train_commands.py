@@ -18,7 +18,8 @@ def add_subcommands(sub: argparse._SubParsersAction, add_config: Callable, handl
     handlers["train"] = cmd_train
 
     p = sub.add_parser("translate", help="translate images with a trained generator")
-    p.add_argument("--checkpoint", required=True, type=Path, help="train/checkpoints/latest.pt or best-<model>.pt")
+    p.add_argument("--checkpoint", default=None, help="a checkpoint file or URL (s3://...): "
+                   "train/checkpoints/latest.pt or best-<model>.pt; default: latest.pt in the configured storage")
     p.add_argument("--direction", required=True, help="e.g. movie2game or game2movie")
     p.add_argument("--model", choices=("pix2pix", "cyclegan"), default="pix2pix",
                    help="which generator to use from a latest.pt checkpoint (default pix2pix)")
@@ -29,53 +30,122 @@ def add_subcommands(sub: argparse._SubParsersAction, add_config: Callable, handl
 
 
 def cmd_train(settings: Settings, args: argparse.Namespace) -> int:
+    """Train in the foreground: one process, or every process of a torchrun launch (each runs this; process 0 makes
+    the plans, prints and writes, see stages/distributed.py)."""
+    from humanstyle.stages.distributed import init_group
+
+    group = init_group(settings.train.device, settings.train.ddp_timeout_s)
+    try:
+        return _train(settings, args, group)
+    finally:
+        group.close()
+
+
+def _train(settings: Settings, args: argparse.Namespace, group) -> int:
+    import signal
+    import time
+
+    import torch
     from tqdm import tqdm
 
-    from humanstyle.stages.catalog import Catalog
-    from humanstyle.stages.train import Trainer, training_device
+    from humanstyle.stages.catalog import catalog_exists
+    from humanstyle.stages.distributed import Plan
+    from humanstyle.stages.train import RankLoop, Trainer
 
-    db = settings.paths.catalog
-    if not db.exists():
-        print(f"humanstyle: no catalog at {db}: ingest some footage first", file=sys.stderr)
-        return 1
-    trainer = Trainer(settings, training_device(settings.train.device))
+    if group.device == "cpu" and group.parallel:
+        torch.set_num_threads(settings.train.threads)
+    trainer = Trainer(settings, group.device, group=group)
     trainer.resume()
-    trainer.refresh(Catalog(db, readonly=True))
+    loop = RankLoop(trainer, settings)
+    if not group.is_main:
+        loop.follow()
+        return 0
+    # SIGINT / SIGTERM (Ctrl-C, or torchrun stopping its workers) end the run after the step in progress, with a
+    # checkpoint; every process gets the signal, process 0 alone acts on it so that all stop at the same plan.
+    stop = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.append(True))
+    if not catalog_exists(settings):
+        loop.lead(Plan(stop=True))
+        print(f"humanstyle: no catalog at {trainer_catalog(settings)}: ingest some footage first", file=sys.stderr)
+        return 1
+    watermark = loop.watermark()
+    if watermark is not None:
+        loop.lead(Plan(watermark=watermark))
     ready = trainer.ready()
     if not ready:
+        loop.lead(Plan(stop=True))
         d, t = trainer.data, settings.train
         print(f"humanstyle: not enough data to train: {len(d.pairs['train'])} training pairs (pix2pix needs "
               f"{t.min_pairs}), {len(d.side_a['train'])}/{len(d.side_b['train'])} patches per domain (CycleGAN "
               f"needs {t.min_patches} each)", file=sys.stderr)
         return 1
     bar = tqdm(total=args.steps, unit="step", disable=not sys.stderr.isatty())
-    done = 0
+    done, last_refresh = 0, time.monotonic()
     try:
-        while args.steps is None or done < args.steps:
-            for name in ready:
-                terms = trainer.train_step(name)
-                bar.set_postfix_str(f"{name} " + " ".join(f"{k}={v:.3f}" for k, v in list(terms.items())[:3]))
+        while (args.steps is None or done < args.steps) and not stop:
+            if time.monotonic() - last_refresh > settings.train.refresh_every_s:
+                last_refresh = time.monotonic()
+                if (watermark := loop.watermark()) is not None:
+                    loop.lead(Plan(watermark=watermark))
+            ready = trainer.ready()
+            loop.lead(Plan(models=tuple(trainer.names.index(n) for n in ready)))
             done += 1
             bar.update(1)
-    except KeyboardInterrupt:
-        pass
     finally:
         bar.close()
-        path = trainer.save()
+        loop.lead(Plan(stop=True))
+        trainer.save()
         trainer.close()
-    print(f"trained {', '.join(ready)} for {done} steps each; checkpoint: {path}")
+        loop.close()
+    where = trainer.storage.uri(trainer.LATEST)
+    print(f"trained {', '.join(ready)} for {done} steps each on {group.world} process(es); checkpoint: {where}")
     return 0
 
 
+def trainer_catalog(settings: Settings) -> str:
+    from humanstyle.stages.catalog import catalog_target
+    from humanstyle.stages.catalog_sql import redact
+
+    return redact(str(catalog_target(settings)))
+
+
 def cmd_translate(settings: Settings, args: argparse.Namespace) -> int:
+    from humanstyle.stages.storage import StorageError
     from humanstyle.stages.translate import TranslateError, translate_files
 
     try:
-        written = translate_files(args.checkpoint, args.model, args.direction, settings.domains, args.inputs,
-                                  args.out)
-    except TranslateError as exc:
+        checkpoint = resolve_checkpoint(settings, args.checkpoint)
+        written = translate_files(checkpoint, args.model, args.direction, settings.domains, args.inputs, args.out)
+    except (TranslateError, StorageError) as exc:
         print(f"humanstyle: {exc}", file=sys.stderr)
         return 1
     for path in written:
         print(path)
     return 0
+
+
+def resolve_checkpoint(settings: Settings, given: str | None) -> Path:
+    """A local file for --checkpoint: the path given; a URL (s3://...) downloaded into the storage cache; nothing
+    given, latest.pt of the configured storage (the data folder, or storage.url)."""
+    import hashlib
+
+    from humanstyle.models.files import atomic_write_bytes
+    from humanstyle.stages.storage import open_storage
+    from humanstyle.stages.train import Trainer
+
+    storage = open_storage(settings)
+    if given is None:
+        return storage.fetch_fresh(Trainer.LATEST) if storage.exists(Trainer.LATEST) else storage.local_path(
+            Trainer.LATEST)
+    if "://" not in given:
+        return Path(given)
+    try:
+        data = storage.read_url(given)
+    except (OSError, ValueError) as exc:
+        from humanstyle.stages.translate import TranslateError
+
+        raise TranslateError(f"cannot read checkpoint {given}: {exc}") from None
+    local = storage.cache_dir / "checkpoints" / (hashlib.sha256(given.encode()).hexdigest()[:16] + ".pt")
+    atomic_write_bytes(local, data, durable=False)
+    return local

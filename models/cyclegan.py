@@ -25,6 +25,7 @@ from humanstyle.models.networks import (
     build_resnet_generator,
     set_requires_grad,
 )
+from humanstyle.models.parallel import Wrap, sync_buffers
 
 DIRECTIONS = ("a2b", "b2a")
 _ARCHITECTURE = ("ngf", "ndf", "n_blocks", "n_layers_d", "norm", "channels", "pool_size")
@@ -111,7 +112,8 @@ class ImagePool:
 class CycleGAN:
     """Unpaired translation both ways. `train_step` takes (B, C, H, W) batches in [-1, 1], a of A, b of B."""
 
-    def __init__(self, settings: CycleGANSettings | None = None) -> None:
+    def __init__(self, settings: CycleGANSettings | None = None, wrap: Wrap | None = None) -> None:
+        """`wrap` (models.parallel.data_parallel) makes the trainable nets data-parallel across processes."""
         s = self.settings = settings or CycleGANSettings()
         self.device = torch.device(s.device)
         ch = s.channels
@@ -126,6 +128,10 @@ class CycleGAN:
         self.pool_A = ImagePool(s.pool_size, seed=s.seed)  # fakes of domain A, for D_A
         self.pool_B = ImagePool(s.pool_size, seed=s.seed + 1)
         self.precision = Precision(self.device, s.amp, s.amp_dtype)
+        # As the training step calls them (see Pix2Pix): the generator step calls the bare, frozen discriminators.
+        wrap = wrap or (lambda net: net)
+        self.G_AB_train, self.G_BA_train = wrap(self.G_AB), wrap(self.G_BA)
+        self.D_A_train, self.D_B_train = wrap(self.D_A), wrap(self.D_B)
         self.step = 0
 
     def _nets(self) -> list[torch.nn.Module]:
@@ -143,12 +149,13 @@ class CycleGAN:
         set_requires_grad([self.D_A, self.D_B], False)
         self.opt_G.zero_grad(set_to_none=True)
         with prec.autocast():
-            fake_b, fake_a = self.G_AB(a), self.G_BA(b)
-            rec_a, rec_b = self.G_BA(fake_b), self.G_AB(fake_a)
+            g_ab, g_ba = self.G_AB_train, self.G_BA_train
+            fake_b, fake_a = g_ab(a), g_ba(b)
+            rec_a, rec_b = g_ba(fake_b), g_ab(fake_a)
             gan_ab = losses.gan_loss(self.D_B(fake_b), True, s.gan_mode)
             gan_ba = losses.gan_loss(self.D_A(fake_a), True, s.gan_mode)
-            idt_a = losses.identity_loss(self.G_BA(a), a) if lam_idt > 0 else zero
-            idt_b = losses.identity_loss(self.G_AB(b), b) if lam_idt > 0 else zero
+            idt_a = losses.identity_loss(g_ba(a), a) if lam_idt > 0 else zero
+            idt_b = losses.identity_loss(g_ab(b), b) if lam_idt > 0 else zero
         cyc_a, cyc_b = losses.cycle_loss(rec_a, a), losses.cycle_loss(rec_b, b)
         lum = zero
         if s.lambda_luminance > 0:
@@ -168,16 +175,17 @@ class CycleGAN:
         pooled_b, pooled_a = self.pool_B.query(fake_b), self.pool_A.query(fake_a)
         with prec.autocast():
             d_b = 0.5 * (
-                losses.gan_loss(self.D_B(b), True, s.gan_mode)
-                + losses.gan_loss(self.D_B(pooled_b), False, s.gan_mode)
+                losses.gan_loss(self.D_B_train(b), True, s.gan_mode)
+                + losses.gan_loss(self.D_B_train(pooled_b), False, s.gan_mode)
             )
             d_a = 0.5 * (
-                losses.gan_loss(self.D_A(a), True, s.gan_mode)
-                + losses.gan_loss(self.D_A(pooled_a), False, s.gan_mode)
+                losses.gan_loss(self.D_A_train(a), True, s.gan_mode)
+                + losses.gan_loss(self.D_A_train(pooled_a), False, s.gan_mode)
             )
         scaler.scale(d_a + d_b).backward()
         scaler.step(self.opt_D)
         scaler.update()
+        sync_buffers(self._nets())
         self.step += 1
 
         with torch.no_grad():

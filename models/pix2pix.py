@@ -23,6 +23,7 @@ from humanstyle.models.networks import (
     build_unet,
     set_requires_grad,
 )
+from humanstyle.models.parallel import Wrap, sync_buffers
 
 # Settings that change the shape of a network: a checkpoint only loads into a model that agrees on these.
 _ARCHITECTURE = (
@@ -79,7 +80,9 @@ def _check_choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
 class Pix2Pix:
     """One translation direction. `train_step` takes batches (B, C, H, W) in [-1, 1] on any device."""
 
-    def __init__(self, settings: Pix2PixSettings | None = None) -> None:
+    def __init__(self, settings: Pix2PixSettings | None = None, wrap: Wrap | None = None) -> None:
+        """`wrap` (models.parallel.data_parallel) makes the trainable nets data-parallel across processes; without
+        it they are used as they are."""
         s = self.settings = settings or Pix2PixSettings()
         self.device = torch.device(s.device)
         self.G = build_unet(
@@ -91,6 +94,10 @@ class Pix2Pix:
         self.opt_G = torch.optim.Adam(self.G.parameters(), lr=s.lr, betas=s.betas)
         self.opt_D = torch.optim.Adam(self.D.parameters(), lr=s.lr, betas=s.betas)
         self.precision = Precision(self.device, s.amp, s.amp_dtype)
+        # The nets as the training step calls them: DDP wrappers across processes, the nets themselves otherwise.
+        # The generator step calls the bare discriminator (frozen there; see models.parallel).
+        wrap = wrap or (lambda net: net)
+        self.G_train, self.D_train = wrap(self.G), wrap(self.D)
         self.step = 0
 
     def train_step(self, a: torch.Tensor, b: torch.Tensor) -> dict[str, float]:
@@ -101,13 +108,13 @@ class Pix2Pix:
         self.G.train()
         self.D.train()
         with prec.autocast():
-            fake = self.G(a)
+            fake = self.G_train(a)
 
         set_requires_grad(self.D, True)
         self.opt_D.zero_grad(set_to_none=True)
         with prec.autocast():
-            d_fake = losses.gan_loss(self.D(torch.cat([a, fake.detach()], 1)), False, s.gan_mode)
-            d_real = losses.gan_loss(self.D(torch.cat([a, b], 1)), True, s.gan_mode)
+            d_fake = losses.gan_loss(self.D_train(torch.cat([a, fake.detach()], 1)), False, s.gan_mode)
+            d_real = losses.gan_loss(self.D_train(torch.cat([a, b], 1)), True, s.gan_mode)
             d_total = 0.5 * (d_fake + d_real)
         scaler.scale(d_total).backward()
         scaler.step(self.opt_D)
@@ -122,6 +129,7 @@ class Pix2Pix:
         scaler.scale(g_total).backward()
         scaler.step(self.opt_G)
         scaler.update()
+        sync_buffers([self.G, self.D])
         self.step += 1
 
         with torch.no_grad():

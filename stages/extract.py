@@ -10,7 +10,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from humanstyle.stages.catalog import Catalog
+from humanstyle.stages.catalog import Catalog, open_catalog
 from humanstyle.stages.classify import ClassifyHandler, build_estimator
 from humanstyle.stages.decode import NotAVideo, decode_windows, window_record
 from humanstyle.stages.detect import DetectHandler, build_detector
@@ -43,7 +43,7 @@ class ExtractSummary:
 
 
 def extract_video(settings: PipelineSettings, path: Path, domain: str, progress: bool = False) -> ExtractSummary:
-    catalog = Catalog(settings.paths.catalog)
+    catalog = open_catalog(settings, role="extract")
     try:
         writer = ResultWriter(settings, catalog)
     except RuntimeError as exc:  # the pairing index is locked by its single writer

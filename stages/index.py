@@ -12,13 +12,11 @@ video after a crash, a restarted stage or a stall never duplicates anything.
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import sqlite3
 import time
 from dataclasses import dataclass, field
 
-from humanstyle.stages.catalog import UNFINISHED, Catalog, Video
+from humanstyle.stages.catalog import UNFINISHED, Video, open_catalog
 from humanstyle.stages.counters import (
     ERRORS,
     FILES_REJECTED,
@@ -46,9 +44,10 @@ from humanstyle.stages.vocabulary import LABELS
 
 log = logging.getLogger("humanstyle.index")
 MAX_ATTEMPTS = 3
-# A full, read-only or vanished data folder: OSError from file writes, OperationalError from SQLite ("database or
-# disk is full", "attempt to write a readonly database", "disk I/O error", "database is locked").
-WRITE_ERRORS = (OSError, sqlite3.OperationalError)
+# A full, read-only or vanished data folder: OSError from file writes; and the catalog's own (Catalog.errors): from
+# SQLite "database or disk is full", "attempt to write a readonly database", "disk I/O error", "database is locked";
+# from PostgreSQL a server that restarted or cannot be reached.
+WRITE_ERRORS = (OSError,)
 WRITE_RETRY_MAX_S = 10.0
 
 
@@ -91,7 +90,7 @@ class IndexHandler:
 
     def __init__(self, settings: PipelineSettings) -> None:
         self.settings = settings
-        self.catalog = Catalog(settings.paths.catalog)
+        self.catalog = open_catalog(settings, role="index")
         self.results = ResultWriter(settings, self.catalog)
         self.in_flight: dict[int, VideoProgress] = {}
         self.out: Outbox | None = None
@@ -142,13 +141,11 @@ class IndexHandler:
                     self.results = ResultWriter(self.settings, self.catalog)
                     self.results.recover()
                 work(*args)
-            except WRITE_ERRORS as exc:
-                if self.catalog.db.in_transaction:
-                    with contextlib.suppress(sqlite3.Error):
-                        self.catalog.db.execute("ROLLBACK")
+            except (*WRITE_ERRORS, *self.catalog.errors) as exc:
+                self.catalog.rollback()
                 ERRORS.labels("index", "write_failed").inc()
-                log.error("index: cannot write to %s (%s); retrying in %.1f s", self.settings.paths.data_dir, exc,
-                          delay)
+                log.error("index: cannot write to %s or the catalog (%s); retrying in %.1f s",
+                          self.settings.paths.data_dir, str(exc).strip(), delay)
                 failed = True
                 if self.out is not None and self.out.pause(delay):
                     return False
@@ -191,7 +188,11 @@ class IndexHandler:
         if now - self._backlog_at < every_s:
             return
         self._backlog_at = now
-        counts = {(d, s): n for d, s, n in self.catalog.counts()["videos"]}
+        try:
+            counts = {(d, s): n for d, s, n in self.catalog.counts()["videos"]}
+        except self.catalog.errors:  # a gauge can wait for the catalog to come back
+            self.catalog.rollback()
+            return
         for domain in self.settings.domains:
             for status in UNFINISHED:
                 VIDEOS_UNFINISHED.labels(domain, status).set(counts.get((domain, status), 0))

@@ -27,6 +27,7 @@ from humanstyle.stages.counters import INDEX_SIZE, PAIRS, PATCHES, REJECTIONS
 from humanstyle.stages.pair import IndexFormatError, PairingIndex
 from humanstyle.stages.records import Classified
 from humanstyle.stages.settings import PipelineSettings
+from humanstyle.stages.storage import open_storage
 from humanstyle.stages.vocabulary import REJECTED, VIEWS
 
 log = logging.getLogger("humanstyle.index")
@@ -49,6 +50,7 @@ class ResultWriter:
         self.settings = settings
         self.catalog = catalog
         self.data_dir = settings.paths.data_dir
+        self.storage = open_storage(settings)  # patch files: the data folder, or storage.url
         self.domains = settings.domains
         self.csv_path = self.data_dir / "pairs.csv"
         self._rebuild = False
@@ -136,8 +138,8 @@ class ResultWriter:
         rel = Path("patches") / f["domain"] / f["view"] / (patch_name(f["video_id"], f["frame_index"],
                                                                        f["person_index"]) + ".png")
         # The mask first: the image is what the row points to, so it is written last.
-        atomic_write_bytes(self.data_dir / rel.with_suffix(".mask.png"), encode_png(mask), durable=False)
-        atomic_write_bytes(self.data_dir / rel, encode_png(image))
+        self.storage.write_bytes(str(rel.with_suffix(".mask.png")), encode_png(mask), durable=False)
+        self.storage.write_bytes(str(rel), encode_png(image))
         return str(rel)
 
     def _index(self, patch_id: int, domain: str, view: str, keypoints: np.ndarray) -> None:

@@ -45,6 +45,23 @@ class PathsSettings:
 
 
 @dataclass(frozen=True)
+class CatalogSettings:
+    url: str = opt("", 'empty = a SQLite file in the data folder (nothing to install); "postgresql://user@host/db" = '
+                   "a PostgreSQL server (psycopg 3; the password from PGPASSWORD or ~/.pgpass), for a trainer, status "
+                   "or export on other machines")
+
+
+@dataclass(frozen=True)
+class StorageSettings:
+    url: str = opt("", "where patches, masks, checkpoints and samples live: empty = the data folder; an fsspec URL "
+                   'such as "s3://bucket/prefix" (s3fs; credentials from the AWS_* variables or ~/.aws) to share them '
+                   "with machines that have no access to the data folder")
+    endpoint_url: str = opt("", "S3 endpoint for S3-compatible servers (MinIO, Ceph, a test server); empty = AWS")
+    cache_dir: str = opt("", "folder for local copies of what is read from storage.url (patches never change once "
+                         "written, so each is fetched once); empty = <data_dir>/cache")
+
+
+@dataclass(frozen=True)
 class WatchSettings:
     domains: list[str] = opt(["movie", "game"], "exactly two domain names; the first is pix2pix side A")
     stable_s: float = opt(2.0, "a file is ingested once its size and mtime stayed unchanged this long", min=0, max=3600)
@@ -122,6 +139,10 @@ class PairSettings:
 @dataclass(frozen=True)
 class TrainSettings:
     enabled: bool = opt(True, "run the continuous trainer process")
+    gpus: int = opt(1, "training processes on this machine, data-parallel (DDP): one per GPU with NCCL, or gloo "
+                    "processes on a CPU; 1 = the single-process trainer", min=1, max=64)
+    ddp_timeout_s: float = opt(600.0, "a data-parallel process waiting this long for the others gives up (so a "
+                               "dead peer cannot hang training forever)", min=10, max=86400)
     device: str = opt("auto", '"auto" (CUDA when present), "cpu" or "cuda[:N]"')
     threads: int = opt(1, "torch CPU threads for training on the CPU", min=1, max=256)
     nice: int = opt(10, "CPU priority increment for the trainer so ingestion keeps up", min=0, max=19)
@@ -154,6 +175,8 @@ class TrainSettings:
 @dataclass(frozen=True)
 class PipelineSettings:
     paths: PathsSettings = field(default_factory=PathsSettings)
+    catalog: CatalogSettings = field(default_factory=CatalogSettings)
+    storage: StorageSettings = field(default_factory=StorageSettings)
     watch: WatchSettings = field(default_factory=WatchSettings)
     decode: DecodeSettings = field(default_factory=DecodeSettings)
     detect: DetectSettings = field(default_factory=DetectSettings)

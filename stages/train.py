@@ -9,18 +9,26 @@ Determinism: a batch is a pure function of (model, step): indices come from a ge
 augmentation draws from `set_epoch(step)`. Together with the checkpointed nets, optimisers, scaler, image pools
 and global RNG state, a resumed run continues bit-for-bit on the CPU.
 
-Files under `data_dir/train/`: `checkpoints/latest.pt` (everything, atomic, every `checkpoint_every` steps and on
-shutdown), `checkpoints/best-<model>.pt` (the best validation score so far), `samples/<model>/step-N.png`
-(input | output | target), `tensorboard/`, and for the web page `state.json` and `validation.jsonl`
-(stages.train_state).
+Files under `train/` of the storage (the data folder, or `storage.url`): `checkpoints/latest.pt` (everything,
+atomic, every `checkpoint_every` steps and on shutdown), `checkpoints/best-<model>.pt` (the best validation score so
+far), `samples/<model>/step-N.png` (input | output | target); in the local data folder `tensorboard/`, and for the
+web page `state.json` and `validation.jsonl` (stages.train_state).
 
 The log says what a person needs to follow it: when a model starts or what data it waits for ("pix2pix-movie2game
 needs 8 training pairs, has 6"), progress at most once a minute per model (step, losses, steps/s, latest and best
 validation), each validation pass, each checkpoint, and when there is nothing to validate on.
+
+Several processes (stages/distributed.py): every process builds the same models and the same datasets; a batch
+size is per process and the global batch of a step is the configured one times the number of processes, drawn as
+one (the same indices a single process with that batch would draw) and split among them in order. Gradients are
+averaged across processes (models.parallel), so every process holds the same weights after every step. Process 0
+alone writes checkpoints, samples, TensorBoard, metrics and the web page's state. A checkpoint holds the bare nets,
+so it resumes with any number of processes.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import os
@@ -33,12 +41,15 @@ import torch
 from humanstyle.models.checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
 from humanstyle.models.cyclegan import CycleGAN, CycleGANSettings
 from humanstyle.models.data import PairedDataset, PairPaths, UnpairedDataset, split_of, write_sample_grid
+from humanstyle.models.parallel import data_parallel
 from humanstyle.models.pix2pix import Pix2Pix, Pix2PixSettings
 from humanstyle.stages import counters
-from humanstyle.stages.catalog import Catalog
+from humanstyle.stages.catalog import Catalog, CatalogError, catalog_errors, catalog_exists, open_catalog
+from humanstyle.stages.distributed import Group, Plan
 from humanstyle.stages.handler import Outbox, Route
 from humanstyle.stages.records import PairsAppended
 from humanstyle.stages.settings import PipelineSettings, StageFatal
+from humanstyle.stages.storage import Storage, open_storage
 from humanstyle.stages.train_state import append_validation, write_state
 
 log = logging.getLogger("humanstyle.train")
@@ -58,44 +69,84 @@ class TrainingData:
     side_b: dict[str, list[Path]] = field(default_factory=lambda: {s: [] for s in SPLITS})
 
 
-def load_training_data(catalog: Catalog, data_dir: Path, domains: tuple[str, str], val_fraction: float,
-                       test_fraction: float = 0.0) -> TrainingData:
-    """Every pair and kept patch by split; the test split is loaded only to be counted, never trained on."""
+def load_training_data(catalog: Catalog, data_dir: Path | Storage, domains: tuple[str, str], val_fraction: float,
+                       test_fraction: float = 0.0, watermark: tuple[int, int] | None = None) -> TrainingData:
+    """Every pair and kept patch by split; the test split is loaded only to be counted, never trained on.
+
+    `data_dir`: the folder the catalog's paths are relative to, or a Storage (whose objects are fetched into its
+    cache). `watermark` (pair id, patch id): only rows up to it, so processes reading at different moments read the
+    same rows."""
+    pair_upto, patch_upto = watermark if watermark is not None else (None, None)
+    pair_rows = catalog.pairs(upto=pair_upto)
+    patch_rows = {d: catalog.patch_paths(d, upto=patch_upto) for d in domains}
+    if isinstance(data_dir, Storage):
+        names = [r[k] for r in pair_rows for k in ("a_path", "b_path")]
+        names += [path for d in domains for _id, path, _view in patch_rows[d]]
+        local = dict(zip(names, data_dir.fetch(names), strict=True))
+    else:
+        local = _Joined(data_dir)
     data = TrainingData()
-    for row in catalog.pairs():
+    for row in pair_rows:
         # A pair follows its first-domain patch, so that patch's pairs never straddle the splits.
         split = split_of(f"{domains[0]}:{row['a_patch_id']}", val_fraction, test_fraction)
-        data.pairs[split].append(PairPaths(data_dir / row["a_path"], data_dir / row["b_path"],
-                                           flip_b=bool(row["mirrored"])))
+        data.pairs[split].append(PairPaths(local[row["a_path"]], local[row["b_path"]], flip_b=bool(row["mirrored"])))
     for domain, side in zip(domains, (data.side_a, data.side_b), strict=True):
-        for patch_id, path, _view in catalog.patch_paths(domain):
-            side[split_of(f"{domain}:{patch_id}", val_fraction, test_fraction)].append(data_dir / path)
+        for patch_id, path, _view in patch_rows[domain]:
+            side[split_of(f"{domain}:{patch_id}", val_fraction, test_fraction)].append(local[path])
     return data
 
 
-def stack_batch(dataset, step: int, batch_size: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The batch for `step`: indices from a generator seeded by the step, augmentation seeded the same way."""
+class _Joined:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def __getitem__(self, name: str) -> Path:
+        return self.root / name
+
+
+def data_digest(data: TrainingData) -> int:
+    """A non-zero 63-bit fingerprint of what the datasets hold, for processes to check they built the same."""
+    h = hashlib.blake2b(digest_size=8)
+    for part in (data.pairs, data.side_a, data.side_b):
+        for split in SPLITS:
+            for item in part[split]:
+                h.update(repr(tuple(item) if isinstance(item, PairPaths) else item).encode())
+                h.update(b"\0")
+            h.update(b"\1")
+    return (int.from_bytes(h.digest(), "big") >> 1) or 1
+
+
+def stack_batch(dataset, step: int, batch_size: int, seed: int, rank: int = 0, world: int = 1
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """This process's share of the batch for `step`: the global batch (batch_size per process) draws its indices
+    from a generator seeded by the step, augmentation is seeded the same way, and process `rank` takes its slice."""
     gen = torch.Generator().manual_seed(seed * 1_000_003 + step)
-    indices = torch.randint(len(dataset), (batch_size,), generator=gen).tolist()
+    indices = torch.randint(len(dataset), (batch_size * world,), generator=gen).tolist()
+    indices = indices[rank * batch_size:(rank + 1) * batch_size]
     dataset.set_epoch(step)
     items = [dataset[i] for i in indices]
     return torch.stack([x for x, _ in items]), torch.stack([y for _, y in items])
 
 
 class Trainer:
-    def __init__(self, settings: PipelineSettings, device: str, seed: int = 0) -> None:
+    def __init__(self, settings: PipelineSettings, device: str, seed: int = 0, group: Group | None = None,
+                 storage: Storage | None = None) -> None:
         t = settings.train
         self.settings, self.seed = settings, seed
+        self.group = group or Group(device=device)
+        self.main = self.group.is_main  # process 0 alone writes files and metrics
+        self.storage = storage or open_storage(settings)
         self.domains = settings.domains
-        self.root = settings.paths.data_dir / "train"
+        self.root = settings.paths.data_dir / "train"  # TensorBoard's folder is always local
         self.names = counters.train_model_names(self.domains)
+        wrap = data_parallel(device)
         p2p = dict(image_size=t.pix2pix_image_size, ngf=t.pix2pix_ngf, ndf=t.pix2pix_ndf, device=device, amp=t.amp,
                    lambda_luminance=t.lambda_luminance)
-        self.pix2pix = {self.names[0]: Pix2Pix(Pix2PixSettings(**p2p, seed=seed)),
-                        self.names[1]: Pix2Pix(Pix2PixSettings(**p2p, seed=seed + 10))}
+        self.pix2pix = {self.names[0]: Pix2Pix(Pix2PixSettings(**p2p, seed=seed), wrap),
+                        self.names[1]: Pix2Pix(Pix2PixSettings(**p2p, seed=seed + 10), wrap)}
         self.cyclegan = CycleGAN(CycleGANSettings(
             image_size=t.cyclegan_image_size, ngf=t.cyclegan_ngf, ndf=t.cyclegan_ndf, n_blocks=t.cyclegan_blocks,
-            device=device, amp=t.amp, lambda_luminance=t.lambda_luminance, seed=seed))
+            device=device, amp=t.amp, lambda_luminance=t.lambda_luminance, seed=seed), wrap)
         self.best: dict[str, float] = {}
         self.best_step: dict[str, int] = {}
         self.last_validation: dict[str, tuple[int, float]] = {}
@@ -112,10 +163,17 @@ class Trainer:
         self._tb = None
 
     # --- data --------------------------------------------------------------------------------------------------
-    def refresh(self, catalog: Catalog) -> None:
+    def refresh(self, catalog: Catalog, watermark: tuple[int, int] | None = None) -> None:
+        self.install(self.load(catalog, watermark))
+
+    def load(self, catalog: Catalog, watermark: tuple[int, int] | None = None) -> TrainingData:
         t = self.settings.train
-        data = load_training_data(catalog, self.settings.paths.data_dir, self.domains, t.val_fraction,
-                                  t.test_fraction)
+        source = self.settings.paths.data_dir if self.storage.is_local else self.storage
+        return load_training_data(catalog, source, self.domains, t.val_fraction, t.test_fraction, watermark)
+
+    def install(self, data: TrainingData) -> None:
+        """Build the datasets from `data` (every process the same)."""
+        t = self.settings.train
         self.data = data
         a2b, b2a, cyc = self.names
         # The reverse direction keeps flipping the second domain's image, now the input.
@@ -129,7 +187,7 @@ class Trainer:
             if data.side_a[split] and data.side_b[split]:
                 target[cyc] = UnpairedDataset(data.side_a[split], data.side_b[split], t.cyclegan_image_size, train,
                                               seed=self.seed)
-        for split in SPLITS:
+        for split in SPLITS if self.main else ():
             counters.TRAIN_DATASET.labels("pix2pix", split).set(len(data.pairs[split]))
             counters.TRAIN_DATASET.labels(f"cyclegan-{self.domains[0]}", split).set(len(data.side_a[split]))
             counters.TRAIN_DATASET.labels(f"cyclegan-{self.domains[1]}", split).set(len(data.side_b[split]))
@@ -236,7 +294,7 @@ class Trainer:
         if self.names[2] in self.datasets and min(len(self.data.side_a["train"]),
                                                   len(self.data.side_b["train"])) >= t.min_patches:
             out.append(self.names[2])
-        for name in self.names:
+        for name in self.names if self.main else ():
             counters.TRAIN_READY.labels(name).set(int(name in out))
         return out
 
@@ -248,10 +306,12 @@ class Trainer:
         t = self.settings.train
         model = self.model(name)
         batch = t.cyclegan_batch_size if name == "cyclegan" else t.pix2pix_batch_size
-        a, b = stack_batch(self.datasets[name], model.step, batch, self.seed)
+        a, b = stack_batch(self.datasets[name], model.step, batch, self.seed, self.group.rank, self.group.world)
         terms = model.train_step(a, b)
+        if not self.main:
+            return terms
         counters.TRAIN_STEPS.labels(name).inc()
-        counters.TRAIN_IMAGES.labels(name).inc(batch)
+        counters.TRAIN_IMAGES.labels(name).inc(batch * self.group.world)
         self._record(name, model.step, terms)
         self.losses[name] = {k: v for k, v in terms.items() if not k.startswith("brightness")}
         if model.step % t.sample_every == 0:
@@ -299,8 +359,10 @@ class Trainer:
         if score < self.best.get(name, float("inf")):
             self.best[name] = score
             self.best_step[name] = model.step
-            save_checkpoint(self.root / "checkpoints" / f"best-{name}.pt",
+            file = f"train/checkpoints/best-{name}.pt"
+            save_checkpoint(self.storage.local_path(file),
                             {"model": name, "score": score, "step": model.step, "state": model.state_dict()})
+            self.storage.publish(file)
             log.info("%s: validation %.4f at step %d, a new best (checkpoints/best-%s.pt)", name, score, model.step,
                      name)
         else:
@@ -317,15 +379,19 @@ class Trainer:
         model = self.model(name)
         with torch.no_grad():
             out = model.translate(a, "a2b") if name == "cyclegan" else model.translate(a)
-        path = self.root / "samples" / name / f"step-{model.step:08d}.png"
+        file = f"train/samples/{name}/step-{model.step:08d}.png"
+        path = self.storage.local_path(file)
         path.parent.mkdir(parents=True, exist_ok=True)
         # CycleGAN has no target: its third column is an unpaired image of the other domain, for reference.
         grid = write_sample_grid(path, a, out, b)
+        self.storage.publish(file)
         if (tb := self.tensorboard()) is not None:
             tb.add_image(f"{name}/samples", grid, model.step, dataformats="HWC")
         return path
 
     def tensorboard(self):
+        if not self.main:
+            return None
         if self._tb is None:
             try:
                 from torch.utils.tensorboard import SummaryWriter
@@ -335,22 +401,29 @@ class Trainer:
         return self._tb
 
     # --- checkpoints -------------------------------------------------------------------------------------------
+    LATEST = "train/checkpoints/latest.pt"
+
     @property
     def latest(self) -> Path:
-        return self.root / "checkpoints" / "latest.pt"
+        """The local file of latest.pt (the file itself in the data folder; the copy uploaded to storage.url)."""
+        return self.storage.local_path(self.LATEST)
 
     def state_dict(self) -> dict:
         return {"models": {n: self.model(n).state_dict() for n in self.names}, "best": dict(self.best),
                 "best_step": dict(self.best_step), "rng": capture_rng_state(), "domains": list(self.domains)}
 
     def save(self) -> Path:
+        """Write latest.pt (process 0 only; the others hold the same state)."""
+        if not self.main:
+            return self.latest
         save_checkpoint(self.latest, self.state_dict())
+        self.storage.publish(self.LATEST)
         for name in self.names:
             counters.CHECKPOINTS.labels(name).inc()
         if self._tb is not None:
             self._tb.flush()
         steps = {n: self.model(n).step for n in self.names}
-        self._checkpoint = {"path": str(self.latest.relative_to(self.root)), "steps": steps, "time": time.time()}
+        self._checkpoint = {"path": self.LATEST.removeprefix("train/"), "steps": steps, "time": time.time()}
         log.info("checkpoint written: %s at steps %s", self.latest, steps)
         self.write_state(force=True)
         return self.latest
@@ -358,9 +431,10 @@ class Trainer:
     def resume(self) -> bool:
         """Load latest.pt when it exists; a checkpoint that does not fit the configured models is a fatal error
         (silently starting over would throw the training away)."""
-        if not self.latest.exists():
+        if not self.storage.exists(self.LATEST):
+            self._seed_process()
             return False
-        state = load_checkpoint(self.latest)
+        state = load_checkpoint(self.storage.fetch_fresh(self.LATEST))
         try:
             for name in self.names:
                 self.model(name).load_state_dict(state["models"][name])
@@ -370,8 +444,17 @@ class Trainer:
         self.best = {k: float(v) for k, v in state["best"].items()}
         self.best_step = {k: int(v) for k, v in state.get("best_step", {}).items()}
         restore_rng_state(state["rng"])
-        log.info("resumed from %s at steps %s", self.latest, {n: self.model(n).step for n in self.names})
+        self._seed_process()
+        log.info("resumed from %s at steps %s", self.storage.uri(self.LATEST),
+                 {n: self.model(n).step for n in self.names})
         return True
+
+    def _seed_process(self) -> None:
+        """With several processes, each draws its own dropout masks and image-pool choices: a stream of its own,
+        from the seed, its rank and the steps done (a single process keeps the checkpoint's stream)."""
+        if self.group.parallel:
+            steps = sum(self.model(n).step for n in self.names)
+            torch.manual_seed(self.seed * 1_000_003 + 7919 * self.group.rank + steps)
 
     def close(self) -> None:
         if self._tb is not None:
@@ -384,43 +467,145 @@ def training_device(configured: str) -> str:
     return configured
 
 
+class RankLoop:
+    """What every training process does with a plan (stages/distributed.py): reload the data up to the plan's
+    watermark, then step the plan's models. Process 0 makes the plans (`lead`), the others `follow`."""
+
+    def __init__(self, trainer: Trainer, settings: PipelineSettings) -> None:
+        self.trainer, self.settings, self.group = trainer, settings, trainer.group
+        self.catalog: Catalog | None = None
+        # A catalog server restarting or out of reach: train on what there is and read again later.
+        self.errors = (CatalogError, *catalog_errors(settings))
+
+    def open(self) -> Catalog | None:
+        if self.catalog is None and catalog_exists(self.settings):
+            self.catalog = open_catalog(self.settings, readonly=True, role=f"train-{self.group.rank}")
+        return self.catalog
+
+    def watermark(self) -> tuple[int, int] | None:
+        """Process 0: how far the catalog goes now; None when it cannot be read (nothing to reload then)."""
+        try:
+            catalog = self.open()
+            return catalog.watermark() if catalog is not None else None
+        except self.errors as exc:
+            log.warning("train: cannot read the catalog (%s); keeping the current data", str(exc).strip())
+            return None
+
+    def lead(self, plan: Plan) -> Plan:
+        self.run(self.group.broadcast_plan(plan))
+        return plan
+
+    def follow(self) -> None:
+        while not (plan := self.group.broadcast_plan(None)).stop:
+            self.run(plan)
+
+    def run(self, plan: Plan) -> None:
+        if plan.stop:
+            return
+        if plan.watermark is not None:
+            self.reload(plan.watermark)
+        for index in plan.models:
+            self.trainer.train_step(self.trainer.names[index])
+
+    def reload(self, watermark: tuple[int, int]) -> bool:
+        """Every process reads the catalog up to `watermark` and builds its datasets; they are used only when every
+        process built the same (else each keeps what it had, and a later plan tries again)."""
+        data, digest = None, 0
+        if not self.trainer.storage.is_local and self.group.local_rank != 0:
+            self.group.barrier()  # the first process on this machine fills the shared cache first
+        try:
+            catalog = self.open()
+            if catalog is not None:
+                data = self.trainer.load(catalog, watermark)
+                digest = data_digest(data)
+        except (*self.errors, OSError) as exc:
+            log.warning("train process %d: cannot read the data up to %s (%s)", self.group.rank, watermark,
+                        str(exc).strip())
+        if not self.trainer.storage.is_local and self.group.local_rank == 0:
+            self.group.barrier()
+        if not self.group.agree(digest):
+            log.warning("train process %d: the processes did not read the same data up to %s; keeping the current "
+                        "data", self.group.rank, watermark)
+            return False
+        before = (len(self.trainer.data.pairs["train"]), len(self.trainer.data.side_a["train"]),
+                  len(self.trainer.data.side_b["train"]))
+        self.trainer.install(data)
+        after = (len(data.pairs["train"]), len(data.side_a["train"]), len(data.side_b["train"]))
+        if after != before:
+            log.info("train process %d/%d: data up to pair %d, patch %d: %d training pairs, %d/%d patches, at steps "
+                     "%s", self.group.rank, self.group.world, watermark[0], watermark[1], *after,
+                     {n: self.trainer.model(n).step for n in self.trainer.names})
+        return True
+
+    def close(self) -> None:
+        if self.catalog is not None:
+            self.catalog.close()
+
+
 class TrainHandler:
     """Pair events in (each refreshes the datasets); each tick trains one step of every model that has enough data,
-    refreshes on the timer too, and checkpoints every train.checkpoint_every steps and on close."""
+    refreshes on the timer too, and checkpoints every train.checkpoint_every steps and on close.
+
+    With `train.gpus` > 1 this process is process 0 of a data-parallel group: it starts the others on this machine
+    (stages/train_ranks.py) and turns each tick into a plan they all follow; events then ask for a reload in the
+    next plan instead of reloading at once."""
 
     passes = ()
 
     def __init__(self, settings: PipelineSettings) -> None:
         t = self.train = settings.train
-        device = training_device(t.device)
+        self.settings = settings
+        self.followers: list = []
+        group = None
+        if t.gpus > 1:
+            from humanstyle.stages.train_ranks import start_local_group
+
+            self.followers, group = start_local_group(settings)
+        device = group.device if group is not None else training_device(t.device)
         if device == "cpu":
             torch.set_num_threads(t.threads)
             os.nice(t.nice)  # ingestion has priority on a shared CPU
-        self.trainer = Trainer(settings, device)
+        self.trainer = Trainer(settings, device, group=group)
         self.trainer.resume()
-        self.db = settings.paths.catalog
+        self.loop = RankLoop(self.trainer, settings)
         self.catalog: Catalog | None = None
+        self.reload_wanted = False
         # -inf, not 0: time.monotonic() may be smaller than refresh_every_s on a freshly booted machine, which made
         # the first refresh wait for an event or the timer.
         self.last_refresh = -math.inf
         self.last_save = self.steps()
-        self.routes = {PairsAppended: Route(lambda events, out: self.refresh(), batch=64)}
+        self.routes = {PairsAppended: Route(lambda events, out: self.on_pairs(), batch=64)}
+
+    @property
+    def parallel(self) -> bool:
+        return self.trainer.group.parallel
 
     def steps(self) -> dict[str, int]:
         return {n: self.trainer.model(n).step for n in self.trainer.names}
 
+    def on_pairs(self) -> None:
+        if self.parallel:
+            self.reload_wanted = True
+        else:
+            self.refresh()
+
     def refresh(self) -> None:
-        if self.catalog is None and self.db.exists():
-            self.catalog = Catalog(self.db, readonly=True)
-        if self.catalog is not None:
-            self.trainer.refresh(self.catalog)
-            self.last_refresh = time.monotonic()
+        try:
+            if self.catalog is None and catalog_exists(self.settings):
+                self.catalog = open_catalog(self.settings, readonly=True, role="train")
+            if self.catalog is not None:
+                self.trainer.refresh(self.catalog)
+                self.last_refresh = time.monotonic()
+        except self.loop.errors as exc:  # a catalog server restarting: train on what there is, read again later
+            log.warning("train: cannot read the catalog (%s); keeping the current data", str(exc).strip())
 
     def wait_ms(self) -> int:
         """With a model ready to step, only glance at the event socket; without, sleep on it."""
         return 0 if self.trainer.ready() else 1000
 
     def tick(self, out: Outbox) -> int:
+        if self.parallel:
+            return self.tick_parallel(out)
         if time.monotonic() - self.last_refresh > self.train.refresh_every_s:
             self.refresh()
             return 0
@@ -431,14 +616,51 @@ class TrainHandler:
             started = time.monotonic()
             self.trainer.train_step(name)
             out.unit_done(started)
+        self.maybe_save()
+        return 0  # each step was a unit of its own (Trainer.train_step)
+
+    def tick_parallel(self, out: Outbox) -> int:
+        self.check_followers()
+        if self.reload_wanted or time.monotonic() - self.last_refresh > self.train.refresh_every_s:
+            self.reload_wanted = False
+            self.last_refresh = time.monotonic()
+            watermark = self.loop.watermark()
+            if watermark is not None:
+                self.loop.lead(Plan(watermark=watermark))
+                return 0
+        ready = self.trainer.ready()
+        if ready:
+            started = time.monotonic()
+            self.loop.lead(Plan(models=tuple(self.trainer.names.index(n) for n in ready)))
+            for _ in ready:
+                out.unit_done(started)
+        else:
+            self.loop.lead(Plan())  # the others wait on every plan: an empty one keeps them from timing out
+        self.maybe_save()
+        return 0
+
+    def maybe_save(self) -> None:
         steps = self.steps()
         if any(steps[n] - self.last_save[n] >= self.train.checkpoint_every for n in self.trainer.names):
             self.trainer.save()
             self.last_save = steps
-        return 0  # each step was a unit of its own (Trainer.train_step)
+
+    def check_followers(self) -> None:
+        dead = [p for p in self.followers if not p.is_alive()]
+        if dead:
+            raise RuntimeError(f"training process(es) {', '.join(str(p.pid) for p in dead)} died; restarting the "
+                               "trainer group from its last checkpoint")
 
     def close(self) -> None:
         try:
+            if self.parallel and all(p.is_alive() for p in self.followers):
+                self.trainer.group.broadcast_plan(Plan(stop=True))
             self.trainer.save()
         finally:
             self.trainer.close()
+            self.loop.close()
+            if self.followers:
+                from humanstyle.stages.train_ranks import stop_followers
+
+                stop_followers(self.followers)
+            self.trainer.group.close()

@@ -45,7 +45,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from humanstyle.stages.catalog import Catalog
+from humanstyle.stages.catalog import Catalog, CatalogError, catalog_errors, catalog_exists, open_catalog
 from humanstyle.stages.handler import Outbox
 from humanstyle.stages.records import Discovered
 from humanstyle.stages.settings import PipelineSettings
@@ -342,19 +342,26 @@ def is_utf8(text: str) -> bool:
 
 
 class KnownFiles:
-    """Files the catalog already records with this size and mtime (so a restart does not re-fingerprint)."""
+    """Files the catalog already records with this size and mtime (so a restart does not re-fingerprint). When the
+    catalog cannot be read (not created yet, or a PostgreSQL server restarting) a file counts as unknown: the index
+    recognises it by its fingerprint anyway."""
 
-    def __init__(self, db: Path) -> None:
-        self.db = db
+    def __init__(self, settings: PipelineSettings) -> None:
+        self.settings = settings
         self.catalog: Catalog | None = None
 
     def __contains__(self, candidate: Candidate) -> bool:
-        if self.catalog is None:
-            if not self.db.exists():
-                return False
-            self.catalog = Catalog(self.db, readonly=True)
         name = str(candidate.path)
-        return is_utf8(name) and self.catalog.known_file(name, int(candidate.size), float(candidate.mtime))
+        if not is_utf8(name):
+            return False
+        try:
+            if self.catalog is None:
+                if not catalog_exists(self.settings):
+                    return False
+                self.catalog = open_catalog(self.settings, readonly=True, role="watch")
+            return self.catalog.known_file(name, int(candidate.size), float(candidate.mtime))
+        except (CatalogError, *catalog_errors(self.settings)):
+            return False
 
 
 class WatchHandler:
@@ -366,7 +373,7 @@ class WatchHandler:
     def __init__(self, settings: PipelineSettings) -> None:
         w = settings.watch
         self.extensions = w.extensions
-        self.known = KnownFiles(settings.paths.catalog)
+        self.known = KnownFiles(settings)
         self.sent: dict[str, tuple[int, float]] = {}
         self.watcher = Watcher(settings.paths.watch_dir, settings.domains, w.stable_s, w.poll_interval_s)
 

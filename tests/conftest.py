@@ -22,6 +22,8 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 
+from tests.services import postgres_ctl, postgres_url, s3_bucket  # noqa: E402, F401 - fixtures of the server tests
+
 REQUIRE_ALL = "HUMANSTYLE_REQUIRE_ALL"
 
 

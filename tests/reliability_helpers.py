@@ -145,8 +145,17 @@ class Snapshot:
         return sum(Path(p).name == name for p in self.video_paths.values())
 
 
-def snapshot(data_dir: Path) -> Snapshot:
-    db = sqlite3.connect(f"file:{data_dir / 'catalog.sqlite'}?mode=ro", uri=True)
+def connect_catalog(data_dir: Path, catalog_url: str = ""):
+    """A read-only DB-API connection to the catalog: the SQLite file in data_dir, or catalog_url (PostgreSQL)."""
+    if catalog_url:
+        import psycopg
+
+        return psycopg.connect(catalog_url, autocommit=True, options="-c default_transaction_read_only=on")
+    return sqlite3.connect(f"file:{data_dir / 'catalog.sqlite'}?mode=ro", uri=True, timeout=5)
+
+
+def snapshot(data_dir: Path, catalog_url: str = "") -> Snapshot:
+    db = connect_catalog(data_dir, catalog_url)
     try:
         q = db.execute
         videos = {fp: (st, rs) for fp, st, rs in q("SELECT fingerprint, status, reason FROM videos")}
@@ -161,9 +170,9 @@ def snapshot(data_dir: Path) -> Snapshot:
         duplicates = {
             "videos": q("SELECT COUNT(*) - COUNT(DISTINCT fingerprint) FROM videos").fetchone()[0],
             "patches": q("SELECT COUNT(*) FROM (SELECT 1 FROM patches GROUP BY video_id, frame_index, person_index "
-                         "HAVING COUNT(*) > 1)").fetchone()[0],
+                         "HAVING COUNT(*) > 1) AS dup").fetchone()[0],
             "pairs": q("SELECT COUNT(*) FROM (SELECT 1 FROM pairs GROUP BY a_patch_id, b_patch_id "
-                       "HAVING COUNT(*) > 1)").fetchone()[0],
+                       "HAVING COUNT(*) > 1) AS dup").fetchone()[0],
             "patch_paths": q("SELECT COUNT(*) - COUNT(DISTINCT path) FROM patches WHERE path != ''").fetchone()[0],
         }
         row_paths = {p for *_rest, p in prow if p}
@@ -190,23 +199,23 @@ def snapshot(data_dir: Path) -> Snapshot:
                 "patches_of_unknown_videos": unpatched})
 
 
-def csv_mismatches(data_dir: Path, db: sqlite3.Connection) -> tuple[int, list[str]]:
+def csv_mismatches(data_dir: Path, db) -> tuple[int, list[str]]:
     """(rows in pairs.csv, every way it differs from the catalog's pairs). Compared column by column, by header
     name, so a column added to the file later is checked without editing this: `pair_id` is the pair's id,
     `<domain>_patch` and `<domain>_patch_id` the path and id of the pair's patch of that domain, and any other
     name must be a column of the `pairs` table with the same value (numbers to the CSV's 6 decimals)."""
-    db.row_factory = sqlite3.Row
     catalog = {}
-    for r in db.execute("SELECT p.*, a.path AS a_path, b.path AS b_path, a.domain AS a_domain, "
-                        "b.domain AS b_domain FROM pairs p JOIN patches a ON a.id = p.a_patch_id "
-                        "JOIN patches b ON b.id = p.b_patch_id"):
-        row = {k: r[k] for k in r.keys() if k not in ("a_path", "b_path", "a_domain", "b_domain")}
+    cur = db.execute("SELECT p.*, a.path AS a_path, b.path AS b_path, a.domain AS a_domain, "
+                     "b.domain AS b_domain FROM pairs p JOIN patches a ON a.id = p.a_patch_id "
+                     "JOIN patches b ON b.id = p.b_patch_id")
+    names = [d[0] for d in cur.description]
+    for r in (dict(zip(names, values, strict=True)) for values in cur.fetchall()):
+        row = {k: r[k] for k in r if k not in ("a_path", "b_path", "a_domain", "b_domain")}
         row["pair_id"] = r["id"]
         for side in ("a", "b"):
             row[f"{r[side + '_domain']}_patch"] = r[side + "_path"]
             row[f"{r[side + '_domain']}_patch_id"] = r[side + "_patch_id"]
         catalog[str(r["id"])] = row
-    db.row_factory = None
     csv_path = data_dir / "pairs.csv"
     if not csv_path.exists():
         return 0, [] if not catalog else [f"no pairs.csv for {len(catalog)} catalog pairs"]
@@ -269,15 +278,17 @@ def every_cross_domain_pair(snap: Snapshot, domains: tuple[str, str] = ("movie",
     return {(x, y, view) for view, side in sides.items() for x in side.get(a, ()) for y in side.get(b, ())}
 
 
-def all_finished(data_dir: Path, expected_videos: int) -> bool:
-    db_path = data_dir / "catalog.sqlite"
-    if not db_path.exists():
+def all_finished(data_dir: Path, expected_videos: int, catalog_url: str = "") -> bool:
+    if not catalog_url and not (data_dir / "catalog.sqlite").exists():
         return False
-    db = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=5)
     try:
-        rows = db.execute("SELECT status FROM videos").fetchall()
-    finally:
-        db.close()
+        db = connect_catalog(data_dir, catalog_url)
+        try:
+            rows = db.execute("SELECT status FROM videos").fetchall()
+        finally:
+            db.close()
+    except Exception:  # a PostgreSQL server restarting, or no tables yet: not finished as far as we can tell
+        return False
     return len(rows) == expected_videos and all(r[0] in TERMINAL for r in rows)
 
 

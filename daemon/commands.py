@@ -76,7 +76,10 @@ def cmd_export(settings: Settings, args: argparse.Namespace) -> int:
     if args.format == "coco":
         from humanstyle.stages.coco import export_coco
 
-        counts = export_coco(catalog.kept_patches(), data, args.out, fractions=fractions,
+        rows = list(catalog.kept_patches())
+        # Local copies (image and mask) of every kept patch, laid out as in the storage.
+        storage.fetch([n for r in rows for n in (r["path"], str(Path(r["path"]).with_suffix(".mask.png")))])
+        counts = export_coco(rows, storage.local_path(""), args.out, fractions=fractions,
                              min_confidence=settings.classify.min_keypoint_confidence)
         total = sum(n for k, n in counts.items() if k != "unreadable")
         print(f"exported {total} patches as coco to {args.out} (train {counts['train']}, val {counts['val']}, "

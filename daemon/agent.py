@@ -91,6 +91,7 @@ class Agent:
         self.packing: deque[tuple[Future, list[str], str]] = deque()
         self.pending: dict[tuple[int, int, int], Pending] = {}
         self.to_local: deque[Record] = deque()
+        self.outgoing: deque[tuple[list[Any], list[str], str]] = deque()  # results packed, not sent yet
         self.codec, self.jpeg_quality = "png", 95
         self.heartbeat_s, self.timeout_s = 1.0, 10.0
         self.seen_seq = 0
@@ -119,6 +120,9 @@ class Agent:
         sock.setsockopt(zmq.HEARTBEAT_IVL, int(self.heartbeat_s * 1000))
         sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, int(self.timeout_s * 1000))
         sock.setsockopt(zmq.SNDHWM, 64)
+        # Queue nothing while there is no connection: a ping or hello from before a cut link is stale when the link
+        # comes back (results wait in self.outgoing instead and go out once connected).
+        sock.setsockopt(zmq.IMMEDIATE, 1)
         if w.secret_key:
             self.public_key = make_client(sock, w.secret_key, w.head_key)
         self.monitor = sock.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_HANDSHAKE_FAILED_AUTH
@@ -149,6 +153,7 @@ class Agent:
     def _held(self) -> list[str]:
         ids = [i for p in self.pending.values() for i in p.ids]
         ids += [i for _f, i, _k in self.unpacking] + [i for _f, held, _k in self.packing for i in held]
+        ids += [i for _f, held, _k in self.outgoing for i in held]
         return ids
 
     def _free(self) -> int:
@@ -179,6 +184,8 @@ class Agent:
                             "does the head use CURVE?", self.settings.worker.head)
             elif event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
                 self.refusals = 0
+                if not self.welcomed:
+                    self._hello(now)  # sends only once connected (IMMEDIATE): now is the moment
             elif event == zmq.EVENT_DISCONNECTED and self.welcomed:
                 log.warning("lost the connection to the head; reconnecting")
 
@@ -278,7 +285,8 @@ class Agent:
             log.info("joined the head at %s (frames travel as %s)", self.settings.worker.head, self.codec)
         elif op == "who":
             self.welcomed = False
-            self._hello(now)
+            if now - self.last_hello > self.heartbeat_s / 2:  # several may come at once after a cut link
+                self._hello(now)
         elif op == "work":
             self.on_work(control, records)
         elif op == "ping":
@@ -313,8 +321,12 @@ class Agent:
             except Exception:  # noqa: BLE001
                 log.exception("agent: could not pack a result")
                 continue
-            for item_id in ids:
-                self._send(remote.message("result", frames, work=item_id))
+            self.outgoing.append((frames, ids, kind))
+        while self.outgoing:
+            frames, ids, kind = self.outgoing[0]
+            if not all(self._send(remote.message("result", frames, work=i)) for i in ids):
+                return  # not connected now: they go out when the connection is back
+            self.outgoing.popleft()
             rm.WORKER_ITEMS.labels(kind).inc()
 
     def start_item(self, item_id: str, kind: str, records: list[Record]) -> None:

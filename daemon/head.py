@@ -113,6 +113,7 @@ class Dispatcher:
         self.backlog_s = 0.0
         self._catalog = None
         self._ticks = {"heartbeat": 0.0, "backlog": 0.0}
+        self.asked: dict[bytes, float] = {}  # worker identity -> when it was last asked to say hello again
 
     def _router(self) -> zmq.Socket:
         h = self.settings.head
@@ -246,7 +247,7 @@ class Dispatcher:
             self._result(identity, control, records, now)
         elif op == "ping":
             if worker is None:
-                self._send(identity, remote.message("who"))
+                self._who(identity, now)
                 return
             self.scheduler.ping(identity, _int(control.get("free")), _int(control.get("seen")),
                                 _ids(control.get("holding")), now)
@@ -281,13 +282,23 @@ class Dispatcher:
             MESSAGES_REJECTED.labels("dispatch", "bad_field").inc()
             return
         if identity not in self.scheduler.workers:
-            self._send(identity, remote.message("who"))  # its results still count
+            self._who(identity, now)  # its results still count
         item = self.scheduler.result(identity, item_id, now)
         if item is None:
             rm.ITEMS.labels("window", "duplicate").inc()
             return
         future = self.pool.submit(lambda: [remote.unpack_record(r, self.max_bytes) for r in records])
         self.checking.append((future, item, identity))
+
+    def _who(self, identity: bytes, now: float) -> None:
+        """Ask a worker the head does not know (it was given up, or the head restarted) to say hello again; once per
+        heartbeat, however many of its messages arrive at once."""
+        if now - self.asked.get(identity, -1e9) < self.settings.head.heartbeat_s:
+            return
+        self.asked[identity] = now
+        if len(self.asked) > 4096:
+            self.asked = {k: t for k, t in self.asked.items() if now - t < 60}
+        self._send(identity, remote.message("who"))
 
     def _on_checked(self, future: Future, item: Item, identity: bytes) -> None:
         worker = self.scheduler.workers.get(identity)
@@ -357,7 +368,8 @@ class Dispatcher:
             self.outbound.append(failed_window_done(item))
         for identity in list(self.scheduler.workers):
             if not self._send(identity, remote.message("ping")):
-                self.scheduler.leave(identity)
+                gone = self.scheduler.leave(identity)
+                log.warning("worker %s (%s) cannot be reached: gone; its work goes to others", gone.name, gone.host)
         rm.WORKERS.set(len(self.scheduler.workers))
         rm.QUEUED.labels("window").set(self.scheduler.queued("window") + len(self.packing))
         rm.QUEUED.labels("patches").set(self.scheduler.queued("patches"))

@@ -124,6 +124,11 @@ class Scheduler:
             return
         self.queues[item.kind].appendleft(item)
 
+    def requeue_all(self, items) -> None:
+        """Requeue several items at the front, in the order they had."""
+        for item in reversed(list(items)):
+            self.requeue(item)
+
     def complete(self, item_id: str) -> Item | None:
         """Mark an item done (its result was checked and forwarded); None if it was done already or unknown."""
         item = self.items.pop(item_id, None)
@@ -133,8 +138,8 @@ class Scheduler:
         for queue in self.queues.values():
             if item in queue:
                 queue.remove(item)
-        for worker in self.workers.values():
-            worker.in_flight.pop(item_id, None)
+        # Another worker may hold it too (handed out again): it stays in that worker's books until its result comes
+        # back (a duplicate) or it leaves, so its credit is returned as usual.
         return item
 
     # --- workers ------------------------------------------------------------------------------------------------
@@ -149,8 +154,7 @@ class Scheduler:
             for item_id, (item, _seq, sent) in old.in_flight.items():
                 if item_id in held:
                     worker.in_flight[item_id] = (item, 0, sent)
-                else:
-                    self.requeue(item)
+            self.requeue_all(item for i, (item, _s, _t) in old.in_flight.items() if i not in held)
         worker.credit = max(0, capacity - len(worker.in_flight))
         self.workers[identity] = worker
         return worker
@@ -186,7 +190,7 @@ class Scheduler:
         held = set(holding)
         in_transit = 0
         for item_id, (item, seq, sent) in list(worker.in_flight.items()):
-            if seq and seq <= seen_seq and item_id not in held:
+            if seq <= seen_seq and item_id not in held:  # seq 0: held when the worker said hello again
                 del worker.in_flight[item_id]  # it arrived, and its result was lost on the way back
                 self.requeue(item)
             elif seq > seen_seq:
@@ -201,8 +205,7 @@ class Scheduler:
         """A worker said bye or cannot be reached: its items go back to the queue."""
         worker = self.workers.pop(identity, None)
         if worker is not None:
-            for item, _seq, _sent in worker.in_flight.values():
-                self.requeue(item)
+            self.requeue_all(item for item, _seq, _sent in worker.in_flight.values())
             worker.in_flight.clear()
         return worker
 

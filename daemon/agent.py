@@ -9,7 +9,9 @@ only). It hands them to its local stages over ipc, exactly as a decoder would, g
 (the window_done says how many patches to expect), and returns each item's records in ONE message, so a result
 arrives whole or not at all. Every heartbeat it pings the head with what it holds (see daemon/scheduler.py); when
 the head is silent it keeps working and reconnects, and when the head refuses its key it says so in its log and
-/healthz and tries again later (the head re-reads its authorized keys, so adding the key needs no restart).
+/healthz and tries again later (the head re-reads its authorized keys, so adding the key needs no restart). A worker
+whose model settings would give other patches than the head's (daemon.remote.RESULT_KEYS) stops with an error that
+names each key.
 
 A local detect or classify process that dies is restarted by the worker's supervisor, which tells the agent; the
 agent hands that process's windows to the stages again (results are keyed, so a patch that arrives twice counts
@@ -41,6 +43,7 @@ from humanstyle.daemon.keys import make_client
 from humanstyle.daemon.supervisor import Child, Supervisor
 from humanstyle.stages.counters import MESSAGES_REJECTED
 from humanstyle.stages.records import Classified, Patch, Record, StageRestarted, Window, WindowDone
+from humanstyle.stages.settings import StageFatal
 
 log = logging.getLogger("humanstyle.agent")
 REFUSED_BACKOFF_S = (5.0, 60.0)  # first and longest wait before trying again after the head refused this key
@@ -162,7 +165,8 @@ class Agent:
     def _hello(self, now: float) -> None:
         self.last_hello = now
         self._send(remote.message("hello", name=self.name, host=self.host, stages=list(self.stages),
-                                  capacity=self.capacity, holding=self._held()))
+                                  capacity=self.capacity, holding=self._held(),
+                                  settings=remote.result_settings(self.settings)))
 
     def _on_monitor(self, now: float) -> None:
         while self.monitor is not None and self.monitor.poll(0):
@@ -274,6 +278,9 @@ class Agent:
             return
         self.last_heard = now
         op = control["op"]
+        if op == "refuse":
+            raise StageFatal(f"the head at {self.settings.worker.head} refused this worker: "
+                             f"{str(control.get('reason'))[:2000]}. Set them as the head has them")
         if op == "welcome":
             self.welcomed, self.seen_seq = True, 0
             self.codec = control.get("codec") if control.get("codec") in remote.CODECS else "png"

@@ -267,6 +267,14 @@ class Dispatcher:
             MESSAGES_REJECTED.labels("dispatch", "bad_field").inc()
             log.warning("dispatch: a hello with stages %r and capacity %r refused", stages, capacity)
             return
+        settings = control.get("settings")
+        differences = remote.settings_differences(settings, remote.result_settings(self.settings)) if isinstance(
+            settings, dict) else ["it sent no model settings"]
+        if differences:
+            rm.REFUSED.labels("settings").inc()
+            log.warning("refused worker %s (%s): %s", name, host, "; ".join(differences))
+            self._send(identity, remote.message("refuse", reason="; ".join(differences)))
+            return
         known = identity in self.scheduler.workers
         worker = self.scheduler.hello(identity, name or host, host, stages, capacity, now,
                                       _ids(control.get("holding")))

@@ -15,9 +15,10 @@ single-machine daemon exactly; JPEG costs about a fifth of the bytes and changes
 then differ as the detections on slightly different pixels do); raw sends them as they are. Sizes per codec on the
 benchmark clip: bench/README.md ("Scale out").
 
-Ops, worker -> head: hello (name, host, stages, capacity), result (work id, its records), ping (free slots, the
-last work sequence number seen, the work ids held), bye. Head -> worker: welcome (codec, heartbeat, timeout),
-work (id, seq, kind, records), ping, who (the head does not know this worker: say hello again).
+Ops, worker -> head: hello (name, host, stages, capacity, the settings that shape its results), result (work id,
+its records), ping (free slots, the last work sequence number seen, the work ids held), bye. Head -> worker: welcome
+(codec, heartbeat, timeout), refuse (why: its settings differ), work (id, seq, kind, records), ping, who (the head
+does not know this worker: say hello again).
 """
 
 from __future__ import annotations
@@ -36,12 +37,19 @@ from humanstyle.stages.records import Record
 VERSION = 1
 CODECS = ("png", "jpeg", "raw")
 MAX_CONTROL_BYTES = 256 * 1024
-OPS = {"hello", "result", "ping", "bye", "welcome", "work", "who"}
+OPS = {"hello", "result", "ping", "bye", "welcome", "work", "who", "refuse"}
 # PNG at its fastest setting with the "up" filter and run-length matching: on the benchmark clip as small as the
 # default level with adaptive filters, in less than half the time (bench/README.md, "Scale out").
 PNG_PARAMS = [cv2.IMWRITE_PNG_COMPRESSION, 1, cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_UP,
               cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_RLE]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+# The settings that decide what a worker's detector and classifier produce. A worker sends its values with its hello;
+# the head refuses one whose values differ from its own (its patches would differ from the rest), naming each key.
+# Weights are compared by their choice only when both are "DEFAULT" or "none" (a path is a path on each machine).
+RESULT_KEYS = {"detect": ("score_threshold", "patch_size", "margin", "max_persons", "min_box_side", "min_size",
+                          "max_size", "proposals"),
+               "classify": ("min_keypoint_confidence", "person_threshold", "min_person_overlap", "proposals",
+                            "input_size")}
 JPEG_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
 
 
@@ -82,6 +90,25 @@ def parse(frames: Sequence[Any]) -> tuple[dict[str, Any], list[list[Any]]]:
         out.append(list(frames[at:at + n]))
         at += n
     return control, out
+
+
+def result_settings(settings: Any) -> dict[str, Any]:
+    """The settings of RESULT_KEYS, as "section.key" -> value."""
+    out = {f"{section}.{key}": getattr(getattr(settings, section), key)
+           for section, keys in RESULT_KEYS.items() for key in keys}
+    for section in RESULT_KEYS:
+        weights = getattr(settings, section).weights
+        if weights in ("DEFAULT", "none"):
+            out[f"{section}.weights"] = weights
+    return out
+
+
+def settings_differences(mine: dict[str, Any], theirs: Any) -> list[str]:
+    """What differs between this worker's result settings and the head's, one phrase per key."""
+    if not isinstance(theirs, dict):
+        return []
+    return [f"{key} = {mine[key]!r} here, {theirs[key]!r} on the head" for key in sorted(mine)
+            if key in theirs and theirs[key] != mine[key]]
 
 
 # --- records with compressed images ------------------------------------------------------------------------------

@@ -21,8 +21,8 @@ ITEMS = Counter("humanstyle_remote_items", "Remote work items by what happened t
 BYTES = Counter("humanstyle_remote_bytes", "Bytes of messages between head and workers, as seen by this process "
                 "(sent or received)", ["direction"])
 REFUSED = Counter("humanstyle_remote_refused", "Connections refused: on the head, a worker key not authorized "
-                  "(unknown_key) or a failed handshake (handshake: a wrong head key, or no CURVE); on a worker, "
-                  "refusals by its head", ["reason"])
+                  "(unknown_key), a failed handshake (handshake: a wrong head key, or no CURVE) or model settings "
+                  "that differ from the head's (settings); on a worker, refusals by its head", ["reason"])
 HEAD_CONNECTED = Gauge("humanstyle_worker_head_connected", "1 while the head answers this worker",
                        multiprocess_mode="livemax")
 WORKER_ITEMS = Counter("humanstyle_worker_items", "Items this worker finished and returned", ["kind"])
@@ -37,7 +37,7 @@ def init_head_series() -> None:
             ITEMS.labels(kind, outcome)
     for direction in ("sent", "received"):
         BYTES.labels(direction)
-    for reason in ("unknown_key", "handshake"):
+    for reason in ("unknown_key", "handshake", "settings"):
         REFUSED.labels(reason)
     BACKLOG.set(0)
     WORKERS.set(0)

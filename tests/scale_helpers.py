@@ -71,8 +71,10 @@ def test_env() -> dict[str, str]:
 class Worker:
     """`humanstyle worker` as a process group of its own (so a kill takes the whole machine's processes)."""
 
-    def __init__(self, folder: Path, sections: dict[str, dict], prefix: list[str] = ()) -> None:
+    def __init__(self, folder: Path, sections: dict[str, dict], prefix: list[str] = (),
+                 env: dict[str, str] | None = None) -> None:
         folder.mkdir(parents=True, exist_ok=True)
+        self.env = env
         self.folder = folder
         self.config = write_config(folder, sections)
         self.listen = sections["metrics"]["listen"]
@@ -83,7 +85,8 @@ class Worker:
     def start(self) -> Worker:
         self.log = open(self.folder / "worker.log", "ab")
         self.proc = subprocess.Popen([*self.prefix, sys.executable, "-m", "humanstyle.daemon.cli", "worker", "--config",
-                                      str(self.config)], stdout=self.log, stderr=subprocess.STDOUT, env=test_env(),
+                                      str(self.config)], stdout=self.log, stderr=subprocess.STDOUT,
+                                     env=self.env or test_env(),
                                      cwd=ROOT, start_new_session=True)
         return self
 
@@ -115,6 +118,13 @@ class Worker:
                 if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()):
                     total += s.value
         return total
+
+    def health(self) -> dict | None:
+        try:
+            with urllib.request.urlopen(f"http://{self.listen}/healthz", timeout=5) as resp:
+                return json.load(resp)
+        except OSError:
+            return None
 
     def log_text(self) -> str:
         return (self.folder / "worker.log").read_text(errors="replace")

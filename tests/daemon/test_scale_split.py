@@ -1,6 +1,7 @@
 """Workers that run one model stage each: a head (loopback, no keys: allowed on one machine) with a worker that only
 detects and one that only classifies. The head turns each window's patches from the first into work for the second;
-every video ends done with every patch once. Frames travel as JPEG here (the lossy codec end to end)."""
+every video ends done with every patch once. Frames travel as JPEG here (the lossy codec end to end). A third worker
+with another patch size stops with an error naming the key: its patches would not be the head's."""
 
 from __future__ import annotations
 
@@ -45,6 +46,14 @@ def test_a_detect_only_and_a_classify_only_worker_share_the_work(tmp_path):
         assert workers[1].value("humanstyle_worker_items_total", kind="patches") >= 1
         assert workers[1].value("humanstyle_frames_detected_total") == 0  # it never ran a detector
         snap = snapshot(tmp_path / "head" / "data")
+        # A worker whose model settings would give other patches stops at once and says which key differs.
+        odd = dict(sections, detect={**sections["detect"], "patch_size": 96})
+        stray = Worker(tmp_path / "odd", worker_sections(odd, tmp_path / "odd", f"127.0.0.1:{port}", "odd",
+                                                         f"127.0.0.1:{free_port()}", None)).start()
+        workers.append(stray)
+        assert stray.proc.wait(120) == 1
+        assert "detect.patch_size = 96 here, 64 on the head" in stray.log_text()
+        assert "odd" not in head_workers(head) and head.value("humanstyle_remote_refused_total", reason="settings") == 1
     finally:
         for w in workers:
             w.kill()

@@ -12,6 +12,8 @@ The dispatch process:
   classifies;
 - sends a window_done without patches for an item it had to abandon, and each decoder's video_end straight on, so
   every video ends as it would on one machine;
+- while work waits at the head for workers (none joined, or all busy), tells the index which videos are waiting
+  (video_waiting on its control queue), so waiting is not taken for a stall and redone;
 - writes its worker table (runtime_dir/dispatch.json) for /healthz and the per-worker series of /metrics, and the
   backlog in video seconds (queued videos by their container duration, plus what is left of those in progress).
 When the dispatch process dies, the supervisor restarts it and the index redoes the videos in flight, as for a
@@ -42,7 +44,7 @@ from humanstyle.daemon.paths import runtime_dir
 from humanstyle.daemon.scheduler import Item, RemoteWorker, Scheduler
 from humanstyle.daemon.supervisor import Child, Supervisor
 from humanstyle.stages.counters import ERRORS, MESSAGES_REJECTED
-from humanstyle.stages.records import Classified, Patch, Record, VideoEnd, Window, WindowDone
+from humanstyle.stages.records import Classified, Patch, Record, VideoEnd, VideoWaiting, Window, WindowDone
 
 log = logging.getLogger("humanstyle.head")
 STATUS_FILE = "dispatch.json"
@@ -98,6 +100,7 @@ class Dispatcher:
         self.windows = [self.fab.receiver("windows", [f"windows.{k}"], bind=False)
                         for k in range(settings.decode.workers)]
         self.to_index = self.fab.sender("classified", ["classified"], bind=False)
+        self.control = self.fab.sender("control", ["control"], bind=False)
         self.scheduler = Scheduler(h.worker_timeout_s)
         self.pool = ThreadPoolExecutor(h.encode_threads or os.cpu_count() or 1, thread_name_prefix="codec")
         self.packing: deque[Future] = deque()
@@ -407,6 +410,12 @@ class Dispatcher:
         except Exception as exc:  # noqa: BLE001 - a busy or missing catalog only delays the figure
             log.debug("backlog: catalog not readable now (%s)", exc)
             return
+        if self.scheduler.queued() or self.packing:
+            # Work waits here for workers (none joined, or all busy): the videos in progress are waiting, not
+            # stalled, and the index must not redo them for it.
+            for video in videos:
+                if video.status == "processing":
+                    self.control.try_send(VideoWaiting(video_id=video.id))
         probes, total = 0, 0.0
         live = {v.id for v in videos}
         for video in videos:

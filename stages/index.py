@@ -36,6 +36,7 @@ from humanstyle.stages.records import (
     Record,
     StageRestarted,
     VideoEnd,
+    VideoWaiting,
     WindowDone,
 )
 from humanstyle.stages.results import ResultWriter
@@ -97,7 +98,8 @@ class IndexHandler:
         self.routes = {Discovered: Route(self.each(self.on_discovered)),
                        Classified: Route(self.each(self.on_result)), WindowDone: Route(self.each(self.on_result)),
                        VideoEnd: Route(self.each(self.on_result)),
-                       StageRestarted: Route(self.each(self.on_control))}
+                       StageRestarted: Route(self.each(self.on_control)),
+                       VideoWaiting: Route(self.each(self.on_waiting))}
 
     def each(self, handler):
         def handle(records: list, out: Outbox) -> None:
@@ -225,6 +227,11 @@ class IndexHandler:
         for vid, progress in list(self.in_flight.items()):
             if now - progress.last_activity > timeout:
                 self.redo(vid, f"no progress for {timeout:.0f} s")
+
+    def on_waiting(self, notice: VideoWaiting) -> None:
+        progress = self.in_flight.get(notice.video_id)
+        if progress is not None:
+            progress.last_activity = time.monotonic()
 
     def on_control(self, notice: StageRestarted) -> None:
         for vid in list(self.in_flight):

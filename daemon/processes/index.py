@@ -6,14 +6,23 @@ from __future__ import annotations
 
 from humanstyle.daemon.worker import Input, Output, ProcessSpec
 from humanstyle.stages.index import IndexHandler
-from humanstyle.stages.records import Classified, Discovered, Job, PairsAppended, StageRestarted, VideoEnd, WindowDone
+from humanstyle.stages.records import (
+    Classified,
+    Discovered,
+    Job,
+    PairsAppended,
+    StageRestarted,
+    VideoEnd,
+    VideoWaiting,
+    WindowDone,
+)
 
 SPEC = ProcessSpec(
     "index",
     build=lambda settings, index: IndexHandler(settings),
     inputs=(Input("discovered", lambda s, i: ["discovered"], bind=True, accepts=(Discovered,)),
             Input("classified", lambda s, i: ["classified"], bind=True, accepts=(Classified, WindowDone, VideoEnd)),
-            Input("control", lambda s, i: ["control"], bind=True, accepts=(StageRestarted,))),
+            Input("control", lambda s, i: ["control"], bind=True, accepts=(StageRestarted, VideoWaiting))),
     outputs=(Output("jobs", lambda s, i: ["jobs"], bind=True, carries=(Job,)),
              Output("events", lambda s, i: ["events"], bind=True, carries=(PairsAppended,), publish=True)),
     drain_s=1.0,

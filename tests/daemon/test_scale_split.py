@@ -1,9 +1,13 @@
 """Workers that run one model stage each: a head (loopback, no keys: allowed on one machine) with a worker that only
 detects and one that only classifies. The head turns each window's patches from the first into work for the second;
-every video ends done with every patch once. Frames travel as JPEG here (the lossy codec end to end). A third worker
-with another patch size stops with an error naming the key: its patches would not be the head's."""
+every video ends done with every patch once. Frames travel as JPEG here (the lossy codec end to end). Before any
+worker joins, the head's backlog shows the videos' seconds, and waiting for workers past the index's stall timeout
+does not make the index redo them. A third worker with another patch size stops with an error naming the key: its
+patches would not be the head's."""
 
 from __future__ import annotations
+
+import time
 
 import pytest
 
@@ -12,6 +16,7 @@ from tests.harness import Daemon
 from tests.reliability_helpers import (
     all_finished,
     assert_invariants,
+    catalog_value,
     drop_in_both_domains,
     every_cross_domain_pair,
     kill_daemon,
@@ -21,10 +26,12 @@ from tests.reliability_helpers import (
 from tests.scale_helpers import Worker, head_sections, head_workers, wait, worker_sections
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
+STALL_S = 10.0  # watch.stall_timeout_s: its smallest value
 
 
 def test_a_detect_only_and_a_classify_only_worker_share_the_work(tmp_path):
-    sections = reliability_sections(tmp_path / "head", decode={"burst_frames": 0}, detect={"patch_size": 64})
+    sections = reliability_sections(tmp_path / "head", decode={"burst_frames": 0}, detect={"patch_size": 64},
+                                    watch={"stall_timeout_s": STALL_S})
     port = free_port()
     (tmp_path / "head").mkdir()
     head = Daemon(write_config(tmp_path / "head", head_sections(sections, f"127.0.0.1:{port}", None,
@@ -33,13 +40,20 @@ def test_a_detect_only_and_a_classify_only_worker_share_the_work(tmp_path):
                                                        f"127.0.0.1:{free_port()}", None, stages=[stage]))
                for name, stage in (("detector", "detect"), ("classifier", "classify"))]
     logs = [tmp_path / "head" / "daemon.log", *(w.folder / "worker.log" for w in workers)]
+    data = tmp_path / "head" / "data"
     try:
         head.start()
+        # No worker yet: the windows wait at the head, the backlog says how much, and waiting past the index's stall
+        # timeout is not a stall (no second attempt at either video).
+        drop_in_both_domains(tmp_path / "head", "clip.mp4")
+        wait(lambda: (head.health()["backlog_video_s"] or 0) >= 3.5 and head.health()["queued"]["window"] >= 1, 60,
+             "the backlog", logs)
+        time.sleep(STALL_S + 4)
+        assert catalog_value(data, "SELECT attempt, status FROM videos") == [(1, "processing")] * 2
         for w in workers:
             w.start()
         wait(lambda: set(head_workers(head)) == {"detector", "classifier"}, 180, "both workers", logs)
         assert head_workers(head)["detector"]["stages"] == ["detect"]
-        drop_in_both_domains(tmp_path / "head", "clip.mp4")
         wait(lambda: all_finished(tmp_path / "head" / "data", 2), 240, "every video", logs)
         assert head.value("humanstyle_remote_items_total", kind="patches", outcome="done") >= 1
         assert workers[0].value("humanstyle_worker_items_total", kind="window") >= 1

@@ -61,13 +61,8 @@ def bind_address(listen: str) -> str:
 
 def failed_window_done(item: Item) -> WindowDone:
     video_id, attempt, window_index = item.key
-    return WindowDone(video_id=video_id, attempt=attempt, domain=item_domain(item), window_index=window_index,
+    return WindowDone(video_id=video_id, attempt=attempt, domain=item.domain, window_index=window_index,
                       patches=0, anchor_hit=False, frames=1)
-
-
-def item_domain(item: Item) -> str:
-    header = json.loads(bytes(remote._buf(item.frames[-1][0])))
-    return header["fields"]["domain"]
 
 
 def check_result(item: Item, records: list[Record]) -> tuple[list[Record], list[Patch], WindowDone]:
@@ -215,7 +210,7 @@ class Dispatcher:
         h = self.settings.head
         frames = remote.pack_record(window, h.frame_codec, h.jpeg_quality)
         return Item(self.scheduler.new_id(), "window", (window.video_id, window.attempt, window.window_index),
-                    [frames], remote.framed_bytes(frames))
+                    [frames], remote.framed_bytes(frames), window.domain)
 
     def _collect(self) -> None:
         while self.packing and self.packing[0].done():
@@ -332,7 +327,7 @@ class Dispatcher:
             frames = [remote.pack_record(p, self.settings.head.frame_codec, self.settings.head.jpeg_quality)
                       for p in patches] + [remote.pack_record(done)]
             self.scheduler.add(Item(self.scheduler.new_id(), "patches", item.key, frames,
-                                    sum(remote.framed_bytes(f) for f in frames)))
+                                    sum(remote.framed_bytes(f) for f in frames), item.domain))
             return
         self.outbound.extend(classified)
         self.outbound.append(done)

@@ -36,6 +36,7 @@ class Item:
     key: tuple[int, int, int]  # video id, attempt, window index
     frames: list[Any]  # the packed records, ready to send
     nbytes: int
+    domain: str = ""
     dispatches: int = 0
     done: bool = False
 

@@ -140,3 +140,17 @@ def test_a_worker_saying_hello_again_keeps_what_it_holds_and_gives_back_the_rest
     assert s.workers[w].credit == 2
     s.ping(w, free=2, seen_seq=0, holding=[], now=2.0)  # and then it lost a as well
     assert list(s.queues["window"]) == [a, b]
+
+
+def test_an_abandoned_window_is_recorded_without_patches_so_its_video_still_ends():
+    from humanstyle.daemon.head import failed_window_done
+
+    s = Scheduler(TIMEOUT, max_dispatches=1)
+    it = Item(s.new_id(), "window", (7, 2, 5), [[b"x"]], 1, "game")
+    s.add(it)
+    w = join(s, "w")
+    s.assign(0.0)
+    s.leave(w)
+    (gone,) = s.take_abandoned()
+    done = failed_window_done(gone)
+    assert (done.video_id, done.attempt, done.window_index, done.domain, done.patches) == (7, 2, 5, "game", 0)

@@ -33,6 +33,9 @@ def build_parser() -> argparse.ArgumentParser:
     from humanstyle.daemon import commands
 
     commands.add_subcommands(sub, _add_config)
+    from humanstyle.daemon import scale_commands
+
+    scale_commands.add_subcommands(sub, _add_config, commands.HANDLERS)
     return parser
 
 
@@ -46,7 +49,7 @@ def resolve_config_path(path: Path | None) -> Path | None:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        settings = config.load(resolve_config_path(args.config))
+        settings = config.load(resolve_config_path(getattr(args, "config", None)))
     except config.ConfigError as exc:
         print(f"humanstyle: config error: {exc}", file=sys.stderr)
         return 2
@@ -105,7 +108,8 @@ def cmd_run(settings: config.Settings, args: argparse.Namespace) -> int:
     from humanstyle.daemon.paths import prepare_metrics_dir, prepare_runtime_dir
     from humanstyle.daemon.preflight import check_folders, check_weights_in_child
 
-    check_weights_in_child(settings)  # raises ConfigError naming the missing file, before any video is touched
+    if not settings.head.listen:  # a head runs no model: its workers check their own weights
+        check_weights_in_child(settings)  # raises ConfigError naming the missing file, before any video is touched
     check_folders(settings)
     runtime = prepare_runtime_dir(settings)
     # prometheus_client reads this when first imported, so it must be set before any metric exists.
@@ -113,7 +117,10 @@ def cmd_run(settings: config.Settings, args: argparse.Namespace) -> int:
     # Stage processes inherit this: idle OpenMP threads sleep rather than spin, so model stages can share cores
     # (see stage_main.model_threads). Read by OpenMP when torch loads, which happens only in the stage processes.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    from humanstyle.daemon.supervisor import Supervisor
+    if settings.head.listen:
+        from humanstyle.daemon.head import HeadSupervisor as Supervisor
+    else:
+        from humanstyle.daemon.supervisor import Supervisor
 
     try:
         return Supervisor(settings).run()

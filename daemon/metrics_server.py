@@ -8,11 +8,16 @@ from collections.abc import Callable
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest, multiprocess
 
+# Collectors of live state kept outside the metric files, read at each scrape (the head's worker table).
+EXTRA_COLLECTORS: list = []
+
 
 def registry() -> CollectorRegistry:
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         reg = CollectorRegistry()
         multiprocess.MultiProcessCollector(reg)
+        for collector in EXTRA_COLLECTORS:
+            reg.register(collector)
         return reg
     from prometheus_client import REGISTRY
 

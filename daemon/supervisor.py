@@ -22,7 +22,7 @@ from humanstyle.daemon.config import Settings
 log = logging.getLogger("humanstyle.supervisor")
 
 FATAL_EXIT = 78  # a child exits with this (StageFatal) when its config cannot work: restarting would not help
-WORKER_STAGES = ("decode", "detect", "classify")
+WORKER_STAGES = ("decode", "detect", "classify", "dispatch")  # hold work the index must redo when they restart
 
 
 @dataclass
@@ -51,6 +51,8 @@ def plan_children(settings: Settings) -> list[Child]:
 
 
 class Supervisor:
+    LAST_STAGES = ("index",)  # stopped after the others: they keep receiving what the others finish
+
     def __init__(self, settings: Settings) -> None:
         from humanstyle.daemon.paths import prepare_runtime_dir
 
@@ -70,10 +72,7 @@ class Supervisor:
         metrics.init_known_series(self.settings.domains)
         for child in self.children:
             metrics.STAGE_PROCESSES.labels(child.stage).inc()
-        self.settings.paths.data_dir.mkdir(parents=True, exist_ok=True)
-        self.settings.paths.watch_dir.mkdir(parents=True, exist_ok=True)
-        for domain in self.settings.domains:
-            (self.settings.paths.watch_dir / domain).mkdir(exist_ok=True)
+        self.prepare_folders()
         server = self._serve_http()
         signal.signal(signal.SIGTERM, lambda *_: self.stopping.set())
         signal.signal(signal.SIGINT, lambda *_: self.stopping.set())
@@ -88,6 +87,12 @@ class Supervisor:
             self._shutdown()
             server.stop()
         return self.exit_code
+
+    def prepare_folders(self) -> None:
+        self.settings.paths.data_dir.mkdir(parents=True, exist_ok=True)
+        self.settings.paths.watch_dir.mkdir(parents=True, exist_ok=True)
+        for domain in self.settings.domains:
+            (self.settings.paths.watch_dir / domain).mkdir(exist_ok=True)
 
     def _start(self, child: Child) -> None:
         from humanstyle.daemon import metrics
@@ -173,8 +178,8 @@ class Supervisor:
     def _shutdown(self) -> None:
         timeout = self.settings.supervisor.shutdown_timeout_s
         log.info("stopping: draining stages (up to %.0f s)", timeout)
-        first = [c for c in self.children if c.stage != "index"]
-        last = [c for c in self.children if c.stage == "index"]
+        first = [c for c in self.children if c.stage not in self.LAST_STAGES]
+        last = [c for c in self.children if c.stage in self.LAST_STAGES]
         for group in (first, last):
             for child in group:
                 child.restart_at = None

@@ -36,6 +36,7 @@ from humanstyle.stages.records import (
     Record,
     StageRestarted,
     VideoEnd,
+    VideoWaiting,
     WindowDone,
 )
 from humanstyle.stages.results import ResultWriter
@@ -99,7 +100,8 @@ class IndexHandler:
                        Classified: Route(self.each(self.on_result)), WindowDone: Route(self.each(self.on_result)),
                        VideoEnd: Route(self.each(self.on_result)),
                        StageRestarted: Route(self.each(self.on_control)),
-                       PairVerdict: Route(self.each(self.on_verdict))}
+                       PairVerdict: Route(self.each(self.on_verdict)),
+                       VideoWaiting: Route(self.each(self.on_waiting))}
         self._csv_stale = False
 
     def each(self, handler):
@@ -232,6 +234,11 @@ class IndexHandler:
         for vid, progress in list(self.in_flight.items()):
             if now - progress.last_activity > timeout:
                 self.redo(vid, f"no progress for {timeout:.0f} s")
+
+    def on_waiting(self, notice: VideoWaiting) -> None:
+        progress = self.in_flight.get(notice.video_id)
+        if progress is not None:
+            progress.last_activity = time.monotonic()
 
     def on_control(self, notice: StageRestarted) -> None:
         for vid in list(self.in_flight):

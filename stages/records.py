@@ -217,8 +217,17 @@ class PairVerdict(Record):
             raise RecordError("bad_field", "pair_verdict.pair_id < 1")
 
 
+class VideoWaiting(Record):
+    """head -> indexer: this video's work waits at the head for a free worker. Waiting for workers (none joined yet,
+    or all busy) is a backlog, not a stall: the index does not redo the video for it."""
+
+    TYPE: ClassVar[str] = "video_waiting"
+    video_id: int
+
+
 RECORD_TYPES: dict[str, type[Record]] = {cls.TYPE: cls for cls in (
-    Discovered, Job, Window, VideoEnd, WindowDone, Patch, Classified, PairsAppended, StageRestarted, PairVerdict)}
+    Discovered, Job, Window, VideoEnd, WindowDone, Patch, Classified, PairsAppended, StageRestarted, PairVerdict,
+    VideoWaiting)}
 
 
 def is_int(value: Any) -> bool:

@@ -14,6 +14,7 @@ from humanstyle.stages.records import (
     PairVerdict,
     StageRestarted,
     VideoEnd,
+    VideoWaiting,
     WindowDone,
 )
 
@@ -22,7 +23,8 @@ SPEC = ProcessSpec(
     build=lambda settings, index: IndexHandler(settings),
     inputs=(Input("discovered", lambda s, i: ["discovered"], bind=True, accepts=(Discovered,)),
             Input("classified", lambda s, i: ["classified"], bind=True, accepts=(Classified, WindowDone, VideoEnd)),
-            Input("control", lambda s, i: ["control"], bind=True, accepts=(StageRestarted, PairVerdict))),
+            Input("control", lambda s, i: ["control"], bind=True,
+                  accepts=(StageRestarted, PairVerdict, VideoWaiting))),
     outputs=(Output("jobs", lambda s, i: ["jobs"], bind=True, carries=(Job,)),
              Output("events", lambda s, i: ["events"], bind=True, carries=(PairsAppended,), publish=True)),
     drain_s=1.0,

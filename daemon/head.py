@@ -392,15 +392,14 @@ class Dispatcher:
 
     # --- backlog and status ---------------------------------------------------------------------------------------
     def _refresh_backlog(self) -> None:
-        from humanstyle.stages.catalog import UNFINISHED, Catalog
+        from humanstyle.stages.catalog import UNFINISHED, catalog_exists, open_catalog
         from humanstyle.stages.decode import NotAVideo, probe_video
 
-        path = self.settings.paths.catalog
         try:
             if self._catalog is None:
-                if not path.exists():
+                if not catalog_exists(self.settings):
                     return
-                self._catalog = Catalog(path, readonly=True)
+                self._catalog = open_catalog(self.settings, readonly=True, role="head")
             videos = self._catalog.videos_with_status(*UNFINISHED)
         except Exception as exc:  # noqa: BLE001 - a busy or missing catalog only delays the figure
             log.debug("backlog: catalog not readable now (%s)", exc)

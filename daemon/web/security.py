@@ -12,22 +12,18 @@
 from __future__ import annotations
 
 import hmac
-import ipaddress
 import secrets
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-LOOPBACK_NAMES = ("localhost",)
+from humanstyle.daemon.keys import is_loopback as is_loopback_address
 
 
 def is_loopback(host: str) -> bool:
+    """A loopback address, or a name a browser resolves to loopback: besides daemon.keys' addresses (which decide
+    whether a socket may go without keys), any *.localhost name (browsers resolve those to loopback themselves)."""
     host = host.strip("[]").lower()
-    if host in LOOPBACK_NAMES or host.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    return host.endswith(".localhost") or is_loopback_address(host)
 
 
 def host_of(header: str) -> str:

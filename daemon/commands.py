@@ -79,7 +79,7 @@ def cmd_export(settings: Settings, args: argparse.Namespace) -> int:
         rows = list(catalog.kept_patches())
         # Local copies (image and mask) of every kept patch, laid out as in the storage.
         storage.fetch([n for r in rows for n in (r["path"], str(Path(r["path"]).with_suffix(".mask.png")))])
-        counts = export_coco(rows, storage.local_path(""), args.out, fractions=fractions,
+        counts = export_coco(rows, storage.local_root, args.out, fractions=fractions,
                              min_confidence=settings.classify.min_keypoint_confidence)
         total = sum(n for k, n in counts.items() if k != "unreadable")
         print(f"exported {total} patches as coco to {args.out} (train {counts['train']}, val {counts['val']}, "

@@ -217,6 +217,7 @@ class PairVerdict(Record):
             raise RecordError("bad_field", "pair_verdict.pair_id < 1")
 
 
+@dataclass(frozen=True, kw_only=True)
 class VideoWaiting(Record):
     """head -> indexer: this video's work waits at the head for a free worker. Waiting for workers (none joined yet,
     or all busy) is a backlog, not a stall: the index does not redo the video for it."""

@@ -68,10 +68,14 @@ class Storage:
     def _remote(self, name: str) -> str:
         return f"{self.root}/{_check_name(name)}"
 
+    @property
+    def local_root(self) -> Path:
+        """The folder local files live in, laid out as in the storage: the data folder itself, or the cache."""
+        return self.data_dir if self.is_local else self.cache_dir
+
     def local_path(self, name: str) -> Path:
         """The local file for `name`: the file itself for the data folder, its cached copy otherwise."""
-        name = _check_name(name)
-        return (self.data_dir if self.is_local else self.cache_dir) / name
+        return self.local_root / _check_name(name)
 
     # --- writing ---------------------------------------------------------------------------------------------------
     def write_bytes(self, name: str, data: bytes, durable: bool = True) -> None:

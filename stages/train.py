@@ -278,6 +278,8 @@ class Trainer:
         return {"models": models, "checkpoint": self._checkpoint}
 
     def write_state(self, force: bool = False) -> None:
+        if not self.main:  # process 0 alone writes files
+            return
         now = time.monotonic()
         if not force and now - self._state_at < STATE_EVERY_S:
             return

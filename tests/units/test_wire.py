@@ -115,3 +115,12 @@ def test_patches_need_a_box_and_a_square_the_classifier_can_map(box, square):
         wire.encode(Patch(image=image, mask=image[..., 0], video_id=1, attempt=1, domain="movie", window_index=0,
                           frame_index=0, person_index=0, kind="anchor", timestamp=0.0, box=box, square=square,
                           score=0.5))
+
+
+def test_every_record_type_declares_its_own_fields():
+    """A record class without its own @dataclass inherits Record's (no) fields: it would build from nothing and
+    refuse every real message."""
+    for name, cls in RECORD_TYPES.items():
+        assert "__dataclass_fields__" in cls.__dict__, f"{name}: {cls.__name__} is not a dataclass of its own"
+        fields, arrays = wire.SCHEMAS[name]
+        assert fields or arrays, name

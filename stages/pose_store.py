@@ -41,9 +41,10 @@ import numpy as np
 from humanstyle.models.files import atomic_write_bytes, fsync_dir
 from humanstyle.stages.blas_threads import single_blas_thread
 from humanstyle.stages.pose import (
+    MIN_COVERAGE,
+    MIN_SHARED,
     MIN_SHARED_SPREAD,
     NUM_KEYPOINTS,
-    coverage_ok,
     mask_bits,
     mirror_prepared,
     score_prepared,
@@ -62,6 +63,8 @@ SLACK = 1e-3
 # Threads scoring one search (each on a share of the blocks), used once there are this many blocks per thread.
 SEARCH_THREADS = 2
 MIN_BLOCKS_PER_THREAD = 4
+# Memory for the per-query mask tables of one pass (see PoseIndex._search).
+TABLE_BUDGET = 64 << 20
 
 
 @cache
@@ -112,58 +115,116 @@ def first_occurrences(ids: np.ndarray) -> np.ndarray:
 
 class _Masks:
     """The distinct visibility masks seen, numbered in order of arrival (append-only like the rows), with their
-    keypoints as a float (G, 17) 0/1 matrix for the per-query tables."""
+    keypoints as a float (17, G) 0/1 matrix for the per-query tables, and scratch arrays for building them.
+
+    Arrays grow by doubling their capacity: reallocating them for every new mask would copy them on most appends
+    and leave freed blocks in the heap (RSS), and fresh scratch arrays cost page faults on every query.
+    """
 
     def __init__(self) -> None:
         self.index: dict[int, int] = {}
-        self.values = np.empty(0, dtype=np.int32)
-        self.bits = np.empty((0, NUM_KEYPOINTS), dtype=np.float64)
-        self.counts = np.empty(0, dtype=np.float64)
+        self._bits = np.empty((NUM_KEYPOINTS, 0))
+        self._counts = np.empty(0)
+        self._sums = np.empty((8, 0))
+        self._scratch = np.empty((3, 2, 0))
+        self._flags = np.empty((2, 2, 0), dtype=bool)
+
+    def __len__(self) -> int:
+        return len(self.index)
 
     def ids(self, masks: np.ndarray) -> np.ndarray:
         new = [int(m) for m in dict.fromkeys(masks.tolist()) if int(m) not in self.index]
         if new:
+            g = len(self.index)
+            if g + len(new) > self._bits.shape[1]:
+                self._grow(max(2 * self._bits.shape[1], g + len(new), 1024))
+            added = mask_bits(np.asarray(new, dtype=np.int32))
+            self._bits[:, g : g + len(new)] = added.T
+            self._counts[g : g + len(new)] = added.sum(axis=1)
             for m in new:
                 self.index[m] = len(self.index)
-            added = np.asarray(new, dtype=np.int32)
-            self.values = np.concatenate([self.values, added])
-            self.bits = np.concatenate([self.bits, mask_bits(added).astype(np.float64)])
-            self.counts = self.bits.sum(axis=1)
         return np.fromiter((self.index[int(m)] for m in masks), dtype=np.int32, count=len(masks))
+
+    def _grow(self, capacity: int) -> None:
+        g = len(self.index)
+        bits, counts = np.zeros((NUM_KEYPOINTS, capacity)), np.zeros(capacity)
+        bits[:, :g], counts[:g] = self._bits[:, :g], self._counts[:g]
+        self._bits, self._counts = bits, counts
+        self._sums = np.empty((8, capacity))
+        self._scratch = np.empty((3, 2, capacity))
+        self._flags = np.empty((2, 2, capacity), dtype=bool)
+
+    @property
+    def bits(self) -> np.ndarray:
+        return self._bits[:, : len(self.index)]
+
+    @property
+    def counts(self) -> np.ndarray:
+        return self._counts[: len(self.index)]
+
+    def workspace(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(sums (8, G), scratch (3, 2, G), flags (2, 2, G)) for `_mask_table`."""
+        g = len(self.index)
+        return self._sums[:, :g], self._scratch[..., :g], self._flags[..., :g]
 
 
 class _Query:
-    """One query in both orientations (plain, mirrored): coefficients, missing keypoints, per-mask tables.
+    """One query in both orientations (plain, mirrored): coefficients, missing keypoints, per-mask table.
 
-    Table rows are stacked [plain, mirrored] and indexed by mask id + orientation * G, so one `take` per step
-    fetches both orientations.
+    The table is indexed by stored mask id and holds both orientations, so one `take` per step fetches both.
     """
 
     def __init__(self, mask: int, z: np.ndarray, stored: _Masks) -> None:
         mirrored_mask, mirrored_z = mirror_prepared(np.array([mask]), z[None])
-        masks = [int(mask), int(mirrored_mask[0])]
-        ws = [z.astype(np.complex128), mirrored_z[0].astype(np.complex128)]
-        g = len(stored.values)
-        self.coef = np.conj(np.stack(ws)).astype(np.complex64)
-        bits = mask_bits(np.array(masks))
+        ws = np.stack([z.astype(np.complex128), mirrored_z[0].astype(np.complex128)])
+        self.coef = np.conj(ws).astype(np.complex64)
+        bits = mask_bits(np.array([int(mask), int(mirrored_mask[0])]))
         # Both orientations lack the same number of keypoints (mirroring permutes them).
         self.missing = np.stack([np.flatnonzero(~b) for b in bits])
-        stored_bits = stored.bits
-        # Per mask id (+ G for the mirrored orientation): [a, r + i nu] (see _score_step).
-        self.table = np.empty((2 * g, 2), dtype=np.complex64)
-        self.any_ok = False
-        for o, (b, w) in enumerate(zip(bits, ws, strict=True)):
-            n = stored_bits @ b
-            # Sums over the shared keypoints of the query (w is 0 where the query lacks a keypoint).
-            shared_sum = stored_bits @ w
-            du = stored_bits @ (np.abs(w) ** 2) - np.abs(shared_sum) ** 2 / np.maximum(n, 1)
-            ok = coverage_ok(n, b.sum(), stored.counts) & (du > MIN_SHARED_SPREAD)
-            nn = np.where(ok, n, 1)
-            # Row term: P - conj(sum_S w) (sum_S z) / n with sum_S z = -zeta (stored poses are own-centred).
-            self.table[o * g : (o + 1) * g, 0] = np.conj(shared_sum) / nn
-            self.table[o * g : (o + 1) * g, 1] = np.where(ok, 1.0 / np.where(ok, du, 1.0), np.nan) + 1j / nn
-            self.any_ok |= bool(ok.any())
-        self.offsets = np.array([[0], [g]], dtype=np.intp)
+        # The keypoints missing in either orientation, and where each orientation's are among them.
+        self.union = np.unique(self.missing)
+        self.union_pos = np.searchsorted(self.union, self.missing)
+        self.table, self.any_ok = _mask_table(bits, ws, stored)
+
+
+def _mask_table(bits: np.ndarray, ws: np.ndarray, stored: _Masks) -> tuple[np.ndarray, bool]:
+    """Per stored mask and orientation of the query: [a, r + i nu] (see _score_step), as a (G, 2, 2) complex64
+    table, and whether any mask passes the coverage rule.
+
+    Sums over the shared keypoints S of 1 (n), w (re, im) and |w|^2 (w is 0 where the query lacks a keypoint)
+    for every stored mask come from one real product (8 x 17 by 17 x G); the rest is in place in float64.
+    """
+    g = len(stored)
+    sums, scratch, flags = stored.workspace()
+    coef = np.stack([bits, ws.real, ws.imag, np.abs(ws) ** 2], axis=1).reshape(8, NUM_KEYPOINTS)
+    sums = np.matmul(coef, stored.bits, out=sums).reshape(2, 4, g)
+    n, sr, si, e = sums[:, 0], sums[:, 1], sums[:, 2], sums[:, 3]
+    inv, du, tmp = scratch
+    ok, test = flags
+    np.divide(1.0, np.maximum(n, 1.0, out=inv), out=inv)
+    # The query's spread on S: du = sum_S |w|^2 - |sum_S w|^2 / n.
+    np.multiply(sr, sr, out=du)
+    np.add(du, np.square(si, out=tmp), out=du)
+    np.multiply(du, inv, out=du)
+    np.subtract(e, du, out=du)
+    # The coverage rule (stages.pose.coverage_ok) and a spread that is not degenerate.
+    np.greater_equal(n, MIN_SHARED, out=ok)
+    np.subtract(stored.counts, n, out=tmp)
+    np.add(tmp, bits.sum(axis=1)[:, None], out=tmp)
+    np.greater_equal(n, np.multiply(tmp, MIN_COVERAGE, out=tmp), out=test)
+    np.logical_and(ok, test, out=ok)
+    np.logical_and(ok, np.greater(du, MIN_SHARED_SPREAD, out=test), out=ok)
+    # Row term: P - conj(sum_S w) (sum_S z) / n with sum_S z = -zeta (stored poses are own-centred), so
+    # a = conj(sum_S w) / n; r = 1 / du, NaN where the rule fails; nu = 1 / n.
+    table = np.empty((2, g, 4), dtype=np.float32)
+    np.multiply(sr, inv, out=table[..., 0])
+    # (not np.negative in place: numpy 2.4.6 computes it wrongly on this strided view)
+    np.multiply(np.negative(si, out=tmp), inv, out=table[..., 1])
+    with np.errstate(all="ignore"):  # where=ok: numpy may still divide (and warn) on the masked-out rows
+        np.divide(1.0, du, out=table[..., 2], where=ok)
+    np.copyto(table[..., 2], np.nan, where=~ok)
+    np.copyto(table[..., 3], inv)
+    return np.ascontiguousarray(table.view(np.complex64).transpose(1, 0, 2)), bool(ok.any())
 
 
 class _Candidates:
@@ -202,14 +263,11 @@ class _Buffers:
 
     def __init__(self, rows: int, missing: int) -> None:
         self.p = np.empty((2, rows), dtype=np.complex64)
-        # The missing rows of both orientations, then their sums (zeta): squared and summed in one go.
-        self.gathered = np.empty((2 * missing + 2, rows), dtype=np.complex64)
-        self.sq = np.empty((2 * missing + 2, 2 * rows), dtype=np.float32)
-        self.abs2 = np.empty((2 * missing + 2, rows), dtype=np.float32)
-        self.sq2 = np.empty((2, 2 * rows), dtype=np.float32)
+        # zeta per orientation, and |.|^2 of the stored keypoints the query lacks (both orientations).
+        self.zeta = np.empty((2, rows), dtype=np.complex64)
+        self.abs2 = np.empty((2 * missing, rows), dtype=np.float32)
         self.a = np.empty((2, rows), dtype=np.complex64)
-        self.table = np.empty((2, rows, 2), dtype=np.complex64)
-        self.ids = np.empty((2, rows), dtype=np.intp)
+        self.table = np.empty((rows, 2, 2), dtype=np.complex64)
         self.s2 = np.empty((2, rows), dtype=np.float32)
         self.dv = np.empty((2, rows), dtype=np.float32)
         self.z2 = np.empty((2, rows), dtype=np.float32)
@@ -412,7 +470,20 @@ class PoseIndex:
 
     def _search(self, masks: np.ndarray, z: np.ndarray, top_k: int, min_similarity: float
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        live = [q for q in range(len(masks)) if self._rows and masks[q] != 0]
+        usable = [q for q in range(len(masks)) if self._rows and masks[q] != 0]
+        # One pass over the stored poses per batch, unless the batch's per-mask tables (32 bytes per distinct
+        # stored mask and query) would exceed TABLE_BUDGET: then one pass per group of queries that fits.
+        group = max(1, TABLE_BUDGET // (32 * max(1, len(self._distinct))))
+        parts = []
+        for first in range(0, len(usable), group):
+            parts += self._search_group(usable[first : first + group], masks, z, top_k, min_similarity)
+        if not parts:
+            empty = np.empty(0, dtype=np.int64)
+            return empty, empty, empty, np.empty(0, dtype=np.float64), np.empty(0, dtype=bool)
+        return tuple(np.concatenate(a) for a in zip(*parts, strict=True))  # type: ignore[return-value]
+
+    def _search_group(self, live: list[int], masks: np.ndarray, z: np.ndarray, top_k: int, min_similarity: float
+                      ) -> list[tuple[np.ndarray, ...]]:
         queries = {q: _Query(int(masks[q]), z[q], self._distinct) for q in live}
         live = [q for q in live if queries[q].any_ok]
         floor = max(float(min_similarity), 0.0) ** 2 * (1.0 - SLACK) if min_similarity > 0 else -np.inf
@@ -447,10 +518,7 @@ class PoseIndex:
             order = np.lexsort((ids, -exact))[:top_k]
             parts.append((np.full(len(order), q, dtype=np.int64), rows[order], ids[order], exact[order],
                           mirrored[order]))
-        if not parts:
-            empty = np.empty(0, dtype=np.int64)
-            return empty, empty, empty, np.empty(0, dtype=np.float64), np.empty(0, dtype=bool)
-        return tuple(np.concatenate(a) for a in zip(*parts, strict=True))  # type: ignore[return-value]
+        return parts
 
     def _scan(self, blocks: list[tuple[int, int, int]], buffers: _Buffers, live: list[int],
               queries: dict[int, _Query], top_k: int, floor: float) -> dict[int, _Candidates]:
@@ -465,7 +533,7 @@ class PoseIndex:
         """Scratch arrays of one thread for queries lacking up to `missing` keypoints, kept between searches (new
         large arrays cost page faults every time)."""
         current = self._scratch.get(thread)
-        if current is None or current.gathered.shape[0] < 2 * missing + 2:
+        if current is None or current.abs2.shape[0] < 2 * missing:
             current = self._scratch[thread] = _Buffers(self.block_rows, missing)
         return current
 
@@ -487,34 +555,50 @@ class PoseIndex:
         m = stop - start
         zs = self._z[chunk][start // self.block_rows, :, :m]
         p, s2, dv, z2, bad = b.p[:, :m], b.s2[:, :m], b.dv[:, :m], b.z2[:, :m], b.bad[:, :m]
-        ids = np.add(self._mask_ids[chunk][start:stop], query.offsets, out=b.ids[:, :m])
         np.matmul(query.coef[0], zs, out=p[0])
         np.matmul(query.coef[1], zs, out=p[1])
-        table = np.take(query.table, ids, axis=0, out=b.table[:, :m], mode="clip")
-        r, nu = table[..., 1].real, table[..., 1].imag
+        table = np.take(query.table, self._mask_ids[chunk][start:stop], axis=0, out=b.table[:m], mode="clip")
+        r, nu = table[:, :, 1].T.real, table[:, :, 1].T.imag
         k = query.missing.shape[1]
         if k:
-            block = b.gathered[: 2 * k + 2, :m]
-            gathered = np.take(zs, query.missing.ravel(), axis=0, out=block[: 2 * k], mode="clip")
-            zeta = np.sum(gathered.reshape(2, k, m), axis=1, out=block[2 * k :])
-            a = np.multiply(table[..., 0], zeta, out=b.a[:, :m])
+            # zeta (the stored keypoints the query lacks, summed) and T (their |.|^2, summed) from rows of the
+            # block: the union of both orientations' missing keypoints is squared once.
+            zeta = b.zeta[:, :m]
+            squares = b.abs2[: len(query.union), :m]
+            for j, i in enumerate(query.union):
+                np.abs(zs[i], out=squares[j])
+            np.square(squares, out=squares)
+            for o in range(2):
+                _sum_rows_of(zs, query.missing[o], zeta[o])
+                _sum_rows_of(squares, query.union_pos[o], dv[o])
+            a = np.multiply(table[:, :, 0].T, zeta, out=b.a[:, :m])
             np.add(p, a, out=p)
-            # |.|^2 of the missing rows (summed per orientation: T) and of zeta, in three operations.
-            squares = _abs2(block, b.abs2[: 2 * k + 2, :m], b.sq[: 2 * k + 2, : 2 * m])
-            np.sum(squares[: 2 * k].reshape(2, k, m), axis=1, out=dv)
-            np.multiply(squares[2 * k :], nu, out=z2)
+            _abs2(zeta, z2)
+            np.multiply(z2, nu, out=z2)
             np.add(dv, z2, out=dv)
             np.subtract(1.0, dv, out=dv)
-        _abs2(p, s2, b.sq2[:, : 2 * m])
+        _abs2(p, s2)
         np.multiply(s2, r, out=s2)
         if k:
             np.divide(s2, dv, out=s2)
-            np.less_equal(dv, MIN_SHARED_SPREAD, out=bad)
-            np.copyto(s2, np.nan, where=bad)
+            if dv.min() <= MIN_SHARED_SPREAD:  # rare: checking first saves two passes per step
+                np.less_equal(dv, MIN_SHARED_SPREAD, out=bad)
+                np.copyto(s2, np.nan, where=bad)
         return np.fmax(s2[0], s2[1], out=b.best[:m])
 
 
-def _abs2(c: np.ndarray, out: np.ndarray, scratch: np.ndarray) -> np.ndarray:
-    """|c|^2 of a complex64 array into float32 `out` (scratch: float32 of twice c's last axis)."""
-    f = np.square(c.view(np.float32), out=scratch)
-    return np.add(f[..., 0::2], f[..., 1::2], out=out)
+def _sum_rows_of(a: np.ndarray, rows: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """Rows `rows` of a 2-D array, summed into out one by one (a reduction over gathered rows is slower)."""
+    if len(rows) == 1:
+        np.copyto(out, a[rows[0]])
+        return out
+    np.add(a[rows[0]], a[rows[1]], out=out)
+    for i in rows[2:]:
+        np.add(out, a[i], out=out)
+    return out
+
+
+def _abs2(c: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """|c|^2 of a complex64 array into float32 `out` (abs then square: faster than squaring re and im)."""
+    np.abs(c, out=out)
+    return np.square(out, out=out)

@@ -4,6 +4,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from humanstyle.stages import pose_store
 from humanstyle.stages.pair import (
     VIEWS,
     IndexFormatError,
@@ -183,6 +184,20 @@ def test_chunking_does_not_change_results(tmp_path: Path) -> None:
         got, want = small.search(masks[q], z[q], 3, 0.0), big.search(masks[q], z[q], 3, 0.0)
     assert len(got[0]) >= 12
     # Query rows, ids, similarities and mirrored flags agree; index rows are positions, the same here too.
+    for g, w in zip(got, want, strict=True):
+        np.testing.assert_array_equal(g, w)
+
+
+def test_a_batch_split_by_the_table_budget_gives_the_same_results(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    events = random_events(7, n=80)
+    masks, z = prepare(np.stack([e[3] for e in events]))
+    with PoseIndex(tmp_path, chunk_rows=16, durable=False) as index:
+        index.append(np.arange(len(events), dtype=np.int64), masks, z)
+        want = index.search(masks[:20], z[:20], 3, 0.0)
+        monkeypatch.setattr(pose_store, "TABLE_BUDGET", 1)  # one query per pass
+        got = index.search(masks[:20], z[:20], 3, 0.0)
+    assert len(set(want[0].tolist())) >= 10
     for g, w in zip(got, want, strict=True):
         np.testing.assert_array_equal(g, w)
 

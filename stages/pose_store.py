@@ -55,8 +55,8 @@ log = logging.getLogger(__name__)
 FORMAT = 2
 RECORD = np.dtype([("id", "<i8"), ("mask", "<i4"), ("z", "<c8", (NUM_KEYPOINTS,))])
 # Rows scored per step of the float32 pass: large enough that numpy's per-call cost is small, small enough that a
-# step's arrays stay in the CPU cache.
-STEP_ROWS = 16384
+# step's arrays stay in the CPU cache (8k, 16k, 32k and 64k measured: bench/README.md).
+STEP_ROWS = 32768
 # Relative margin on a squared float32 score when choosing the rows to re-score in float64: float32 rounding,
 # amplified where the shared set keeps only MIN_SHARED_SPREAD of a pose's spread, stays far below it.
 SLACK = 1e-3

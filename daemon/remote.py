@@ -68,13 +68,7 @@ def parse(frames: Sequence[Any]) -> tuple[dict[str, Any], list[list[Any]]]:
     """(control object, the frames of each record); raises RemoteError."""
     if not frames:
         raise RemoteError("empty_message")
-    head = bytes(_buf(frames[0]))
-    if len(head) > MAX_CONTROL_BYTES:
-        raise RemoteError("oversized", "control frame too large")
-    try:
-        control = json.loads(head.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise RemoteError("malformed_header", str(exc)[:80]) from None
+    control = wire.json_frame(frames[0], MAX_CONTROL_BYTES, "control frame", RemoteError)
     if not isinstance(control, dict) or control.get("op") not in OPS:
         raise RemoteError("unknown_type", repr(control.get("op") if isinstance(control, dict) else control)[:40])
     if control.get("v") != VERSION:
@@ -136,19 +130,13 @@ def unpack_record(frames: Sequence[Any], max_bytes: int) -> Record:
     """A record from its frames, images decoded and everything validated; raises RemoteError."""
     if not frames:
         raise RemoteError("empty_message")
-    head = bytes(_buf(frames[0]))
-    if len(head) > wire.MAX_HEADER_BYTES:
-        raise RemoteError("oversized", "header too large")
-    try:
-        header = json.loads(head.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise RemoteError("malformed_header", str(exc)[:80]) from None
+    header = wire.json_frame(frames[0], wire.MAX_HEADER_BYTES, "header", RemoteError)
     specs = header.get("arrays") if isinstance(header, dict) else None
     if not isinstance(specs, list) or len(specs) != len(frames) - 1:
         raise RemoteError("bad_array", "array specs do not match the buffers sent")
     raw, declared = [], 0
     for spec, frame in zip(specs, frames[1:], strict=True):
-        buf = _buf(frame)
+        buf = wire.frame_buffer(frame)
         if not isinstance(spec, dict) or "codec" not in spec:
             raw.append(buf)
             declared += len(buf)
@@ -168,7 +156,7 @@ def unpack_record(frames: Sequence[Any], max_bytes: int) -> Record:
 
 
 def framed_bytes(frames: Sequence[Any]) -> int:
-    return sum(len(_buf(f)) for f in frames)
+    return sum(len(wire.frame_buffer(f)) for f in frames)
 
 
 def _codec_for(arr: np.ndarray, codec: str) -> str | None:
@@ -250,9 +238,3 @@ def _dimensions(data: memoryview, codec: str) -> tuple[int, int] | None:
             return width, height
         i += 2 + length
     return None
-
-
-def _buf(frame: Any) -> memoryview:
-    if hasattr(frame, "buffer"):  # zmq.Frame
-        return frame.buffer
-    return memoryview(frame)

@@ -76,16 +76,10 @@ def decode(frames: list[Any], max_bytes: int) -> Record:
     """Parse and validate received frames (bytes, memoryviews or zmq.Frame) into a record; raises WireError."""
     if not frames:
         raise WireError("empty_message")
-    total = sum(len(_buf(f)) for f in frames)
+    total = sum(len(frame_buffer(f)) for f in frames)
     if total > max_bytes:
         raise WireError("oversized", f"{total} bytes > limit {max_bytes}")
-    head = bytes(_buf(frames[0]))
-    if len(head) > MAX_HEADER_BYTES:
-        raise WireError("oversized", "header too large")
-    try:
-        header = json.loads(head.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise WireError("malformed_header", str(exc)[:80]) from None
+    header = json_frame(frames[0], MAX_HEADER_BYTES, "header")
     if not isinstance(header, dict) or not isinstance(header.get("fields"), dict) or not isinstance(
             header.get("arrays", []), list):
         raise WireError("malformed_header", "header must be an object with fields and arrays")
@@ -99,7 +93,7 @@ def decode(frames: list[Any], max_bytes: int) -> Record:
         raise WireError("bad_array", f"{len(specs)} arrays declared, {len(frames) - 1} buffers sent")
     arrays: dict[str, np.ndarray] = {}
     for spec, frame in zip(specs, frames[1:], strict=True):
-        name, arr = _array(spec, _buf(frame))
+        name, arr = _array(spec, frame_buffer(frame))
         arrays[name] = arr
     fields = header["fields"]
     _validate(type_, fields, {k: (str(v.dtype), v.shape) for k, v in arrays.items()})
@@ -111,7 +105,19 @@ def decode(frames: list[Any], max_bytes: int) -> Record:
     return record
 
 
-def _buf(frame: Any) -> memoryview:
+def json_frame(frame: Any, max_bytes: int, what: str, error: type[WireError] = WireError) -> Any:
+    """The JSON value in a message's first frame (a record header, a remote control object); raises `error`."""
+    head = bytes(frame_buffer(frame))
+    if len(head) > max_bytes:
+        raise error("oversized", f"{what} too large")
+    try:
+        return json.loads(head.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise error("malformed_header", str(exc)[:80]) from None
+
+
+def frame_buffer(frame: Any) -> memoryview:
+    """The bytes of a received frame (bytes, memoryview or zmq.Frame) without a copy."""
     if hasattr(frame, "buffer"):  # zmq.Frame
         return frame.buffer
     return memoryview(frame)

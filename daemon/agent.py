@@ -38,7 +38,7 @@ from zmq.utils.monitor import recv_monitor_message
 from humanstyle.daemon import remote
 from humanstyle.daemon import remote_metrics as rm
 from humanstyle.daemon.config import Settings, parse_listen
-from humanstyle.daemon.fabric import Fabric, StopFlag
+from humanstyle.daemon.fabric import Fabric, StopFlag, queued_messages
 from humanstyle.daemon.keys import make_client
 from humanstyle.daemon.supervisor import Child, Supervisor
 from humanstyle.stages.counters import MESSAGES_REJECTED
@@ -226,11 +226,7 @@ class Agent:
         if self.monitor is not None and ready.get(self.monitor):
             self._on_monitor(now)
         if self.dealer is not None and ready.get(self.dealer):
-            for _ in range(64):
-                try:
-                    frames = self.dealer.recv_multipart(zmq.NOBLOCK, copy=False)
-                except zmq.Again:
-                    break
+            for frames in queued_messages(self.dealer, 64):
                 self.on_message(frames, now)
         for receiver in self.results:
             if ready.get(receiver.sock):

@@ -19,6 +19,8 @@ import logging
 import signal
 import threading
 import time
+from collections.abc import Iterator
+from typing import Any
 
 import zmq
 
@@ -64,6 +66,15 @@ class StopFlag:
     @property
     def set(self) -> bool:
         return self.event.is_set()
+
+
+def queued_messages(sock: zmq.Socket, limit: int) -> Iterator[list[Any]]:
+    """Up to `limit` multipart messages already waiting on `sock` (zmq.Frames, not copied); never blocks."""
+    for _ in range(limit):
+        try:
+            yield sock.recv_multipart(zmq.NOBLOCK, copy=False)
+        except zmq.Again:
+            return
 
 
 class Fabric:

@@ -38,7 +38,7 @@ from zmq.utils.monitor import recv_monitor_message
 from humanstyle.daemon import remote
 from humanstyle.daemon import remote_metrics as rm
 from humanstyle.daemon.config import Settings, parse_listen
-from humanstyle.daemon.fabric import Fabric, StopFlag
+from humanstyle.daemon.fabric import Fabric, StopFlag, queued_messages
 from humanstyle.daemon.keys import AuthorizedKeys, make_server, start_authenticator
 from humanstyle.daemon.paths import runtime_dir
 from humanstyle.daemon.scheduler import Item, RemoteWorker, Scheduler
@@ -168,11 +168,7 @@ class Dispatcher:
         ready = dict(poller.poll(5 if busy else 100))
         now = time.monotonic()
         if ready.get(self.router):
-            for _ in range(256):
-                try:
-                    frames = self.router.recv_multipart(zmq.NOBLOCK, copy=False)
-                except zmq.Again:
-                    break
+            for frames in queued_messages(self.router, 256):
                 self.on_message(frames, now)
         if ready.get(self.monitor):
             self._drain_monitor()

@@ -17,6 +17,13 @@ from prometheus_client.parser import text_string_to_metric_families
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def daemon_env() -> dict[str, str]:
+    """The environment of a test daemon: tests/seams gives the random-init keypoint model plausible poses in every
+    daemon process (see there); one OpenMP thread per process."""
+    return {**os.environ, "PYTHONPATH": f"{ROOT / 'tests' / 'seams'}{os.pathsep}{ROOT}", "OMP_NUM_THREADS": "1",
+            "HUMANSTYLE_TEST_POSES": "1"}
+
+
 class Daemon:
     def __init__(self, config_path: Path, log_path: Path) -> None:
         self.config_path = config_path
@@ -28,9 +35,7 @@ class Daemon:
         self.pids: set[int] = set()
 
     def start(self, timeout: float = 90) -> Daemon:
-        # tests/seams gives the random-init keypoint model plausible poses in every daemon process (see there).
-        env = {**os.environ, "PYTHONPATH": f"{ROOT / 'tests' / 'seams'}{os.pathsep}{ROOT}", "OMP_NUM_THREADS": "1",
-               "HUMANSTYLE_TEST_POSES": "1"}
+        env = daemon_env()
         self.log = open(self.log_path, "ab")
         self.proc = subprocess.Popen([sys.executable, "-m", "humanstyle.daemon.cli", "run", "--config",
                                       str(self.config_path)],

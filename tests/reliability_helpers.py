@@ -113,11 +113,25 @@ def drop(tmp: Path, src: Path, domain: str, name: str | None = None, trailer: by
     return dest
 
 
+def drop_both(tmp: Path, clip: Path, domains: tuple[str, ...] = ("movie", "game")) -> list[Path]:
+    """`clip` as a movie video and, with 16 trailing bytes (another fingerprint, the same frames), as a game video:
+    identical patches on both sides, so every non-rejected view yields pairs."""
+    return [drop(tmp, clip, domain, trailer=b"\0" * 16 if domain == "game" else b"") for domain in domains]
+
+
 def drop_in_both_domains(tmp: Path, name: str, **clip_kwargs) -> tuple[Path, Path]:
-    """The same frames as a movie and as a game video (two fingerprints): identical patches on both sides, so
-    every non-rejected view yields pairs."""
-    src = staged_clip(tmp, name, **clip_kwargs)
-    return drop(tmp, src, "movie"), drop(tmp, src, "game", trailer=b"\0" * 16)
+    """A new clip dropped into both domains (`drop_both`)."""
+    movie, game = drop_both(tmp, staged_clip(tmp, name, **clip_kwargs))
+    return movie, game
+
+
+def undisturbed_run(tmp: Path, clip: Path, timeout: float, **overrides: dict) -> Snapshot:
+    """What a daemon with these settings makes of `clip` in both domains when nothing goes wrong: the baseline a
+    faulted run must equal."""
+    with running_daemon(tmp, **overrides) as d:
+        drop_both(tmp, clip)
+        d.wait_for(lambda: all_finished(tmp / "data", 2), timeout, "the undisturbed run")
+        return snapshot(tmp / "data")
 
 
 # --- what the index wrote --------------------------------------------------------------------------------------
@@ -265,6 +279,33 @@ def assert_invariants(snap: Snapshot) -> None:
     assert snap.rows_without_files == [], f"catalog rows without files: {snap.rows_without_files[:10]}"
     assert snap.csv_mismatches == [], f"pairs.csv differs from the catalog: {snap.csv_mismatches[:10]}"
     assert snap.counts["patches_of_unknown_videos"] == 0
+
+
+def assert_complete_run(snap: Snapshot, patches_per_video: int) -> None:
+    """A run of one clip in both domains (`drop_both`) with pair.min_similarity -1 and pair.top_k above the patch
+    count: both videos done, the same view for each (frame, person) in both domains (the same frames, seeded
+    random-init models), and every same-view cross-domain pair recorded, in the catalog and in pairs.csv."""
+    assert_invariants(snap)
+    assert {s for s, _ in snap.videos.values()} == {"done"}
+    assert snap.counts["patches"] == 2 * patches_per_video, (
+        f"{snap.counts['patches']} patches, expected {2 * patches_per_video}")
+    views = {d: {(fr, pe): v for fp, fr, pe, v in snap.patches if snap.video_domains[fp] == d}
+             for d in ("movie", "game")}
+    assert views["movie"] == views["game"] and len(views["movie"]) == patches_per_video
+    expected = every_cross_domain_pair(snap)
+    assert expected, "the inputs must produce pairs, or the pair checks prove nothing"
+    assert snap.pairs == expected
+    assert snap.counts["pairs"] == snap.csv_rows == len(expected)
+
+
+def assert_same_results(snap: Snapshot, baseline: Snapshot) -> None:
+    """A faulted run ended with exactly the undisturbed run's videos, patches and pairs, none twice."""
+    assert_invariants(snap)
+    assert snap.videos == baseline.videos
+    assert snap.patches == baseline.patches, (
+        f"missing {sorted(baseline.patches - snap.patches)[:5]}, extra {sorted(snap.patches - baseline.patches)[:5]}")
+    assert snap.pairs == baseline.pairs
+    assert snap.counts["pairs"] == len(baseline.pairs) and snap.csv_rows == len(baseline.pairs)
 
 
 def every_cross_domain_pair(snap: Snapshot, domains: tuple[str, str] = ("movie", "game")) -> set[tuple]:

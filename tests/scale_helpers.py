@@ -23,7 +23,7 @@ import urllib.request
 from pathlib import Path
 
 from tests.conftest import free_port, write_config
-from tests.harness import ROOT, Daemon
+from tests.harness import ROOT, Daemon, daemon_env
 
 HEARTBEAT_S, WORKER_TIMEOUT_S = 0.5, 3.0
 
@@ -62,12 +62,6 @@ def worker_sections(sections: dict[str, dict], folder: Path, head: str, name: st
     return out
 
 
-def test_env() -> dict[str, str]:
-    """What tests/harness.py gives a daemon: the test seam (plausible poses from random-init models)."""
-    return {**os.environ, "PYTHONPATH": f"{ROOT / 'tests' / 'seams'}{os.pathsep}{ROOT}", "OMP_NUM_THREADS": "1",
-            "HUMANSTYLE_TEST_POSES": "1"}
-
-
 class Worker:
     """`humanstyle worker` as a process group of its own (so a kill takes the whole machine's processes)."""
 
@@ -86,7 +80,7 @@ class Worker:
         self.log = open(self.folder / "worker.log", "ab")
         self.proc = subprocess.Popen([*self.prefix, sys.executable, "-m", "humanstyle.daemon.cli", "worker", "--config",
                                       str(self.config)], stdout=self.log, stderr=subprocess.STDOUT,
-                                     env=self.env or test_env(),
+                                     env=self.env or daemon_env(),
                                      cwd=ROOT, start_new_session=True)
         return self
 
@@ -138,7 +132,7 @@ def head_workers(head: Daemon) -> dict[str, dict]:
 
 # --- networks -------------------------------------------------------------------------------------------------------
 class Loopback:
-    kind = "loopback"
+    """Worker hosts on this machine's loopback; a link cut is SIGSTOP of the worker's processes."""
 
     def __init__(self, hosts: int) -> None:
         self.hosts = hosts
@@ -171,8 +165,6 @@ class Loopback:
 class Namespaces:
     """Worker hosts 1..n, each a network namespace with address 10.R.i.2, joined by a veth pair to the root namespace
     (10.R.i.1), where the head runs. Removed on exit."""
-
-    kind = "netns"
 
     def __init__(self, hosts: int) -> None:
         self.hosts = hosts
@@ -259,7 +251,3 @@ def wait(predicate, timeout: float, what: str, logs=()) -> None:
         time.sleep(0.25)
     tails = "\n".join(f"--- {p}:\n{Path(p).read_text(errors='replace')[-3000:]}" for p in logs)
     raise AssertionError(f"timed out waiting for {what}\n{tails}")
-
-
-def dump(obj: object) -> str:
-    return json.dumps(obj, indent=1, default=str)[:3000]

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
-import sqlite3
 from pathlib import Path
 
 import pytest
@@ -15,14 +13,7 @@ import pytest
 from tests.conftest import fast_sections, write_config
 from tests.harness import Daemon
 from tests.real_clips import CLIPS
-
-
-def catalog(data: Path, sql: str) -> list[tuple]:
-    db = sqlite3.connect(f"file:{data / 'catalog.sqlite'}?mode=ro", uri=True, timeout=5)
-    try:
-        return db.execute(sql).fetchall()
-    finally:
-        db.close()
+from tests.reliability_helpers import all_finished, catalog_value, kill_daemon
 
 
 @pytest.mark.slow
@@ -41,21 +32,12 @@ def test_real_clips_dropped_at_once(tmp_path: Path) -> None:
             (tmp_path / "watch" / domain).mkdir(parents=True, exist_ok=True)
             os.replace(staging / clip.name, tmp_path / "watch" / domain / clip.name)
         data = tmp_path / "data"
-
-        def finished() -> bool:
-            rows = catalog(data, "SELECT status FROM videos")
-            return len(rows) == len(CLIPS) and all(s in ("done", "partial", "failed") for (s,) in rows)
-
-        d.wait_for(finished, 240, "every clip to finish")
-        rows = catalog(data, "SELECT f.path, v.status, v.reason, v.windows FROM files f JOIN videos v "
-                             "ON v.id = f.video_id")
+        d.wait_for(lambda: all_finished(data, len(CLIPS)), 240, "every clip to finish")
+        rows = catalog_value(data, "SELECT f.path, v.status, v.reason, v.windows FROM files f JOIN videos v "
+                                   "ON v.id = f.video_id")
         assert d.value("humanstyle_stage_restarts_total") == 0
     finally:
-        if d.proc is not None and d.proc.poll() is None:
-            d.proc.kill()
-            d.proc.wait(10)
-        for pid in d.alive_children():
-            os.kill(pid, signal.SIGKILL)
+        kill_daemon(d)
     got = {Path(path).name: (status, reason or None, windows) for path, status, reason, windows in rows}
     for clip in CLIPS:
         status, reason, windows = got[clip.name]

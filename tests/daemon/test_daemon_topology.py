@@ -28,11 +28,10 @@ from tests.reliability_helpers import (
     all_finished,
     assert_invariants,
     catalog_value,
-    drop,
+    drop_in_both_domains,
     every_cross_domain_pair,
     running_daemon,
     snapshot,
-    staged_clip,
     tcp_listeners,
 )
 
@@ -93,9 +92,7 @@ def test_tcp_transport_several_workers_and_the_trainer_fed_by_the_index(tmp_path
         assert not list((tmp_path / "run").glob("*.sock"))
 
         for i in range(CLIPS):
-            clip = staged_clip(tmp_path, f"clip{i}.mp4", size=(160 + 16 * i, 120))
-            drop(tmp_path, clip, "movie")
-            drop(tmp_path, clip, "game", trailer=b"\0" * 16)
+            drop_in_both_domains(tmp_path, f"clip{i}.mp4", size=(160 + 16 * i, 120))
         d.wait_for(lambda: all_finished(data, 2 * CLIPS), 240, "every video")
 
         # Each worker process did its share.

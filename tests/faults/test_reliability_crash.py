@@ -17,15 +17,16 @@ import pytest
 from tests.harness import Daemon
 from tests.reliability_helpers import (
     all_finished,
-    assert_invariants,
+    assert_complete_run,
+    assert_same_results,
     catalog_value,
-    drop,
-    every_cross_domain_pair,
+    drop_both,
     kill_daemon,
     running_daemon,
     snapshot,
     stage_pid,
     staged_clip,
+    undisturbed_run,
     wait_children_gone,
 )
 
@@ -45,29 +46,10 @@ def source_clip(tmp_path_factory) -> Path:
     return staged_clip(tmp_path_factory.mktemp("media"), "clip.mp4", seconds=SECONDS)
 
 
-def drop_inputs(tmp: Path, clip: Path, domains=("movie", "game")) -> None:
-    for domain in domains:
-        drop(tmp, clip, domain, trailer=b"\0" * 16 if domain == "game" else b"")
-
-
 @pytest.fixture(scope="module")
 def baseline(tmp_path_factory, source_clip):
     """The undisturbed run."""
-    tmp = tmp_path_factory.mktemp("baseline")
-    with running_daemon(tmp, **FAULT_CONFIG) as d:
-        drop_inputs(tmp, source_clip)
-        d.wait_for(lambda: all_finished(tmp / "data", 2), FINISH_TIMEOUT, "the undisturbed run")
-        snap = snapshot(tmp / "data")
-    return snap
-
-
-def assert_same_results(snap, baseline) -> None:
-    assert_invariants(snap)
-    assert snap.videos == baseline.videos
-    assert snap.patches == baseline.patches, (
-        f"missing {sorted(baseline.patches - snap.patches)[:5]}, extra {sorted(snap.patches - baseline.patches)[:5]}")
-    assert snap.pairs == baseline.pairs
-    assert snap.counts["pairs"] == len(baseline.pairs) and snap.csv_rows == len(baseline.pairs)
+    return undisturbed_run(tmp_path_factory.mktemp("baseline"), source_clip, FINISH_TIMEOUT, **FAULT_CONFIG)
 
 
 def mid_video(d: Daemon, data: Path, ready) -> None:
@@ -86,26 +68,16 @@ TRIGGERS = {
 
 
 def test_baseline_is_complete(baseline):
-    assert_invariants(baseline)
-    assert {s for s, _ in baseline.videos.values()} == {"done"}
-    assert baseline.counts["patches"] == 2 * 3 * 2  # videos x windows (anchor only) x persons
-    # The game video is the movie video's frames: each (frame, person) gets the same view in both domains.
-    views = {d: {(fr, pe): v for fp, fr, pe, v in baseline.patches if baseline.video_domains[fp] == d}
-             for d in ("movie", "game")}
-    assert views["movie"] == views["game"] and len(views["movie"]) == 6
-    # min_similarity -1, top_k 100 (more than the 6 patches per domain): every same-view pair is recorded, and the
-    # patches are deterministic (seeded random-init models, one torch thread, identical frames).
-    expected = every_cross_domain_pair(baseline)
-    assert expected, "the inputs must produce pairs, or the pair checks prove nothing"
-    assert baseline.pairs == expected
-    assert baseline.counts["pairs"] == baseline.csv_rows == len(expected)
+    # 3 windows (anchor only) x 2 persons per video; min_similarity -1 and top_k 100 (more than the 6 patches per
+    # domain) in the reliability settings; the patches are deterministic (seeded models, one torch thread).
+    assert_complete_run(baseline, patches_per_video=3 * 2)
 
 
 @pytest.mark.parametrize("stage", ["decode", "detect", "classify", "index"])
 def test_kill_9_of_a_worker_or_the_index_mid_video_loses_and_duplicates_nothing(tmp_path, source_clip, baseline,
                                                                                  stage):
     with running_daemon(tmp_path, **FAULT_CONFIG) as d:
-        drop_inputs(tmp_path, source_clip)
+        drop_both(tmp_path, source_clip)
         mid_video(d, tmp_path / "data", TRIGGERS[stage])
         victim = stage_pid(d, stage)
         os.kill(victim, signal.SIGKILL)
@@ -126,11 +98,11 @@ def test_kill_9_of_the_watcher_while_a_file_waits_to_be_stable(tmp_path, source_
     watcher dies, whatever the machine's speed; only the restarted watcher's start-up scan can find it."""
     data = tmp_path / "data"
     with running_daemon(tmp_path, **FAULT_CONFIG) as d:
-        drop_inputs(tmp_path, source_clip, domains=("movie",))
+        drop_both(tmp_path, source_clip, domains=("movie",))
         mid_video(d, data, lambda d: d.value("humanstyle_videos_total", status="processing") >= 1)
         watcher = stage_pid(d, "watch")
         os.kill(watcher, signal.SIGSTOP)
-        drop_inputs(tmp_path, source_clip, domains=("game",))
+        drop_both(tmp_path, source_clip, domains=("game",))
         assert recorded_files(data) == ["movie"]
         os.kill(watcher, signal.SIGKILL)
         d.wait_for(lambda: d.value("humanstyle_stage_restarts_total", stage="watch") == 1, 60, "watch restart")
@@ -142,7 +114,7 @@ def test_kill_9_of_the_watcher_while_a_file_waits_to_be_stable(tmp_path, source_
 
 def test_kill_9_of_the_whole_daemon_then_a_new_daemon_on_the_same_data(tmp_path, source_clip, baseline):
     with running_daemon(tmp_path, **FAULT_CONFIG) as d:
-        drop_inputs(tmp_path, source_clip)
+        drop_both(tmp_path, source_clip)
         mid_video(d, tmp_path / "data", lambda d: d.value("humanstyle_patches_total") >= 4)
         d.health()  # remember every child pid
         d.proc.send_signal(signal.SIGKILL)

@@ -17,12 +17,11 @@ import pytest
 
 from tests.reliability_helpers import (
     all_finished,
-    assert_invariants,
-    every_cross_domain_pair,
+    assert_complete_run,
+    drop_in_both_domains,
     running_daemon,
     snapshot,
     stage_pid,
-    staged_clip,
 )
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
@@ -32,24 +31,11 @@ FINISH_TIMEOUT = 240
 
 
 def drop_both(tmp: Path) -> None:
-    from tests.reliability_helpers import drop
-
-    clip = staged_clip(tmp, "clip.mp4", seconds=3.0)
-    drop(tmp, clip, "movie")
-    drop(tmp, clip, "game", trailer=b"\0" * 16)
+    drop_in_both_domains(tmp, "clip.mp4", seconds=3.0)
 
 
 def assert_complete(data: Path, url: str) -> None:
-    snap = snapshot(data, url)
-    assert_invariants(snap)
-    assert {s for s, _ in snap.videos.values()} == {"done"}
-    assert snap.counts["patches"] == 12, f"{snap.counts['patches']} patches, expected 12"
-    keys = {d: {(fr, pe): v for fp, fr, pe, v in snap.patches if snap.video_domains[fp] == d}
-            for d in ("movie", "game")}
-    assert len(keys["movie"]) == len(keys["game"]) == 6 and keys["movie"] == keys["game"]
-    expected = every_cross_domain_pair(snap)
-    assert expected and snap.pairs == expected
-    assert snap.counts["pairs"] == snap.csv_rows == len(expected)
+    assert_complete_run(snapshot(data, url), patches_per_video=6)
 
 
 def test_kill_9_of_the_index_on_postgresql_mid_video_loses_and_duplicates_nothing(tmp_path, postgres_url):

@@ -27,14 +27,14 @@ from tests.conftest import free_port, write_config
 from tests.harness import Daemon
 from tests.reliability_helpers import (
     all_finished,
-    assert_invariants,
-    drop,
-    every_cross_domain_pair,
+    assert_complete_run,
+    assert_same_results,
+    drop_both,
     kill_daemon,
     reliability_sections,
-    running_daemon,
     snapshot,
     staged_clip,
+    undisturbed_run,
 )
 from tests.scale_helpers import (
     Loopback,
@@ -62,22 +62,11 @@ def clip(tmp_path_factory):
     return staged_clip(tmp_path_factory.mktemp("media"), "clip.mp4", seconds=SECONDS)
 
 
-def drop_inputs(tmp, clip) -> None:
-    drop(tmp, clip, "movie")
-    drop(tmp, clip, "game", trailer=b"\0" * 16)
-
-
 @pytest.fixture(scope="module")
 def single_machine(tmp_path_factory, clip):
     """The undisturbed run: the single-machine daemon over ipc."""
-    tmp = tmp_path_factory.mktemp("single")
-    with running_daemon(tmp, **CONFIG) as d:
-        drop_inputs(tmp, clip)
-        d.wait_for(lambda: all_finished(tmp / "data", 2), FINISH_TIMEOUT, "the single-machine run")
-        snap = snapshot(tmp / "data")
-    assert_invariants(snap)
-    assert {s for s, _ in snap.videos.values()} == {"done"} and snap.counts["patches"] == 2 * 4 * 2
-    assert snap.pairs == every_cross_domain_pair(snap) and snap.pairs
+    snap = undisturbed_run(tmp_path_factory.mktemp("single"), clip, FINISH_TIMEOUT, **CONFIG)
+    assert_complete_run(snap, patches_per_video=4 * 2)
     return snap
 
 
@@ -112,7 +101,7 @@ def scenario(tmp, clip, baseline, net) -> None:
         w1, w2 = worker(1, "w1"), worker(2, "w2")
         logs += [w1.folder / "worker.log", w2.folder / "worker.log"]
         wait(lambda: {"w1", "w2"} <= set(head_workers(head)), 180, "both workers to join", logs)
-        drop_inputs(tmp / "head", clip)
+        drop_both(tmp / "head", clip)
         data = tmp / "head" / "data"
 
         def both_busy() -> bool:
@@ -158,12 +147,7 @@ def scenario(tmp, clip, baseline, net) -> None:
         for w in workers:
             w.kill()
         kill_daemon(head)
-    assert_invariants(snap)
-    assert snap.videos == baseline.videos
-    assert snap.patches == baseline.patches, (
-        f"missing {sorted(baseline.patches - snap.patches)[:5]}, extra {sorted(snap.patches - baseline.patches)[:5]}")
-    assert snap.pairs == baseline.pairs
-    assert snap.counts["pairs"] == len(baseline.pairs) == snap.csv_rows
+    assert_same_results(snap, baseline)
 
 
 def test_head_and_workers_across_network_namespaces(tmp_path, clip, single_machine):

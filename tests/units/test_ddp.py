@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import socket
 import sys
 from pathlib import Path
 
@@ -25,7 +24,7 @@ from humanstyle.daemon import config
 from humanstyle.models.checkpoint import load_checkpoint
 from humanstyle.stages.catalog import Catalog
 from humanstyle.stages.train import Trainer
-from tests.conftest import fast_sections, write_config
+from tests.conftest import fast_sections, free_port, write_config
 from tests.units.test_trainer import TINY, add_pairs
 
 STEPS = 3  # steps of every model in the two-process run
@@ -153,12 +152,6 @@ def rank_worker(rank: int, world: int, port: int, folder: str, data: str, out: s
     loop.close()
     group.close()
     Path(out, f"rank{rank}.json").write_text(json.dumps(record))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

@@ -42,7 +42,15 @@ from humanstyle.daemon.fabric import Fabric, StopFlag, queued_messages
 from humanstyle.daemon.keys import make_client
 from humanstyle.daemon.supervisor import Child, Supervisor
 from humanstyle.stages.counters import MESSAGES_REJECTED
-from humanstyle.stages.records import Classified, Patch, Record, StageRestarted, Window, WindowDone
+from humanstyle.stages.records import (
+    Classified,
+    Patch,
+    Record,
+    StageRestarted,
+    Window,
+    WindowDone,
+    is_number,
+)
 from humanstyle.stages.settings import StageFatal
 
 log = logging.getLogger("humanstyle.agent")
@@ -384,7 +392,7 @@ class Agent:
 
 
 def _number(value: Any, default: float) -> Any:
-    return value if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0 else default
+    return value if is_number(value) and value > 0 else default
 
 
 def run_agent(settings: Settings, index: int, stop: StopFlag) -> None:

@@ -105,25 +105,38 @@ def cmd_status(settings: config.Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_run(settings: config.Settings, args: argparse.Namespace) -> int:
-    from humanstyle.daemon.paths import prepare_metrics_dir, prepare_runtime_dir
     from humanstyle.daemon.preflight import check_folders, check_weights_in_child
 
     if not settings.head.listen:  # a head runs no model: its workers check their own weights
         check_weights_in_child(settings)  # raises ConfigError naming the missing file, before any video is touched
     check_folders(settings)
+    return run_supervisor(settings, "head" if settings.head.listen else "daemon")
+
+
+# The supervisor of each kind of process tree, imported only once the environment below is set.
+SUPERVISORS = {"daemon": ("humanstyle.daemon.supervisor", "Supervisor"),
+               "head": ("humanstyle.daemon.head", "HeadSupervisor"),
+               "worker": ("humanstyle.daemon.agent", "WorkerSupervisor")}
+
+
+def run_supervisor(settings: config.Settings, kind: str) -> int:
+    """Prepare the runtime folder and the environment the stage processes inherit, then run a supervisor of this
+    kind (`SUPERVISORS`) until it stops; its exit status."""
+    import importlib
+
+    from humanstyle.daemon.paths import prepare_metrics_dir, prepare_runtime_dir
+
     runtime = prepare_runtime_dir(settings)
     # prometheus_client reads this when first imported, so it must be set before any metric exists.
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(prepare_metrics_dir(runtime))
     # Stage processes inherit this: idle OpenMP threads sleep rather than spin, so model stages can share cores
-    # (see stage_main.model_threads). Read by OpenMP when torch loads, which happens only in the stage processes.
+    # (see daemon/processes model_threads). Read by OpenMP when torch loads, which happens only in the stage
+    # processes.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    if settings.head.listen:
-        from humanstyle.daemon.head import HeadSupervisor as Supervisor
-    else:
-        from humanstyle.daemon.supervisor import Supervisor
-
+    module, name = SUPERVISORS[kind]
+    supervisor = getattr(importlib.import_module(module), name)
     try:
-        return Supervisor(settings).run()
+        return supervisor(settings).run()
     except OSError as exc:
         print(f"humanstyle: cannot start: {exc}", file=sys.stderr)
         return 1

@@ -42,9 +42,18 @@ from humanstyle.daemon.fabric import Fabric, StopFlag, queued_messages
 from humanstyle.daemon.keys import AuthorizedKeys, make_server, start_authenticator
 from humanstyle.daemon.paths import runtime_dir
 from humanstyle.daemon.scheduler import Item, RemoteWorker, Scheduler
-from humanstyle.daemon.supervisor import Child, Supervisor
+from humanstyle.daemon.supervisor import Supervisor
 from humanstyle.stages.counters import ERRORS, MESSAGES_REJECTED
-from humanstyle.stages.records import Classified, Patch, Record, VideoEnd, VideoWaiting, Window, WindowDone
+from humanstyle.stages.records import (
+    Classified,
+    Patch,
+    Record,
+    VideoEnd,
+    VideoWaiting,
+    Window,
+    WindowDone,
+    is_int,
+)
 
 log = logging.getLogger("humanstyle.head")
 STATUS_FILE = "dispatch.json"
@@ -105,7 +114,7 @@ class Dispatcher:
         self.router = self._router()
         self.monitor = self.router.get_monitor_socket(zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
                                                       | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL)
-        self.status_path = runtime_dir(settings) / STATUS_FILE
+        self.status_path = status_path(settings)
         self.windows_done: dict[int, set[int]] = {}  # video id -> window indices finished (the backlog's progress)
         self.durations: dict[int, float | None] = {}
         self.backlog_s = 0.0
@@ -458,7 +467,7 @@ def worker_row(w: RemoteWorker, now_wall: float) -> dict[str, Any]:
 
 
 def _int(value: Any) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+    return value if is_int(value) else 0
 
 
 def _ids(value: Any) -> list[str]:
@@ -470,13 +479,18 @@ def run_dispatch(settings: Settings, index: int, stop: StopFlag) -> None:
 
 
 # --- the head's supervisor: its plan, /healthz and per-worker series ----------------------------------------------
-def read_status(settings: Settings, max_age_s: float | None = None) -> dict[str, Any] | None:
-    path = runtime_dir(settings) / STATUS_FILE
+def status_path(settings: Settings) -> Path:
+    return runtime_dir(settings) / STATUS_FILE
+
+
+def read_status(settings: Settings) -> dict[str, Any] | None:
+    """The dispatch process's latest status, or None when there is none or it is stale (a dispatcher that stopped
+    writing for several heartbeats)."""
     try:
-        status = json.loads(path.read_text())
+        status = json.loads(status_path(settings).read_text())
     except (OSError, ValueError):
         return None
-    if max_age_s is not None and time.time() - status.get("as_of", 0) > max_age_s:
+    if time.time() - status.get("as_of", 0) > max(10.0, 5 * settings.head.heartbeat_s):
         return None
     return status
 
@@ -490,7 +504,7 @@ class WorkerTableCollector:
     def collect(self):
         from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-        status = read_status(self.settings, max_age_s=max(10.0, 5 * self.settings.head.heartbeat_s)) or {}
+        status = read_status(self.settings) or {}
         labels = ["worker", "host"]
         seen = GaugeMetricFamily("humanstyle_remote_worker_last_seen_timestamp_seconds",
                                  "Unix time the head last heard from a connected worker", labels=labels)
@@ -506,28 +520,18 @@ class WorkerTableCollector:
         return [seen, flight, done]
 
 
-def plan_head(settings: Settings) -> list[Child]:
-    children = [Child("index", 0), Child("watch", 0)]
-    children += [Child("decode", i) for i in range(settings.decode.workers)]
-    children.append(Child("dispatch", 0))
-    if settings.train.enabled:
-        children.append(Child("train", 0))
-    return children
-
-
 class HeadSupervisor(Supervisor):
     """The daemon with workers on other machines in place of its own detect and classify processes."""
 
     def __init__(self, settings: Settings) -> None:
-        super().__init__(settings)
-        self.children = plan_head(settings)
+        super().__init__(settings)  # plan_children gives a head its dispatcher in place of the model stages
         from humanstyle.daemon import metrics_server
 
         metrics_server.EXTRA_COLLECTORS.append(WorkerTableCollector(settings))
 
     def health(self) -> dict:
         data = super().health()
-        status = read_status(self.settings, max_age_s=max(10.0, 5 * self.settings.head.heartbeat_s))
+        status = read_status(self.settings)
         data["head"] = {"listen": self.settings.head.listen, "host": socket.gethostname()}
         if status is None:
             data["workers"], data["backlog_video_s"] = [], None
@@ -536,7 +540,3 @@ class HeadSupervisor(Supervisor):
             data["backlog_video_s"] = status["backlog_video_s"]
             data["queued"] = status["queued"]
         return data
-
-
-def status_path(settings: Settings) -> Path:
-    return runtime_dir(settings) / STATUS_FILE

@@ -32,7 +32,7 @@ import cv2
 import numpy as np
 
 from humanstyle.daemon import wire
-from humanstyle.stages.records import Record
+from humanstyle.stages.records import Record, is_int
 
 VERSION = 1
 CODECS = ("png", "jpeg", "raw")
@@ -74,7 +74,7 @@ def parse(frames: Sequence[Any]) -> tuple[dict[str, Any], list[list[Any]]]:
     if control.get("v") != VERSION:
         raise RemoteError("bad_version", f"version {control.get('v')!r}, this build speaks {VERSION}")
     counts = control.get("records", [])
-    if not isinstance(counts, list) or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 1
+    if not isinstance(counts, list) or not all(is_int(n) and n >= 1
                                                 for n in counts):
         raise RemoteError("malformed_header", "records must be a list of frame counts")
     if sum(counts) != len(frames) - 1:
@@ -183,14 +183,14 @@ def _declared_shape(spec: dict) -> tuple[int, ...]:
     shape, codec, sizes = spec.get("shape"), spec.get("codec"), spec.get("sizes")
     if spec.get("dtype") != "uint8" or codec not in ("png", "jpeg"):
         raise RemoteError("bad_array", f"codec {codec!r} for dtype {spec.get('dtype')!r}")
-    if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and 0 < d < 1 << 16
+    if not isinstance(shape, list) or not all(is_int(d) and 0 < d < 1 << 16
                                               for d in shape):
         raise RemoteError("bad_array", f"shape {shape!r}")
     images = shape[0] if len(shape) == 4 else 1
     if not (len(shape) == 2 and codec == "png" or len(shape) in (3, 4) and shape[-1] == 3):
         raise RemoteError("bad_array", f"{codec} for shape {shape}")
     if not isinstance(sizes, list) or len(sizes) != images or not all(
-            isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in sizes):
+            is_int(n) and n > 0 for n in sizes):
         raise RemoteError("bad_array", "sizes must give one positive length per image")
     return tuple(shape)
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -24,23 +23,14 @@ def add_subcommands(sub: argparse._SubParsersAction, add_config: Callable, handl
 
 
 def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
+    from humanstyle.daemon.cli import run_supervisor
     from humanstyle.daemon.config import ConfigError
-    from humanstyle.daemon.paths import prepare_metrics_dir, prepare_runtime_dir
     from humanstyle.daemon.preflight import check_weights_in_child
 
     if not settings.worker.head:
         raise ConfigError('worker.head is not set: give the "host:port" of the head to join (its head.listen)')
     check_weights_in_child(settings)
-    runtime = prepare_runtime_dir(settings)
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(prepare_metrics_dir(runtime))
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    from humanstyle.daemon.agent import WorkerSupervisor
-
-    try:
-        return WorkerSupervisor(settings).run()
-    except OSError as exc:
-        print(f"humanstyle: cannot start: {exc}", file=sys.stderr)
-        return 1
+    return run_supervisor(settings, "worker")
 
 
 def cmd_keys(settings: Settings, args: argparse.Namespace) -> int:

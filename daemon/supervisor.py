@@ -43,8 +43,11 @@ class Child:
 def plan_children(settings: Settings) -> list[Child]:
     children = [Child("index", 0), Child("watch", 0)]
     children += [Child("decode", i) for i in range(settings.decode.workers)]
-    children += [Child("detect", i) for i in range(settings.detect.workers)]
-    children += [Child("classify", i) for i in range(settings.classify.workers)]
+    if settings.head.listen:  # a head: workers on other machines run the models, its dispatcher hands them windows
+        children.append(Child("dispatch", 0))
+    else:
+        children += [Child("detect", i) for i in range(settings.detect.workers)]
+        children += [Child("classify", i) for i in range(settings.classify.workers)]
     if settings.train.enabled:
         children.append(Child("train", 0))
     return children

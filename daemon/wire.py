@@ -18,7 +18,7 @@ from typing import Any, get_type_hints
 
 import numpy as np
 
-from humanstyle.stages.records import RECORD_TYPES, Record, RecordError
+from humanstyle.stages.records import RECORD_TYPES, Record, RecordError, is_int
 
 VERSION = 1
 MAX_HEADER_BYTES = 64 * 1024
@@ -130,7 +130,7 @@ def _array(spec: Any, buf: memoryview) -> tuple[str, np.ndarray]:
     if not isinstance(name, str) or dtype not in ALLOWED_DTYPES:
         raise WireError("bad_array", f"array {name!r} has dtype {dtype!r}")
     if not isinstance(shape, list) or len(shape) > 4 or not all(
-            isinstance(d, int) and not isinstance(d, bool) and 0 <= d < 1 << 20 for d in shape):
+            is_int(d) and 0 <= d < 1 << 20 for d in shape):
         raise WireError("bad_array", f"array {name!r} has shape {shape!r}")
     expected = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
     if expected != len(buf):

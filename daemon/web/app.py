@@ -21,7 +21,7 @@ from humanstyle.daemon.config import Settings, parse_listen
 from humanstyle.daemon.web import images
 from humanstyle.daemon.web.curation import Curator, IndexBusy
 from humanstyle.daemon.web.security import Guard
-from humanstyle.stages.catalog import PAIR_ORDERS, Catalog
+from humanstyle.stages.catalog import PAIR_ORDERS, Catalog, catalog_exists, open_catalog
 from humanstyle.stages.counters import train_model_names
 from humanstyle.stages.train_state import latest_sample, read_state, read_validation
 from humanstyle.stages.vocabulary import PATCH_REASONS, VERDICTS, VIEWS
@@ -36,16 +36,16 @@ CSP = ("default-src 'self'; img-src 'self'; style-src 'self'; script-src 'self';
 
 class CatalogReader:
     """One read-only catalog connection per server thread (SQLite connections stay in their thread), opened once
-    the index has created the catalog."""
+    the index has created the catalog (SQLite or PostgreSQL, as `catalog.url` says)."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
         self._local = threading.local()
 
     def __call__(self) -> Catalog | None:
         db = getattr(self._local, "db", None)
-        if db is None and self.path.exists():
-            db = self._local.db = Catalog(self.path, readonly=True)
+        if db is None and catalog_exists(self.settings):
+            db = self._local.db = open_catalog(self.settings, readonly=True, role="web")
         return db
 
 
@@ -84,7 +84,7 @@ def create_app(settings: Settings, health, curator: Curator | None = None) -> Fl
     models = train_model_names(domains)
     host, _port = parse_listen(settings.metrics.listen)
     guard = Guard(host, settings.metrics.write_token)
-    catalog = CatalogReader(settings.paths.catalog)
+    catalog = CatalogReader(settings)
     app.config["guard"] = guard
     register_metrics_routes(app, health)
     if not settings.metrics.web:
@@ -113,7 +113,7 @@ def create_app(settings: Settings, health, curator: Curator | None = None) -> Fl
     def status():
         db = catalog()
         counts = db.counts() if db else {}
-        return page("status.html", tables=status_tables(counts, domains), problems=(
+        return page("status.html", tables=status_tables(counts), problems=(
             db.videos_needing_attention() if db else []), trainer=trainer_summary(train_root, models),
             health=health(), curated=dict(counts.get("curated", [])))
 
@@ -144,9 +144,7 @@ def create_app(settings: Settings, health, curator: Curator | None = None) -> Fl
     @app.get("/rejections")
     def rejections():
         db = catalog()
-        counts: dict[str, dict[str, int]] = {r: {} for r in PATCH_REASONS}
-        for domain, reason, n in (db.counts()["rejections"] if db else []):
-            counts.setdefault(reason, {})[domain] = n
+        counts = count_table(db.counts()["rejections"] if db else [], 2, {r: {} for r in PATCH_REASONS})
         examples = db.rejection_examples(tuple(counts), EXAMPLES_PER_REASON) if db else {}
         return page("rejections.html", counts=counts, examples=examples,
                     save_rejected=settings.pair.save_rejected)
@@ -221,24 +219,26 @@ def create_app(settings: Settings, health, curator: Curator | None = None) -> Fl
 
 
 # --- what the templates show ----------------------------------------------------------------------------------
-def status_tables(counts: dict, domains: tuple[str, str]) -> dict[str, dict]:
-    """Each count table as {row label: {column: n}} plus the columns, for the status view."""
-    def table(rows, key_cols: int) -> dict[str, dict[str, int]]:
-        out: dict[str, dict[str, int]] = {}
-        for row in rows:
-            *keys, n = row
-            if key_cols == 2:
-                domain, label = keys
-                out.setdefault(label, {})[domain] = n
-            else:
-                out.setdefault(keys[0], {})["all"] = n
-        return out
+def count_table(rows, key_cols: int, out: dict | None = None) -> dict[str, dict[str, int]]:
+    """Count rows ((domain, label, n) or (label, n)) as {label: {domain or "all": n}}, added to `out`."""
+    out = {} if out is None else out
+    for row in rows:
+        *keys, n = row
+        if key_cols == 2:
+            domain, label = keys
+            out.setdefault(label, {})[domain] = n
+        else:
+            out.setdefault(keys[0], {})["all"] = n
+    return out
 
+
+def status_tables(counts: dict) -> dict[str, dict]:
+    """Each count table as {row label: {column: n}}, for the status view."""
     return {
-        "videos": table(counts.get("videos", []), 2),
-        "patches": table(counts.get("patches", []), 2),
-        "rejections": table(counts.get("rejections", []), 2),
-        "pairs": table(counts.get("pairs", []), 1),
+        "videos": count_table(counts.get("videos", []), 2),
+        "patches": count_table(counts.get("patches", []), 2),
+        "rejections": count_table(counts.get("rejections", []), 2),
+        "pairs": count_table(counts.get("pairs", []), 1),
     }
 
 

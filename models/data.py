@@ -140,6 +140,9 @@ class UnpairedDataset(Dataset):
         return images[0], images[1]
 
 
+SPLITS = ("train", "val", "test")  # what split_of returns
+
+
 def split_of(key: str, val_fraction: float, test_fraction: float = 0.0) -> str:
     """ "val" for about `val_fraction` of keys, "test" for about `test_fraction`, else "train". A key keeps its split
     forever (blake2b, not hash()), and its split does not depend on test_fraction unless it is test: the trainer

@@ -35,6 +35,7 @@ from humanstyle.stages.catalog_sql import (
     transient_errors,
 )
 from humanstyle.stages.settings import PipelineSettings
+from humanstyle.stages.vocabulary import NUM_KEYPOINTS
 
 __all__ = ["Catalog", "CatalogError", "Video", "UNFINISHED", "SCHEMA", "catalog_errors", "catalog_exists",
            "catalog_target", "open_catalog"]
@@ -63,8 +64,6 @@ class Catalog:
 
     def __init__(self, target: Path | str, readonly: bool = False, role: str = "") -> None:
         self.dialect: Dialect = connect(target, readonly, role)
-        self.target = target
-        self.readonly = readonly
         if not readonly:
             migrate(self.dialect)
         self.version = schema_version(self.dialect)
@@ -173,7 +172,7 @@ class Catalog:
             (fields["video_id"], fields["frame_index"], fields["person_index"])).fetchone()
         if existing:
             return existing["id"], bool(existing["indexed"])
-        blob = None if keypoints is None else np.asarray(keypoints, np.float32).tobytes()
+        blob = None if keypoints is None else np.asarray(keypoints, np.float32).tobytes()  # keypoints_of reads it
         cur = self._q(
             "INSERT INTO patches (video_id, domain, window_index, frame_index, person_index, kind, timestamp, "
             "box, square, score, view, reason, keypoint_score, keypoints, path, created_at) "
@@ -334,6 +333,11 @@ class Catalog:
             "pairs": [tuple(r) for r in q("SELECT view, COUNT(*) FROM pairs GROUP BY 1 ORDER BY 1")],
             "curated": sorted((v, n) for v, n in self.verdict_counts().items() if v),
         }
+
+
+def keypoints_of(blob: bytes | None) -> np.ndarray | None:
+    """A patch row's keypoints column as (17, 3) [x, y, confidence] float32 (None where none were found)."""
+    return None if blob is None else np.frombuffer(blob, np.float32).reshape(NUM_KEYPOINTS, 3)
 
 
 def catalog_target(settings: PipelineSettings) -> Path | str:

@@ -20,12 +20,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from humanstyle.models.data import split_of
+from humanstyle.models.data import SPLITS, split_of
 from humanstyle.models.files import atomic_write_bytes
+from humanstyle.stages.catalog import keypoints_of
 from humanstyle.stages.detect import box_in_patch
 from humanstyle.stages.vocabulary import KEYPOINT_NAMES
 
-SPLITS = ("train", "val", "test")
 # COCO's person skeleton, by keypoint name (the format stores 1-based keypoint numbers).
 SKELETON_NAMES = (
     ("left_ankle", "left_knee"), ("left_knee", "left_hip"), ("right_ankle", "right_knee"),
@@ -104,7 +104,7 @@ def export_coco(patches: Iterable, data_dir: Path, out_dir: Path, *, fractions: 
         x1, y1, x2, y2 = box_in_patch(json.loads(row["box"]), json.loads(row["square"]), width)
         x1, y1 = max(0.0, x1), max(0.0, y1)
         x2, y2 = min(float(width), x2), min(float(height), y2)
-        keypoints = None if row["keypoints"] is None else np.frombuffer(row["keypoints"], np.float32).reshape(-1, 3)
+        keypoints = keypoints_of(row["keypoints"])
         flat, labelled = coco_keypoints(keypoints, width, height, min_confidence)
         person = mask >= 128
         docs[split]["annotations"].append({

@@ -27,7 +27,6 @@ import torch.distributed as dist
 from humanstyle.stages.settings import StageFatal
 
 log = logging.getLogger("humanstyle.train")
-ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
 
 
 @dataclass(frozen=True)
@@ -96,11 +95,6 @@ class Group:
     def close(self) -> None:
         if self.parallel and dist.is_initialized():
             dist.destroy_process_group()
-
-
-def launched() -> bool:
-    """True inside a process started by torchrun (or the trainer stage) for a group of more than one."""
-    return int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
 def init_group(configured_device: str, timeout_s: float) -> Group:

@@ -23,10 +23,8 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from humanstyle.models.data import split_of
+from humanstyle.models.data import SPLITS, split_of
 from humanstyle.models.files import atomic_write_bytes
-
-SPLITS = ("train", "val", "test")
 
 
 def _name(row: pd.Series, id_columns: Sequence[str], path_columns: Sequence[str]) -> str:

@@ -105,11 +105,7 @@ class PairingIndex:
         """Delete the index files under root (all formats), e.g. to rebuild an old-format index."""
         for d in domains:
             for v in views:
-                directory = Path(root) / d / v
-                for name in ("meta.json", "committed", "committed.tmp"):
-                    (directory / name).unlink(missing_ok=True)
-                for path in directory.glob("chunk-*.rec"):
-                    path.unlink()
+                PoseIndex.remove_files(Path(root) / d / v)
 
     def close(self) -> None:
         for index in self._indexes.values():

@@ -309,6 +309,14 @@ class PoseIndex:
             raise
 
     # -- lifecycle
+    @staticmethod
+    def remove_files(directory: Path) -> None:
+        """Delete an index's files (any format; the lock file stays), e.g. before rebuilding it."""
+        for name in ("meta.json", "committed", "committed.tmp"):
+            (directory / name).unlink(missing_ok=True)
+        for path in directory.glob("chunk-*.rec"):
+            path.unlink()
+
     def close(self) -> None:
         if not self._lock.closed:
             self._lock.close()

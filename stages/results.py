@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 
 from humanstyle.models.files import atomic_write_bytes
-from humanstyle.stages.catalog import Catalog
+from humanstyle.stages.catalog import Catalog, keypoints_of
 from humanstyle.stages.counters import INDEX_SIZE, PAIRS, PATCHES, REJECTIONS
 from humanstyle.stages.pair import IndexFormatError, PairingIndex
 from humanstyle.stages.records import Classified
@@ -80,7 +80,7 @@ class ResultWriter:
         if self._rebuild:
             self._rebuild_index()
         for row in self.catalog.unindexed_patches():
-            keypoints = np.frombuffer(row["keypoints"], np.float32).reshape(17, 3)
+            keypoints = keypoints_of(row["keypoints"])
             self._index(row["id"], row["domain"], row["view"], keypoints)
         self.rewrite_csv()
         self._new_pairs = 0
@@ -95,7 +95,7 @@ class ResultWriter:
         def flush(key: tuple[str, str]) -> None:
             rows = pending.pop(key, [])
             if rows:
-                keypoints = np.stack([np.frombuffer(r["keypoints"], np.float32).reshape(17, 3) for r in rows])
+                keypoints = np.stack([keypoints_of(r["keypoints"]) for r in rows])
                 self.pairing.commit_batch([r["id"] for r in rows], key[0], key[1], keypoints)
 
         total = 0

@@ -40,7 +40,7 @@ import torch
 
 from humanstyle.models.checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
 from humanstyle.models.cyclegan import CycleGAN, CycleGANSettings
-from humanstyle.models.data import PairedDataset, PairPaths, UnpairedDataset, split_of, write_sample_grid
+from humanstyle.models.data import SPLITS, PairedDataset, PairPaths, UnpairedDataset, split_of, write_sample_grid
 from humanstyle.models.parallel import data_parallel
 from humanstyle.models.pix2pix import Pix2Pix, Pix2PixSettings
 from humanstyle.stages import counters
@@ -53,7 +53,6 @@ from humanstyle.stages.storage import Storage, open_storage
 from humanstyle.stages.train_state import append_validation, write_state
 
 log = logging.getLogger("humanstyle.train")
-SPLITS = ("train", "val", "test")
 VAL_BATCH = 16
 PROGRESS_EVERY_S = 60.0  # at most one progress line per model per minute
 STATE_EVERY_S = 5.0  # state.json for the web page
@@ -163,8 +162,8 @@ class Trainer:
         self._tb = None
 
     # --- data --------------------------------------------------------------------------------------------------
-    def refresh(self, catalog: Catalog, watermark: tuple[int, int] | None = None) -> None:
-        self.install(self.load(catalog, watermark))
+    def refresh(self, catalog: Catalog) -> None:
+        self.install(self.load(catalog))
 
     def load(self, catalog: Catalog, watermark: tuple[int, int] | None = None) -> TrainingData:
         t = self.settings.train
@@ -291,11 +290,7 @@ class Trainer:
 
     def ready(self) -> list[str]:
         """The models that have enough training data to step."""
-        t = self.settings.train
-        out = [n for n in self.names[:2] if n in self.datasets and len(self.data.pairs["train"]) >= t.min_pairs]
-        if self.names[2] in self.datasets and min(len(self.data.side_a["train"]),
-                                                  len(self.data.side_b["train"])) >= t.min_patches:
-            out.append(self.names[2])
+        out = [n for n in self.names if n in self.datasets and not self.waiting_for(n)]
         for name in self.names if self.main else ():
             counters.TRAIN_READY.labels(name).set(int(name in out))
         return out
@@ -570,7 +565,6 @@ class TrainHandler:
         self.trainer = Trainer(settings, device, group=group)
         self.trainer.resume()
         self.loop = RankLoop(self.trainer, settings)
-        self.catalog: Catalog | None = None
         self.reload_wanted = False
         # -inf, not 0: time.monotonic() may be smaller than refresh_every_s on a freshly booted machine, which made
         # the first refresh wait for an event or the timer.
@@ -593,10 +587,9 @@ class TrainHandler:
 
     def refresh(self) -> None:
         try:
-            if self.catalog is None and catalog_exists(self.settings):
-                self.catalog = open_catalog(self.settings, readonly=True, role="train")
-            if self.catalog is not None:
-                self.trainer.refresh(self.catalog)
+            catalog = self.loop.open()  # the loop's connection, closed with it
+            if catalog is not None:
+                self.trainer.refresh(catalog)
                 self.last_refresh = time.monotonic()
         except self.loop.errors as exc:  # a catalog server restarting: train on what there is, read again later
             log.warning("train: cannot read the catalog (%s); keeping the current data", str(exc).strip())

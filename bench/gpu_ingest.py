@@ -10,7 +10,7 @@
    socket). This is the ceiling one decoder process puts on one video.
 3. The daemon (bench/ingest.py's BenchDaemon: `humanstyle run` with its own stage processes), weights "none",
    detect.score_threshold 0 so every anchor bursts (the worst case: 5 detector frames per video second),
-   detect.min_box_side 1, classify.min_person_overlap 0 where that key exists (random boxes overlap nothing),
+   detect.min_box_side 1, classify.min_person_overlap 0 (bench/ingest.py's settings: random boxes overlap nothing),
    train off. Timed from the clip's move into the watch folder to the catalog's "done". Variants: the defaults,
    then detect/classify batch sizes raised (--variants). Per run: video seconds per second, the daemon's own
    humanstyle_decode_seconds_total and humanstyle_stage_seconds per stage (busy share of the wall time), and the
@@ -25,7 +25,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import platform
@@ -133,27 +132,12 @@ def decode_only(clip: Path, max_side: int, burst: int, threads: int | None) -> d
 
 # --- the daemon ----------------------------------------------------------------------------------------------------
 
-def has_setting(section: str, key: str) -> bool:
-    from humanstyle.daemon.config import Settings
-
-    kind = {f.name: f.type for f in dataclasses.fields(Settings)}[section]
-    cls = getattr(sys.modules[Settings.__module__], kind) if isinstance(kind, str) else kind
-    return key in {f.name for f in dataclasses.fields(cls)}
-
-
 def merge(*parts: dict[str, dict]) -> dict[str, dict]:
     out: dict[str, dict] = {}
     for part in parts:
         for section, values in part.items():
             out.setdefault(section, {}).update(values)
     return out
-
-
-def common_settings(mode: dict[str, Any]) -> dict[str, dict]:
-    extra = merge(mode["settings"])
-    if has_setting("classify", "min_person_overlap"):  # random boxes overlap nothing; keep every patch going
-        extra = merge(extra, {"classify": {"min_person_overlap": 0.0}})
-    return extra
 
 
 def metric(values: dict, name: str, **labels: str) -> float:
@@ -442,7 +426,7 @@ def main() -> int:
     if args.seconds:
         mode["seconds"] = args.seconds
     names = (args.variants or ("default,batched,batched_2workers" if cuda else "default")).split(",")
-    extra = common_settings(mode)
+    extra = merge(mode["settings"])
     t0 = time.monotonic()
     work = Path(tempfile.mkdtemp(prefix="humanstyle-gpu-ingest-"))
     report: dict[str, Any] = {"benchmark": "ingest_gpu", "mode": args.mode,

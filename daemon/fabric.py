@@ -19,7 +19,7 @@ import logging
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import zmq
@@ -75,6 +75,24 @@ def queued_messages(sock: zmq.Socket, limit: int) -> Iterator[list[Any]]:
             yield sock.recv_multipart(zmq.NOBLOCK, copy=False)
         except zmq.Again:
             return
+
+
+def take_turns(receivers: list[Receiver], has_room: Callable[[], bool]) -> Iterator[Record]:
+    """Records waiting on `receivers`, one from each in turn, while `has_room()`; never blocks.
+
+    Draining one receiver before the next would let a busy first one take all the room every time, and the others'
+    senders (decoders) would wait as long as it has work.
+    """
+    live = list(receivers)
+    while live:
+        for receiver in list(live):
+            if not has_room():
+                return
+            record = receiver.recv(timeout_ms=0)
+            if record is None:  # empty, or an invalid message (counted): its turn ends until the next poll
+                live.remove(receiver)
+            else:
+                yield record
 
 
 class Fabric:

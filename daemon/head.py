@@ -38,7 +38,7 @@ from zmq.utils.monitor import recv_monitor_message
 from humanstyle.daemon import remote
 from humanstyle.daemon import remote_metrics as rm
 from humanstyle.daemon.config import Settings, parse_listen
-from humanstyle.daemon.fabric import Fabric, StopFlag, queued_messages
+from humanstyle.daemon.fabric import Fabric, StopFlag, queued_messages, take_turns
 from humanstyle.daemon.keys import AuthorizedKeys, make_server, start_authenticator
 from humanstyle.daemon.paths import runtime_dir
 from humanstyle.daemon.scheduler import Item, RemoteWorker, Scheduler
@@ -181,13 +181,8 @@ class Dispatcher:
                 self.on_message(frames, now)
         if ready.get(self.monitor):
             self._drain_monitor()
-        for receiver in self.windows:
-            if ready.get(receiver.sock):
-                while self._room():
-                    record = receiver.recv(timeout_ms=0)
-                    if record is None:
-                        break
-                    self.on_upstream(record)
+        for record in take_turns([r for r in self.windows if ready.get(r.sock)], self._room):
+            self.on_upstream(record)
         self._collect()
         self._forward()
         if not self.stop.set and len(self.outbound) < MAX_OUTBOUND:

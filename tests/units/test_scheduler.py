@@ -1,9 +1,10 @@
 """The head's bookkeeping of remote work (daemon.scheduler), driven without sockets: credit limits what a worker holds,
 work held by a worker that vanished or whose messages were lost is handed to another, the first result wins, and
-work goes only to workers that run the stage it needs."""
+work goes only to workers that run the stage it needs; windows are taken from the decoders in turn."""
 
 from __future__ import annotations
 
+from humanstyle.daemon.fabric import take_turns
 from humanstyle.daemon.scheduler import Item, Scheduler
 
 TIMEOUT = 5.0
@@ -154,3 +155,26 @@ def test_an_abandoned_window_is_recorded_without_patches_so_its_video_still_ends
     (gone,) = s.take_abandoned()
     done = failed_window_done(gone)
     assert (done.video_id, done.attempt, done.window_index, done.domain, done.patches) == (7, 2, 5, "game", 0)
+
+
+class QueuedReceiver:
+    """A decoder's windows queue as the head reads it: recv() returns the next record, None once empty."""
+
+    def __init__(self, records: list) -> None:
+        self.records = list(records)
+
+    def recv(self, timeout_ms: int = 200):
+        return self.records.pop(0) if self.records else None
+
+
+def test_the_head_takes_windows_from_its_decoders_in_turn_while_it_has_room():
+    busy, quiet, bad = QueuedReceiver(["a1", "a2", "a3", "a4"]), QueuedReceiver(["b1"]), QueuedReceiver([None, "c2"])
+    taken: list[str] = []
+    for record in take_turns([busy, quiet, bad], lambda: len(taken) < 4):
+        taken.append(record)
+    # One from each while each has one: a busy first decoder does not take all the room.
+    # An invalid message (None) ends that decoder's turn until the next poll; its next record waits there.
+    assert taken == ["a1", "b1", "a2", "a3"]
+    assert busy.records == ["a4"] and bad.records == ["c2"]
+    rest = list(take_turns([busy, quiet, bad], lambda: True))
+    assert rest == ["a4", "c2"]

@@ -35,7 +35,7 @@ from typing import Any
 import zmq
 from zmq.utils.monitor import recv_monitor_message
 
-from humanstyle.daemon import remote
+from humanstyle.daemon import remote, wire
 from humanstyle.daemon import remote_metrics as rm
 from humanstyle.daemon.config import Settings, parse_listen
 from humanstyle.daemon.fabric import Fabric, StopFlag, queued_messages, take_turns
@@ -293,8 +293,7 @@ class Dispatcher:
         if item is None:
             rm.ITEMS.labels("window", "duplicate").inc()
             return
-        future = self.pool.submit(lambda: [remote.unpack_record(r, self.max_bytes) for r in records])
-        self.checking.append((future, item, identity))
+        self.checking.append((self.pool.submit(self._check, item, records), item, identity))
 
     def _who(self, identity: bytes, now: float) -> None:
         """Ask a worker the head does not know (it was given up, or the head restarted) to say hello again; once per
@@ -306,10 +305,21 @@ class Dispatcher:
             self.asked = {k: t for k, t in self.asked.items() if now - t < 60}
         self._send(identity, remote.message("who"))
 
+    def _check(self, item: Item, records: list[list[Any]]) -> tuple[list[Record], list[list[bytes]], WindowDone]:
+        """(classified, the frames of the patches still to classify, window_done) of a result, in the pool.
+
+        A worker that only detects sends its patches packed in the head's codec; once they have unpacked and checked
+        they travel on as the worker packed them: decoding and compressing them again on the head would cost two
+        image codings per patch (and a second JPEG generation) for nothing."""
+        classified, patches, done = check_result(item, [remote.unpack_record(r, self.max_bytes) for r in records])
+        # check_result allows patches only without classified records: then every record is a patch or the done.
+        frames = [[bytes(wire.frame_buffer(f)) for f in r] for r in records] if patches else []
+        return classified, frames, done
+
     def _on_checked(self, future: Future, item: Item, identity: bytes) -> None:
         worker = self.scheduler.workers.get(identity)
         try:
-            classified, patches, done = check_result(item, future.result())
+            classified, frames, done = future.result()
         except Exception as exc:  # noqa: BLE001 - nothing a worker sends may stop the head
             reason = getattr(exc, "reason", "bad_result")
             MESSAGES_REJECTED.labels("dispatch", reason).inc()
@@ -322,10 +332,8 @@ class Dispatcher:
             rm.ITEMS.labels(item.kind, "duplicate").inc()
             return
         rm.ITEMS.labels(item.kind, "done").inc()
-        if patches:
+        if frames:
             # The worker only detects: its patches become an item for a worker that classifies.
-            frames = [remote.pack_record(p, self.settings.head.frame_codec, self.settings.head.jpeg_quality)
-                      for p in patches] + [remote.pack_record(done)]
             self.scheduler.add(Item(self.scheduler.new_id(), "patches", item.key, frames,
                                     sum(remote.framed_bytes(f) for f in frames), item.domain))
             return

@@ -5,12 +5,13 @@ refuses a result that is not the one it asked for (daemon.head.check_result)."""
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
 from humanstyle.daemon import remote, wire
-from humanstyle.daemon.head import check_result
+from humanstyle.daemon.head import Dispatcher, check_result
 from humanstyle.daemon.scheduler import Item
 from humanstyle.stages.records import Classified, Patch, Window, WindowDone
 from tests.media import draw_frame
@@ -156,3 +157,18 @@ def test_the_head_takes_only_the_result_it_asked_for():
             check_result(item, bad)
     with pytest.raises(remote.RemoteError):
         check_result(Item("e.2", "patches", (3, 1, 2), [], 0), patches_only)  # classify work returned unclassified
+
+
+def test_a_detect_only_workers_patches_travel_on_as_it_packed_them():
+    """The head checks a detect-only result and hands its patches on without decoding and re-compressing them."""
+    item = Item("e.1", "window", (3, 1, 2), [], 0)
+    sent = [remote.pack_record(r, "jpeg", 90) for r in (patch(0, 0), patch(1, 0), done(2))]
+    head = SimpleNamespace(max_bytes=LIMIT)
+    classified_, frames, finished = Dispatcher._check(head, item, [list(r) for r in sent])
+    assert not classified_ and finished == done(2)
+    assert frames == [[bytes(f) for f in r] for r in sent]  # byte for byte: no second JPEG generation
+    assert [type(remote.unpack_record(r, LIMIT)) for r in frames] == [Patch, Patch, WindowDone]
+    result = [remote.pack_record(r) for r in (classified(0, 0), done(1))]
+    assert Dispatcher._check(head, item, result)[1] == []  # classified results go to the index, not on
+    with pytest.raises(remote.RemoteError):
+        Dispatcher._check(head, item, sent[:1] + sent[2:])  # two patches announced, one sent

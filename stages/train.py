@@ -68,39 +68,29 @@ class TrainingData:
     side_b: dict[str, list[Path]] = field(default_factory=lambda: {s: [] for s in SPLITS})
 
 
-def load_training_data(catalog: Catalog, data_dir: Path | Storage, domains: tuple[str, str], val_fraction: float,
+def load_training_data(catalog: Catalog, storage: Storage, domains: tuple[str, str], val_fraction: float,
                        test_fraction: float = 0.0, watermark: tuple[int, int] | None = None) -> TrainingData:
-    """Every pair and kept patch by split; the test split is loaded only to be counted, never trained on.
-
-    `data_dir`: the folder the catalog's paths are relative to, or a Storage (whose objects are fetched into its
-    cache). `watermark` (pair id, patch id): only rows up to it, so processes reading at different moments read the
-    same rows."""
+    """Every pair and kept patch by split, as local files: the data folder's own, or copies of what a remote
+    `storage` holds fetched into its cache. The test split is only counted, never trained on or opened, so its
+    files are not fetched (its paths are where they would be cached). `watermark` (pair id, patch id): only rows
+    up to it, so processes reading at different moments read the same rows."""
     pair_upto, patch_upto = watermark if watermark is not None else (None, None)
-    pair_rows = catalog.pairs(upto=pair_upto)
-    patch_rows = {d: catalog.patch_paths(d, upto=patch_upto) for d in domains}
-    if isinstance(data_dir, Storage):
-        names = [r[k] for r in pair_rows for k in ("a_path", "b_path")]
-        names += [path for d in domains for _id, path, _view in patch_rows[d]]
-        local = dict(zip(names, data_dir.fetch(names), strict=True))
-    else:
-        local = _Joined(data_dir)
+    # A pair follows its first-domain patch, so that patch's pairs never straddle the splits.
+    pairs = [(row, split_of(f"{domains[0]}:{row['a_patch_id']}", val_fraction, test_fraction))
+             for row in catalog.pairs(upto=pair_upto)]
+    patches = {d: [(path, split_of(f"{d}:{patch_id}", val_fraction, test_fraction))
+                   for patch_id, path, _view in catalog.patch_paths(d, upto=patch_upto)] for d in domains}
+    used = {name for row, split in pairs if split != "test" for name in (row["a_path"], row["b_path"])}
+    used |= {path for d in domains for path, split in patches[d] if split != "test"}
+    storage.fetch(sorted(used))
+    local = storage.local_path
     data = TrainingData()
-    for row in pair_rows:
-        # A pair follows its first-domain patch, so that patch's pairs never straddle the splits.
-        split = split_of(f"{domains[0]}:{row['a_patch_id']}", val_fraction, test_fraction)
-        data.pairs[split].append(PairPaths(local[row["a_path"]], local[row["b_path"]], flip_b=bool(row["mirrored"])))
+    for row, split in pairs:
+        data.pairs[split].append(PairPaths(local(row["a_path"]), local(row["b_path"]), flip_b=bool(row["mirrored"])))
     for domain, side in zip(domains, (data.side_a, data.side_b), strict=True):
-        for patch_id, path, _view in patch_rows[domain]:
-            side[split_of(f"{domain}:{patch_id}", val_fraction, test_fraction)].append(local[path])
+        for path, split in patches[domain]:
+            side[split].append(local(path))
     return data
-
-
-class _Joined:
-    def __init__(self, root: Path) -> None:
-        self.root = root
-
-    def __getitem__(self, name: str) -> Path:
-        return self.root / name
 
 
 def data_digest(data: TrainingData) -> int:
@@ -167,8 +157,7 @@ class Trainer:
 
     def load(self, catalog: Catalog, watermark: tuple[int, int] | None = None) -> TrainingData:
         t = self.settings.train
-        source = self.settings.paths.data_dir if self.storage.is_local else self.storage
-        return load_training_data(catalog, source, self.domains, t.val_fraction, t.test_fraction, watermark)
+        return load_training_data(catalog, self.storage, self.domains, t.val_fraction, t.test_fraction, watermark)
 
     def install(self, data: TrainingData) -> None:
         """Build the datasets from `data` (every process the same)."""

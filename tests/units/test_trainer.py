@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
 
 import cv2
 import numpy as np
@@ -16,11 +17,12 @@ from humanstyle.daemon import config, fabric, wire
 from humanstyle.daemon.cli import main
 from humanstyle.daemon.paths import prepare_runtime_dir
 from humanstyle.models.checkpoint import load_checkpoint
-from humanstyle.models.data import PairedDataset
+from humanstyle.models.data import SPLITS, PairedDataset
 from humanstyle.stages import counters
 from humanstyle.stages.catalog import Catalog
 from humanstyle.stages.records import PairsAppended
-from humanstyle.stages.train import Trainer
+from humanstyle.stages.storage import Storage
+from humanstyle.stages.train import Trainer, load_training_data
 from tests.conftest import fast_sections, write_config
 from tests.harness import run_stage
 
@@ -125,6 +127,27 @@ def test_splits_are_stable_as_data_grows(tmp_path):
     trainer.refresh(Catalog(s.paths.catalog, readonly=True))
     for split, pairs in before.items():
         assert pairs <= set(trainer.data.pairs[split])
+
+
+def test_a_remote_storage_fetches_what_training_reads_and_not_the_test_split(tmp_path):
+    """With storage.url set, the trainer works from local copies of the objects; the test split is counted, never
+    opened, so its images are not downloaded on every refresh."""
+    s = make_settings(tmp_path, val_fraction=0.2, test_fraction=0.3)
+    add_pairs(s, 20, 0)
+    storage = Storage(f"memory://hs-{uuid.uuid4().hex[:8]}/data", tmp_path / "elsewhere", tmp_path / "cache")
+    for path in (s.paths.data_dir / "patches").rglob("*.png"):
+        storage.write_bytes(str(path.relative_to(s.paths.data_dir)), path.read_bytes())
+    data = load_training_data(Catalog(s.paths.catalog, readonly=True), storage, ("movie", "game"), 0.2, 0.3)
+    splits = {split: len(data.pairs[split]) for split in SPLITS}
+    assert sum(splits.values()) == 20 and min(splits.values()) > 0, splits
+    fetched = {p for p in (tmp_path / "cache").rglob("*.png")}
+    trained = {p for split in ("train", "val") for pair in data.pairs[split] for p in (pair.a, pair.b)}
+    trained |= {p for split in ("train", "val") for p in data.side_a[split] + data.side_b[split]}
+    assert trained and fetched == trained
+    # A test pair's second image can still be a training patch of its own domain (patches split by their own id).
+    test_only = {p for pair in data.pairs["test"] for p in (pair.a, pair.b)} - trained
+    assert test_only and not any(p.exists() for p in test_only)
+    assert all(p.is_relative_to(tmp_path / "cache") for p in test_only)
 
 
 def test_waits_without_enough_data(tmp_path):

@@ -88,7 +88,11 @@ def export_coco(patches: Iterable, data_dir: Path, out_dir: Path, *, fractions: 
     written = {s: 0 for s in SPLITS} | {"unreadable": 0}
     for row in patches:
         image_path = data_dir / row["path"]
-        image = cv2.imread(str(image_path), cv2.IMREAD_COLOR)
+        try:  # read once: the bytes decoded are the bytes copied
+            encoded = image_path.read_bytes()
+        except OSError:
+            encoded = b""
+        image = cv2.imdecode(np.frombuffer(encoded, np.uint8), cv2.IMREAD_COLOR) if encoded else None
         mask = cv2.imread(str(image_path.with_suffix(".mask.png")), cv2.IMREAD_GRAYSCALE)
         if image is None or mask is None or mask.shape != image.shape[:2]:
             written["unreadable"] += 1
@@ -96,7 +100,7 @@ def export_coco(patches: Iterable, data_dir: Path, out_dir: Path, *, fractions: 
         height, width = image.shape[:2]
         split = split_of(f"{row['domain']}:{row['id']}", *fractions)
         name = f"{row['domain']}_{row['id']}.png"
-        atomic_write_bytes(out_dir / "images" / split / name, image_path.read_bytes(), durable=False)
+        atomic_write_bytes(out_dir / "images" / split / name, encoded, durable=False)
         attributes = {"view": row["view"], "domain": row["domain"]}
         docs[split]["images"].append({
             "id": row["id"], "file_name": name, "width": width, "height": height, **attributes,

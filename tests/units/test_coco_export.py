@@ -17,7 +17,7 @@ from humanstyle.daemon import config
 from humanstyle.daemon.cli import main
 from humanstyle.models.data import split_of
 from humanstyle.stages.catalog import Catalog
-from humanstyle.stages.coco import rle_encode
+from humanstyle.stages.coco import export_coco, rle_encode
 from humanstyle.stages.vocabulary import KEYPOINT_NAMES, VIEWS
 from tests.conftest import fast_sections, write_config
 
@@ -91,6 +91,29 @@ def test_the_coco_export_opens_in_pycocotools_and_round_trips(tmp_path, capsys):
     assert seen == set(written)
     doc = json.loads((out / "annotations" / "person_keypoints_train.json").read_text())
     assert {"images", "annotations", "categories", "info"} <= set(doc)
+
+
+def test_patches_whose_files_cannot_be_read_are_counted_not_exported(tmp_path):
+    data = tmp_path / "data"
+    rows = []
+    for i, damage in enumerate(["", "no image", "not an image", "no mask"]):
+        rel = f"patches/movie/FULL-BODY-FRONT/v{i}.png"
+        (data / rel).parent.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(data / rel), np.full((SIZE, SIZE, 3), 40 * i, np.uint8))
+        cv2.imwrite(str(data / rel.replace(".png", ".mask.png")), np.full((SIZE, SIZE), 255, np.uint8))
+        if damage == "no image":
+            (data / rel).unlink()
+        elif damage == "not an image":
+            (data / rel).write_bytes(b"\x89PNG but not really")
+        elif damage == "no mask":
+            (data / rel.replace(".png", ".mask.png")).unlink()
+        rows.append({"id": i + 1, "path": rel, "domain": "movie", "view": "FULL-BODY-FRONT", "video": "m.mp4",
+                     "frame_index": i, "timestamp": 0.0, "box": "[0, 0, 64, 64]", "square": "[0, 0, 64, 64]",
+                     "score": 0.9, "keypoints": keypoints_for(i).tobytes()})
+    written = export_coco(rows, data, tmp_path / "coco", fractions=(0.0, 0.0), min_confidence=0.5)
+    assert written == {"train": 1, "val": 0, "test": 0, "unreadable": 3}
+    (image,) = (tmp_path / "coco" / "images" / "train").iterdir()
+    assert image.read_bytes() == (data / rows[0]["path"]).read_bytes()  # the patch file as stored
 
 
 @pytest.mark.parametrize("shape", [(1, 1), (5, 7), (64, 48)])

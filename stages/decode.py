@@ -64,6 +64,7 @@ from humanstyle.stages.counters import DECODE_SECONDS, ERRORS, FRAMES_DECODED, F
 from humanstyle.stages.handler import Outbox, Route, Stopping
 from humanstyle.stages.records import Job, VideoEnd, Window
 from humanstyle.stages.settings import DecodeSettings
+from humanstyle.stages.vocabulary import NOT_A_VIDEO_REASONS
 
 log = logging.getLogger("humanstyle.decode")
 
@@ -76,9 +77,7 @@ GAP_HISTORY = 15  # gaps in the running median that is the "typical gap"
 ANCHOR_MARGIN = 1.5  # typical gaps: a frame closer than this to its window's end may be the window's last
 TIME_EPS_S = 1e-4  # timestamps are milliseconds computed in floating point; boundaries compare with this slack
 
-# Stable snake_case codes, meant as metric label values; initialise counters for all of them.
-NOT_A_VIDEO_REASONS = ("not_found", "empty_file", "io_error", "not_a_video", "truncated", "unreadable",
-                       "no_frames")
+# Stable snake_case codes, meant as metric label values (NOT_A_VIDEO_REASONS: stages.vocabulary).
 PARTIAL_REASONS = ("truncated", "decode_error", "stopped")
 
 

@@ -30,12 +30,13 @@ RULE_REASONS: tuple[str, ...] = (
 STAGE_REASONS: tuple[str, ...] = ("no_matching_person", "classify_error")
 PATCH_REASONS: tuple[str, ...] = (*RULE_REASONS, *STAGE_REASONS)
 
-# Why a video file ends `failed`: refused by the watcher (not_a_video, empty_file, unreadable, bad_file_name),
-# by the decoder (stages.decode's NOT_A_VIDEO_REASONS, decode_error) or given up by the index (stalled).
-FILE_REASONS: tuple[str, ...] = (
-    "not_a_video", "empty_file", "unreadable", "bad_file_name", "not_found", "io_error", "truncated", "no_frames",
-    "decode_error", "stalled",
+# Why the decoder cannot decode a file at all (stages.decode.NotAVideo).
+NOT_A_VIDEO_REASONS: tuple[str, ...] = (
+    "not_found", "empty_file", "io_error", "not_a_video", "truncated", "unreadable", "no_frames",
 )  # fmt: skip
+# Why a video file ends `failed`: refused by the watcher (not_a_video, empty_file, unreadable, bad_file_name),
+# by the decoder (NOT_A_VIDEO_REASONS, decode_error) or given up by the index (stalled).
+FILE_REASONS: tuple[str, ...] = (*NOT_A_VIDEO_REASONS, "bad_file_name", "decode_error", "stalled")
 # Why a received message is refused: the wire's checks (daemon.wire, records' check()), a record type the
 # receiving queue does not carry (unexpected_type), or a record the index cannot use (unknown_video, unknown_pair).
 MESSAGE_REASONS: tuple[str, ...] = (

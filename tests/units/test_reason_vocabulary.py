@@ -7,8 +7,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from humanstyle.stages.decode import NOT_A_VIDEO_REASONS
-from humanstyle.stages.vocabulary import FILE_REASONS, MESSAGE_REASONS
+from humanstyle.stages.vocabulary import FILE_REASONS, MESSAGE_REASONS, NOT_A_VIDEO_REASONS
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -20,7 +19,9 @@ def literals(path: str, pattern: str) -> set[str]:
 
 
 def test_file_reasons_cover_what_watch_decode_and_index_report():
-    produced = set(NOT_A_VIDEO_REASONS) | {"decode_error"}
+    not_a_video = literals("stages/decode.py", r'NotAVideo\("([a-z_]+)"')
+    assert not_a_video <= set(NOT_A_VIDEO_REASONS), not_a_video - set(NOT_A_VIDEO_REASONS)
+    produced = not_a_video | {"decode_error"}
     produced |= literals("stages/watch.py", r'rejected = "([a-z_]+)"')
     produced |= literals("stages/index.py", r'self\.finish\(progress, "failed", "([a-z_]+)"\)')
     assert produced <= set(FILE_REASONS), produced - set(FILE_REASONS)

@@ -429,16 +429,16 @@ class WorkerSupervisor(Supervisor):
     def prepare_folders(self) -> None:
         pass  # a worker keeps no data: the head writes everything
 
-    def health(self) -> dict:
-        from humanstyle.daemon.metrics_server import registry
+    def health(self, samples: list | None = None) -> dict:
+        from humanstyle.daemon.metrics_server import process_samples
 
-        data = super().health()
+        samples = process_samples() if samples is None else samples
+        data = super().health(samples)
         connected, refused = 0.0, 0.0
-        for family in registry().collect():
-            for sample in family.samples:
-                if sample.name == "humanstyle_worker_head_connected":
-                    connected = max(connected, sample.value)
-                elif sample.name == "humanstyle_remote_refused_total":
-                    refused += sample.value
+        for sample in samples:
+            if sample.name == "humanstyle_worker_head_connected":
+                connected = max(connected, sample.value)
+            elif sample.name == "humanstyle_remote_refused_total":
+                refused += sample.value
         data["head"] = {"address": self.settings.worker.head, "connected": bool(connected), "refused": int(refused)}
         return data

@@ -532,8 +532,8 @@ class HeadSupervisor(Supervisor):
 
         metrics_server.EXTRA_COLLECTORS.append(WorkerTableCollector(settings))
 
-    def health(self) -> dict:
-        data = super().health()
+    def health(self, samples: list | None = None) -> dict:
+        data = super().health(samples)
         status = read_status(self.settings)
         data["head"] = {"listen": self.settings.head.listen, "host": socket.gethostname()}
         if status is None:

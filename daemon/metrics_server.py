@@ -12,11 +12,12 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 EXTRA_COLLECTORS: list = []
 
 
-def registry() -> CollectorRegistry:
+def registry(extra: bool = True) -> CollectorRegistry:
+    """Every process's metrics merged, with the EXTRA_COLLECTORS unless `extra` is False."""
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         reg = CollectorRegistry()
         multiprocess.MultiProcessCollector(reg)
-        for collector in EXTRA_COLLECTORS:
+        for collector in EXTRA_COLLECTORS if extra else ():
             reg.register(collector)
         return reg
     from prometheus_client import REGISTRY
@@ -24,20 +25,25 @@ def registry() -> CollectorRegistry:
     return REGISTRY
 
 
-def stage_gauges() -> tuple[dict[str, float], dict[str, int]]:
-    """Per stage, from the merged metrics: the unix time it last finished a unit of work, and how many of its
+def process_samples() -> list:
+    """The samples of every process's metrics, merged: what /healthz reads, collected once per call (merging reads
+    every process's metric file; the extra collectors' live state is not part of health)."""
+    return [sample for family in registry(extra=False).collect() for sample in family.samples]
+
+
+def stage_gauges(samples: list) -> tuple[dict[str, float], dict[str, int]]:
+    """Per stage, from the merged samples: the unix time it last finished a unit of work, and how many of its
     processes are ready."""
     last: dict[str, float] = {}
     ready: dict[str, int] = {}
-    for family in registry().collect():
-        for sample in family.samples:
-            stage = sample.labels.get("stage")
-            if not stage:
-                continue
-            if family.name == "humanstyle_stage_last_work_timestamp_seconds":
-                last[stage] = max(last.get(stage, 0.0), sample.value)
-            elif family.name == "humanstyle_stage_ready":
-                ready[stage] = ready.get(stage, 0) + int(sample.value)
+    for sample in samples:
+        stage = sample.labels.get("stage")
+        if not stage:
+            continue
+        if sample.name == "humanstyle_stage_last_work_timestamp_seconds":
+            last[stage] = max(last.get(stage, 0.0), sample.value)
+        elif sample.name == "humanstyle_stage_ready":
+            ready[stage] = ready.get(stage, 0) + int(sample.value)
     return last, ready
 
 

@@ -203,10 +203,11 @@ class Supervisor:
         log.info("stopped")
 
     # --- HTTP --------------------------------------------------------------------------------------------------
-    def health(self) -> dict:
-        from humanstyle.daemon.metrics_server import stage_gauges
+    def health(self, samples: list | None = None) -> dict:
+        """/healthz's answer; `samples`: the merged metric samples when the caller has collected them already."""
+        from humanstyle.daemon.metrics_server import process_samples, stage_gauges
 
-        last, ready = stage_gauges()
+        last, ready = stage_gauges(process_samples() if samples is None else samples)
         stages: dict[str, dict] = {}
         for child in self.children:
             alive = child.process is not None and child.process.is_alive()

@@ -8,11 +8,15 @@ RUN apt-get update && apt-get install -y --no-install-recommends libgl1 libglib2
     && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /app
-COPY pyproject.toml constraints.txt README.md ./
+COPY pyproject.toml setup.py constraints.txt README.md ./
 COPY daemon ./daemon
 COPY stages ./stages
 COPY models ./models
-RUN pip install -c constraints.txt '.[scale]'
+# gcc only for the install: it builds the pose index's C kernel (stages/_pose_kernel.c), then leaves the image.
+RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev \
+    && pip install -c constraints.txt '.[scale]' \
+    && python -c 'import humanstyle.stages._pose_kernel' \
+    && apt-get purge -y --auto-remove gcc libc6-dev && rm -rf /var/lib/apt/lists/*
 
 # Inside the container the web page and metrics must listen beyond loopback to be reachable through -p; the
 # published port is still bound to the host's loopback by the compose file unless changed there. Beyond loopback

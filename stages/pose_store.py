@@ -17,6 +17,8 @@ batch of queries reads every stored pose once: per block and query, one complex 
 orientation (plain and mirrored) plus the rows of the keypoints the query lacks. Search is exact: a float32 pass
 scores every row with the decomposition below (two threads on two halves of a large index), and the best rows
 (within a float32 margin) are re-scored with `stages.pose.score_prepared` in float64, whose values are returned.
+The float32 pass runs in C (stages/_pose_kernel.c, one read of each stored pose) when that optional extension was
+built, else in numpy (`_score_step_numpy`, the reference it is tested against); `kernel` names which.
 
 Decomposition (w: the query in one orientation, z: a stored pose, both own-centred and unit-norm; S: the keypoints
 both show, n = |S|; L: query keypoints the stored pose lacks; D: stored keypoints the query lacks):
@@ -51,6 +53,12 @@ from humanstyle.stages.pose import (
 )
 
 log = logging.getLogger(__name__)
+
+try:
+    from humanstyle.stages import _pose_kernel
+except ImportError:  # built without a C compiler: the numpy pass does the same work
+    _pose_kernel = None
+KERNELS = ("c", "numpy")
 
 FORMAT = 2
 RECORD = np.dtype([("id", "<i8"), ("mask", "<i4"), ("z", "<c8", (NUM_KEYPOINTS,))])
@@ -278,9 +286,11 @@ class _Buffers:
 class PoseIndex:
     """Persistent, append-only index of prepared poses for one (domain, view); single writer (flock)."""
 
-    def __init__(self, directory: Path, *, chunk_rows: int = 65536, durable: bool = True) -> None:
+    def __init__(self, directory: Path, *, chunk_rows: int = 65536, durable: bool = True,
+                 kernel: str | None = None) -> None:
         if chunk_rows <= 0:
             raise ValueError("chunk_rows must be positive")
+        self.kernel = choose_kernel(kernel)
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         self.durable = durable
@@ -553,6 +563,25 @@ class PoseIndex:
         return out
 
     def _score_step(self, chunk: int, start: int, stop: int, query: _Query, b: _Buffers) -> np.ndarray:
+        if self.kernel == "c":
+            return self._score_step_c(chunk, start, stop, query, b)
+        return self._score_step_numpy(chunk, start, stop, query, b)
+
+    def _score_step_c(self, chunk: int, start: int, stop: int, query: _Query, b: _Buffers) -> np.ndarray:
+        """`_score_step_numpy`'s result from the C kernel. Every array passed is C-contiguous with the dtype the
+        kernel reads, by construction: blocks (complex64 (17, block_rows)), mask ids (int32), the query's table
+        (complex64 (G, 2, 2)), coefficients (complex64 (2, 17)) and missing keypoints (int64 (2, k))."""
+        m = stop - start
+        block = self._z[chunk][start // self.block_rows]
+        mask_ids = self._mask_ids[chunk][start:stop]
+        out = b.best[:m]
+        _pose_kernel.score_block(block.ctypes.data, self.block_rows, m, mask_ids.ctypes.data,
+                                 query.table.ctypes.data, len(query.table), query.coef.ctypes.data,
+                                 query.missing.ctypes.data, query.missing.shape[1], MIN_SHARED_SPREAD,
+                                 out.ctypes.data)
+        return out
+
+    def _score_step_numpy(self, chunk: int, start: int, stop: int, query: _Query, b: _Buffers) -> np.ndarray:
         """Squared float32 scores of rows [start, stop) of a chunk, best orientation; NaN where not comparable.
 
         Per row and orientation: num = P + a zeta and score^2 = |num|^2 r / (1 - T - nu |zeta|^2), with
@@ -593,6 +622,24 @@ class PoseIndex:
                 np.less_equal(dv, MIN_SHARED_SPREAD, out=bad)
                 np.copyto(s2, np.nan, where=bad)
         return np.fmax(s2[0], s2[1], out=b.best[:m])
+
+
+def choose_kernel(kernel: str | None = None) -> str:
+    """The float32 pass to run: `kernel`, else $HUMANSTYLE_POSE_KERNEL, else "c" when it was built."""
+    kernel = kernel or os.environ.get("HUMANSTYLE_POSE_KERNEL") or ("c" if _pose_kernel is not None else "numpy")
+    if kernel not in KERNELS:
+        raise ValueError(f"pose kernel {kernel!r}: expected one of {KERNELS}")
+    if kernel == "c" and _pose_kernel is None:
+        raise ValueError("pose kernel 'c' was not built (no C compiler at install time): use 'numpy'")
+    if kernel == "numpy" and _pose_kernel is None:
+        _warn_numpy_once()
+    return kernel
+
+
+@cache
+def _warn_numpy_once() -> None:
+    log.warning("pose index: the compiled kernel was not built (no C compiler at install time); searching with "
+                "numpy, about 1.4x slower on large indexes")
 
 
 def _sum_rows_of(a: np.ndarray, rows: np.ndarray, out: np.ndarray) -> np.ndarray:

@@ -32,6 +32,11 @@ def test_the_wheel_has_one_top_level_package(wheel):
     web = Path(ROOT, "daemon", "web")
     data = [p.relative_to(web).as_posix() for p in web.rglob("*") if p.suffix in (".html", ".css", ".js", ".svg")]
     assert data and all(f"humanstyle/daemon/web/{f}" in names for f in data), data
+    # The pose index's C kernel is built into the wheel wherever it was built for this environment (a C compiler).
+    from humanstyle.stages import pose_store
+
+    kernel = [n for n in names if n.startswith("humanstyle/stages/_pose_kernel") and n.endswith(".so")]
+    assert bool(kernel) == (pose_store._pose_kernel is not None), kernel
 
 
 def test_installed_beside_python_daemon_both_import(wheel, tmp_path):

@@ -81,12 +81,22 @@ def key(pairs: list[Pair]) -> list[tuple]:
     return [(p.a_id, p.b_id, p.view, p.mirrored) for p in pairs]
 
 
+@pytest.fixture(params=pose_store.KERNELS)
+def kernel(request, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Each float32 pass of the index: the compiled one (a skip where it was not built, which CI counts as a
+    failure) and numpy's."""
+    if request.param == "c" and pose_store._pose_kernel is None:
+        pytest.skip("the C pose kernel was not built (no C compiler at install time)")
+    monkeypatch.setenv("HUMANSTYLE_POSE_KERNEL", request.param)
+    return request.param
+
+
 @pytest.mark.parametrize("seed,top_k,mutual,batched,chunk_rows", [
     (0, 1, False, False, 7), (1, 3, False, True, 7), (2, 1, True, False, 5), (3, 1, True, True, 7),
     (4, 5, False, True, 1000), (5, 2, False, False, 3),
 ])
 def test_matches_brute_force(tmp_path: Path, seed: int, top_k: int, mutual: bool, batched: bool,
-                             chunk_rows: int) -> None:
+                             chunk_rows: int, kernel: str) -> None:
     events = random_events(seed)
     params = dict(min_similarity=0.85, top_k=top_k, mutual_best=mutual)
     want = brute_force_pairs(events, **params)
@@ -171,7 +181,7 @@ def test_ranking_and_tie_break(tmp_path: Path) -> None:
     assert pairs[0].similarity == pairs[1].similarity > 0.9999 > pairs[2].similarity
 
 
-def test_chunking_does_not_change_results(tmp_path: Path) -> None:
+def test_chunking_does_not_change_results(tmp_path: Path, kernel: str) -> None:
     rng = np.random.default_rng(5)
     events = random_events(6, n=80)
     masks, z = prepare(np.stack([e[3] for e in events]))
@@ -200,6 +210,51 @@ def test_a_batch_split_by_the_table_budget_gives_the_same_results(tmp_path: Path
     assert len(set(want[0].tolist())) >= 10
     for g, w in zip(got, want, strict=True):
         np.testing.assert_array_equal(g, w)
+
+
+def test_the_compiled_pass_scores_as_numpys(tmp_path: Path) -> None:
+    """The C float32 pass against the numpy one, row by row: the same rows not comparable (NaN: coverage rule,
+    degenerate spread), the same squared scores within float32 rounding; queries lacking no keypoint included."""
+    if pose_store._pose_kernel is None:
+        pytest.skip("the C pose kernel was not built (no C compiler at install time)")
+    rng = np.random.default_rng(11)
+    events = random_events(8, n=300)
+    kp = np.stack([e[3] for e in events])
+    masks, z = prepare(kp)
+    queries = kp[rng.choice(len(events), 24, replace=False)].copy()
+    queries[:4, :, 2] = 0.9  # every keypoint shown: no missing-keypoint terms
+    queries[4:8] = np.stack([mirror(k) for k in queries[4:8]])
+    q_masks, q_z = prepare(queries)
+    compared = 0
+    with PoseIndex(tmp_path, chunk_rows=128, durable=False, kernel="c") as index:
+        index.append(np.arange(len(events), dtype=np.int64), masks, z)
+        for q in np.flatnonzero(q_masks):
+            query = pose_store._Query(int(q_masks[q]), q_z[q], index._distinct)
+            buffers = index._buffers(query.missing.shape[1])
+            for chunk in range(len(index._z)):
+                stop = min(index.chunk_rows, len(index) - chunk * index.chunk_rows)
+                for start in range(0, stop, index.block_rows):
+                    end = min(stop, start + index.block_rows)
+                    want = index._score_step_numpy(chunk, start, end, query, buffers).copy()
+                    got = index._score_step_c(chunk, start, end, query, buffers).copy()
+                    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+                    np.testing.assert_allclose(got[~np.isnan(want)], want[~np.isnan(want)], rtol=1e-4, atol=1e-6)
+                    compared += int((~np.isnan(want)).sum())
+    assert compared > 1000
+
+
+def test_the_kernel_is_chosen_by_name_environment_or_what_was_built(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("HUMANSTYLE_POSE_KERNEL", raising=False)
+    assert pose_store.choose_kernel() == ("c" if pose_store._pose_kernel is not None else "numpy")
+    monkeypatch.setenv("HUMANSTYLE_POSE_KERNEL", "numpy")
+    assert pose_store.choose_kernel() == "numpy" and pose_store.choose_kernel("numpy") == "numpy"
+    with pytest.raises(ValueError, match="expected one of"):
+        pose_store.choose_kernel("fortran")
+    monkeypatch.setattr(pose_store, "_pose_kernel", None)  # installed where no C compiler was found
+    monkeypatch.delenv("HUMANSTYLE_POSE_KERNEL")
+    assert pose_store.choose_kernel() == "numpy"
+    with pytest.raises(ValueError, match="not built"):
+        pose_store.choose_kernel("c")
 
 
 def test_persistence_across_reopen(tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ import pytest
 
 from humanstyle.stages.catalog import Catalog
 from humanstyle.stages.catalog_sql import LATEST, MIGRATIONS, CatalogError, connect, migrate
+from tests import catalog_rows
 
 VIEW = "FULL-BODY-FRONT"
 
@@ -22,9 +23,8 @@ def target(request, tmp_path):
 
 
 def patch_fields(video_id: int, frame: int, person: int = 0, domain: str = "movie", view: str = VIEW) -> dict:
-    return {"video_id": video_id, "domain": domain, "window_index": frame // 4, "frame_index": frame,
-            "person_index": person, "kind": "anchor", "timestamp": frame / 24, "box": [1, 2, 3, 4],
-            "square": [0, 0, 5, 5], "score": 0.875, "view": view, "reason": "", "keypoint_score": 0.5}
+    return catalog_rows.patch_fields(video_id, domain, frame, view, window_index=frame // 4, person_index=person,
+                                     timestamp=frame / 24, box=[1, 2, 3, 4], square=[0, 0, 5, 5], score=0.875)
 
 
 def test_videos_are_keyed_by_fingerprint_and_every_path_is_remembered(target):

@@ -19,6 +19,7 @@ from humanstyle.models.data import split_of
 from humanstyle.stages.catalog import Catalog
 from humanstyle.stages.coco import export_coco, rle_encode
 from humanstyle.stages.vocabulary import KEYPOINT_NAMES, VIEWS
+from tests.catalog_rows import add_patch
 from tests.conftest import fast_sections, write_config
 
 SIZE = 64
@@ -53,11 +54,9 @@ def test_the_coco_export_opens_in_pycocotools_and_round_trips(tmp_path, capsys):
         cv2.imwrite(str(data / rel), image)
         cv2.imwrite(str(data / rel.replace(".png", ".mask.png")), person)
         # The square is 128 frame pixels from (100, 50): the patch is half the frame's scale.
-        fields = {"video_id": video, "domain": domain, "window_index": 0, "frame_index": i, "person_index": 0,
-                  "kind": "anchor", "timestamp": i / 4, "box": [120.0, 60.0, 180.0, 170.0],
-                  "square": [100, 50, 228, 178], "score": 0.8, "view": view,
-                  "reason": "side_view" if view == "REJECTED" else "", "keypoint_score": 0.5}
-        pid, _ = cat.add_patch(fields, keypoints_for(i), rel)
+        pid = add_patch(cat, video, domain, i, view, path=rel, keypoints=keypoints_for(i), timestamp=i / 4,
+                        box=[120.0, 60.0, 180.0, 170.0], square=[100, 50, 228, 178], score=0.8,
+                        reason="side_view" if view == "REJECTED" else "")
         if view != "REJECTED":
             written[pid] = (domain, view, keypoints_for(i), person > 127)
     cat.close()

@@ -13,19 +13,16 @@ from __future__ import annotations
 import csv
 import random
 
-import numpy as np
 import pytest
 
 from humanstyle.stages.catalog import Catalog
 from humanstyle.stages.vocabulary import VIEWS
+from tests import catalog_rows
 from tests.units.test_catalog_upgrade import old_catalog
 
 
 def add_patch(cat: Catalog, video_id: int, domain: str, frame: int, view: str) -> int:
-    fields = {"video_id": video_id, "domain": domain, "window_index": 0, "frame_index": frame, "person_index": 0,
-              "kind": "anchor", "timestamp": frame / 10, "box": [0, 0, 1, 1], "square": [0, 0, 1, 1],
-              "score": 0.9, "view": view, "reason": "", "keypoint_score": 0.5}
-    return cat.add_patch(fields, np.zeros((17, 3), np.float32), f"patches/{domain}/{view}/{frame}.png")[0]
+    return catalog_rows.add_patch(cat, video_id, domain, frame, view, timestamp=frame / 10)
 
 
 @pytest.fixture

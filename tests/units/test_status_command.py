@@ -3,11 +3,10 @@ pairs a person judged on the web page) with its total and one line per group, ex
 
 from __future__ import annotations
 
-import numpy as np
-
 from humanstyle.daemon import config
 from humanstyle.daemon.cli import main
 from humanstyle.stages.catalog import Catalog
+from tests.catalog_rows import add_patch
 from tests.conftest import fast_sections, write_config
 
 EXPECTED = """\
@@ -35,13 +34,6 @@ curated: 2
 """
 
 
-def add_patch(cat: Catalog, video_id: int, domain: str, frame: int, view: str, reason: str = "") -> int:
-    fields = {"video_id": video_id, "domain": domain, "window_index": 0, "frame_index": frame, "person_index": 0,
-              "kind": "anchor", "timestamp": 0.0, "box": [0, 0, 1, 1], "square": [0, 0, 1, 1], "score": 0.9,
-              "view": view, "reason": reason, "keypoint_score": 0.5}
-    return cat.add_patch(fields, np.zeros((17, 3), np.float32), f"patches/{domain}/{view}/{frame}.png")[0]
-
-
 def test_status_prints_every_section_with_exact_counts(tmp_path, capsys):
     settings = config.load(write_config(tmp_path, fast_sections(tmp_path)))
     settings.paths.data_dir.mkdir(parents=True)
@@ -52,12 +44,12 @@ def test_status_prints_every_section_with_exact_counts(tmp_path, capsys):
     cat.set_video_status(movie.id, "done")
     cat.set_video_status(game.id, "partial", "truncated")
     m1, m2 = (add_patch(cat, movie.id, "movie", f, "FULL-BODY-FRONT") for f in (1, 2))
-    add_patch(cat, movie.id, "movie", 3, "REJECTED", "no_head")
-    add_patch(cat, movie.id, "movie", 4, "REJECTED", "side_view")
-    add_patch(cat, movie.id, "movie", 5, "REJECTED", "side_view")
+    add_patch(cat, movie.id, "movie", 3, "REJECTED", reason="no_head")
+    add_patch(cat, movie.id, "movie", 4, "REJECTED", reason="side_view")
+    add_patch(cat, movie.id, "movie", 5, "REJECTED", reason="side_view")
     g1 = add_patch(cat, game.id, "game", 1, "FULL-BODY-FRONT")
     g2 = add_patch(cat, game.id, "game", 2, "HEAD-AND-SHOULDER-BACK")
-    add_patch(cat, game.id, "game", 3, "REJECTED", "no_head")
+    add_patch(cat, game.id, "game", 3, "REJECTED", reason="no_head")
     m3 = add_patch(cat, movie.id, "movie", 6, "HEAD-AND-SHOULDER-BACK")
     for a, b, view in ((m1, g1, "FULL-BODY-FRONT"), (m2, g1, "FULL-BODY-FRONT"), (m3, g2, "HEAD-AND-SHOULDER-BACK")):
         assert cat.add_pair(a, b, view, 0.5)

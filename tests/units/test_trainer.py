@@ -23,6 +23,7 @@ from humanstyle.stages.catalog import Catalog
 from humanstyle.stages.records import PairsAppended
 from humanstyle.stages.storage import Storage
 from humanstyle.stages.train import Trainer, load_training_data
+from tests.catalog_rows import add_patch
 from tests.conftest import fast_sections, write_config
 from tests.harness import run_stage
 
@@ -48,10 +49,7 @@ def add_patches(settings: config.Settings, domain: str, n: int, start: int, seed
         image = rng.integers(0, 255, (48, 48, 3), dtype=np.uint8)
         (settings.paths.data_dir / rel).parent.mkdir(parents=True, exist_ok=True)
         cv2.imwrite(str(settings.paths.data_dir / rel), image)
-        fields = {"video_id": video.id, "domain": domain, "window_index": 0, "frame_index": i, "person_index": 0,
-                  "kind": "anchor", "timestamp": 0.0, "box": [0, 0, 1, 1], "square": [0, 0, 1, 1], "score": 0.9,
-                  "view": "FULL-BODY-FRONT", "reason": "", "keypoint_score": 0.9}
-        ids.append(cat.add_patch(fields, np.zeros((17, 3), np.float32), rel)[0])
+        ids.append(add_patch(cat, video.id, domain, i, path=rel, keypoint_score=0.9))
     cat.close()
     return ids
 

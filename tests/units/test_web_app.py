@@ -21,6 +21,7 @@ from humanstyle.daemon import config
 from humanstyle.daemon.web.app import create_app
 from humanstyle.stages.catalog import Catalog
 from humanstyle.stages.train_state import append_validation, write_state
+from tests.catalog_rows import add_patch
 from tests.conftest import fast_sections, write_config
 
 HOST = {"Host": "127.0.0.1:9108"}
@@ -65,10 +66,7 @@ def site(tmp_path):
             (movie.id, "movie", "FULL-BODY-FRONT", ""), (game.id, "game", "FULL-BODY-FRONT", ""),
             (movie.id, "movie", "FULL-BODY-FRONT", ""), (movie.id, "movie", "REJECTED", "side_view")]):
         rel = write_patch(data, f"patches/{domain}/{view}/p{i}.png", 40 * i)
-        fields = {"video_id": video, "domain": domain, "window_index": 0, "frame_index": i, "person_index": 0,
-                  "kind": "anchor", "timestamp": 61.25, "box": [0, 0, 1, 1], "square": [0, 0, 1, 1], "score": 0.9,
-                  "view": view, "reason": reason, "keypoint_score": 0.5}
-        ids.append(cat.add_patch(fields, np.zeros((17, 3), np.float32), rel)[0])
+        ids.append(add_patch(cat, video, domain, i, view, path=rel, reason=reason, timestamp=61.25))
     cat.add_pair(ids[0], ids[1], "FULL-BODY-FRONT", 0.9912, mirrored=True)
     cat.add_pair(ids[2], ids[1], "FULL-BODY-FRONT", 0.9934, mirrored=False)
     cat.close()

@@ -130,18 +130,13 @@ def result_bytes(windows: list) -> dict[str, float]:
 
 # --- 2. the daemons -------------------------------------------------------------------------------------------------
 def job_sections(mode: dict[str, Any], folder: Path) -> dict[str, dict]:
-    base = {
-        "paths": {"watch_dir": "watch", "data_dir": "data", "runtime_dir": str(folder / "run")},
-        "watch": {"stable_s": 0.3, "poll_interval_s": 0.2},
-        "detect": {"weights": "none", "score_threshold": 0.0, "min_box_side": 1, "max_persons": mode["max_persons"],
-                   "patch_size": mode["patch_size"], "device": mode["device"]},
-        "classify": {"weights": "none", "min_person_overlap": 0.0, "device": mode["device"]},
-        "train": {"enabled": False},
-        "metrics": {"listen": f"127.0.0.1:{free_port()}"},
-    }
-    for section, values in mode["settings"].items():
-        base.setdefault(section, {}).update(values)
-    return base
+    """bench/ingest.py's daemon on the mode's device, every detection kept, the config's burst and margin."""
+    from humanstyle.stages.settings import DecodeSettings, DetectSettings
+
+    job = {"burst_frames": DecodeSettings().burst_frames, "score_threshold": 0.0, "max_persons": mode["max_persons"],
+           "min_box_side": 1, "patch_size": mode["patch_size"], "margin": DetectSettings().margin}
+    extra = {stage: {"device": mode["device"], **mode["settings"].get(stage, {})} for stage in ("detect", "classify")}
+    return bench_ingest.daemon_sections(folder, job, {**mode["settings"], **extra})
 
 
 def free_port() -> int:

@@ -80,16 +80,18 @@ def load_training_data(catalog: Catalog, storage: Storage, domains: tuple[str, s
              for row in catalog.pairs(upto=pair_upto)]
     patches = {d: [(path, split_of(f"{d}:{patch_id}", val_fraction, test_fraction))
                    for patch_id, path, _view in catalog.patch_paths(d, upto=patch_upto)] for d in domains}
-    used = {name for row, split in pairs if split != "test" for name in (row["a_path"], row["b_path"])}
-    used |= {path for d in domains for path, split in patches[d] if split != "test"}
-    storage.fetch(sorted(used))
-    local = storage.local_path
+    named = [(name, split) for row, split in pairs for name in (row["a_path"], row["b_path"])]
+    named += [(path, split) for d in domains for path, split in patches[d]]
+    used = sorted({name for name, split in named if split != "test"})
+    # Each name's local path once: a patch's file is named by its pairs and by its side (a name check costs ~10 us).
+    local = dict(zip(used, storage.fetch(used), strict=True))
+    local.update((name, storage.local_path(name)) for name in {name for name, _ in named} - local.keys())
     data = TrainingData()
     for row, split in pairs:
-        data.pairs[split].append(PairPaths(local(row["a_path"]), local(row["b_path"]), flip_b=bool(row["mirrored"])))
+        data.pairs[split].append(PairPaths(local[row["a_path"]], local[row["b_path"]], flip_b=bool(row["mirrored"])))
     for domain, side in zip(domains, (data.side_a, data.side_b), strict=True):
         for path, split in patches[domain]:
-            side[split].append(local(path))
+            side[split].append(local[path])
     return data
 
 

@@ -32,10 +32,10 @@ class StorageError(OSError):
 
 
 def _check_name(name: str) -> str:
-    parts = PurePosixPath(name).parts
-    if not parts or PurePosixPath(name).is_absolute() or ".." in parts:
+    path = PurePosixPath(name)  # parsed once: every local path of a training refresh comes through here
+    if not path.parts or path.is_absolute() or ".." in path.parts:
         raise StorageError(f"{name!r} is not a relative name inside the storage")
-    return str(PurePosixPath(*parts))
+    return str(path)
 
 
 class Storage:

@@ -36,13 +36,7 @@ def cmd_train(settings: Settings, args: argparse.Namespace) -> int:
 
     group = init_group(settings.train.device, settings.train.ddp_timeout_s)
     try:
-        code = _train(settings, args, group)
-        # Every process reaches here once process 0 has saved; they leave the group together. A process that
-        # destroyed its group while the other still had gloo work in flight was seen to abort that one (SIGABRT,
-        # "terminate called without an active exception") on a loaded CI machine. Not after an error: a barrier
-        # there could wait for a process that is gone.
-        group.barrier()
-        return code
+        return _train(settings, args, group)  # its trainer, and with it every net holding the group, is gone
     finally:
         group.close()
 

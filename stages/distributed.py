@@ -12,17 +12,27 @@ never a pickled object.
 
 `agree(digest)` checks that every process built the same dataset from the same watermark; when one could not read
 it (a restarting catalog server) every process keeps the data it had.
+
+Leaving the group frees it for real (`Group.close`): a gloo worker thread takes the GIL to drop the tensors of each
+collective it finished, and when that happens while the interpreter is shutting down, Python ends the thread inside
+a C++ destructor and the process aborts (SIGABRT, "terminate called without an active exception"), after a run
+that otherwise succeeded. Freeing the group joins those threads first; it needs every DistributedDataParallel net
+(each holds the group) dropped before `close`, and torch.distributed.nn imported before the group exists (its
+functions take the default group as a default argument, which would hold it for the life of the process).
 """
 
 from __future__ import annotations
 
 import datetime
+import gc
 import logging
 import os
+import weakref
 from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+import torch.distributed.nn.functional  # noqa: F401  imported before any group exists: see the docstring above
 
 from humanstyle.stages.settings import StageFatal
 
@@ -93,8 +103,15 @@ class Group:
             dist.barrier()
 
     def close(self) -> None:
-        if self.parallel and dist.is_initialized():
-            dist.destroy_process_group()
+        """Leave and free the process group (see the module's docstring); its holders must be dropped first."""
+        if not (self.parallel and dist.is_initialized()):
+            return
+        gc.collect()  # dropped DDP wrappers may sit in reference cycles, still holding the group
+        group = weakref.ref(dist.group.WORLD)
+        dist.destroy_process_group()
+        if group() is not None:
+            log.warning("training process %d: the process group is still held after leaving it (a data-parallel "
+                        "net not dropped?); its threads may abort this process at exit", self.rank)
 
 
 def init_group(configured_device: str, timeout_s: float) -> Group:

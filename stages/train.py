@@ -649,4 +649,6 @@ class TrainHandler:
                 from humanstyle.stages.train_ranks import stop_followers
 
                 stop_followers(self.followers)
-            self.trainer.group.close()
+            group = self.trainer.group
+            del self.trainer, self.loop  # their data-parallel nets hold the group, which close frees
+            group.close()

@@ -83,13 +83,20 @@ def follower_main(settings: PipelineSettings, rank: int, world: int, port: int, 
                         format=f"%(asctime)s %(levelname)-7s [train-rank{rank}] %(name)s: %(message)s")
     import torch
 
-    from humanstyle.stages.train import RankLoop, Trainer
-
     t = settings.train
     group = init_group(t.device, t.ddp_timeout_s)
     if group.device == "cpu":
         torch.set_num_threads(t.threads)
         os.nice(t.nice)
+    try:
+        _follow(settings, group)  # its trainer, and with it every net holding the group, is gone on return
+    finally:
+        group.close()
+
+
+def _follow(settings: PipelineSettings, group: Group) -> None:
+    from humanstyle.stages.train import RankLoop, Trainer
+
     trainer = Trainer(settings, group.device, group=group)
     trainer.resume()
     loop = RankLoop(trainer, settings)
@@ -97,4 +104,3 @@ def follower_main(settings: PipelineSettings, rank: int, world: int, port: int, 
         loop.follow()
     finally:
         loop.close()
-        group.close()

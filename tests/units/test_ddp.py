@@ -93,14 +93,26 @@ def rank_worker(rank: int, world: int, port: int, folder: str, data: str, out: s
                 writes.append(str(args[0]))
 
     sys.addaudithook(audit)
-    from humanstyle.models.parallel import data_parallel
-    from humanstyle.models.pix2pix import Pix2Pix, Pix2PixSettings
-    from humanstyle.stages import counters
-    from humanstyle.stages.distributed import Plan, init_group
-    from humanstyle.stages.train import RankLoop
+    from humanstyle.stages.distributed import init_group
 
     settings = config.load(Path(folder) / "config.toml")
     group = init_group("cpu", 120)
+    record = train_as(group, settings)  # returns with its trainer and nets gone: closing frees the group
+    record["writes"] = sorted(set(writes))
+    group.close()
+    record["gloo_threads_left"] = sum(1 for t in Path("/proc/self/task").iterdir()
+                                      if (t / "comm").read_text().strip() == "pt_gloo_runloop")
+    Path(out, f"rank{rank}.json").write_text(json.dumps(record))
+
+
+def train_as(group, settings: config.Settings) -> dict:
+    from humanstyle.models.parallel import data_parallel
+    from humanstyle.models.pix2pix import Pix2Pix, Pix2PixSettings
+    from humanstyle.stages import counters
+    from humanstyle.stages.distributed import Plan
+    from humanstyle.stages.train import RankLoop
+
+    rank = group.rank
     trainer = Trainer(settings, group.device, group=group)
     resumed = trainer.resume()
     deterministic(trainer)
@@ -148,10 +160,8 @@ def rank_worker(rank: int, world: int, port: int, folder: str, data: str, out: s
         a, b = (torch.rand(2, 3, 32, 32, generator=gen) * 2 - 1 for _ in range(2))
         bn.train_step(a, b)
     record["batchnorm"] = weights_digest([bn.G, bn.D])
-    record["writes"] = sorted(set(writes))
     loop.close()
-    group.close()
-    Path(out, f"rank{rank}.json").write_text(json.dumps(record))
+    return record
 
 
 @pytest.fixture(scope="module")
@@ -253,6 +263,12 @@ def test_a_two_process_checkpoint_resumes_in_one_process(ddp_run):
     for name in one.names:
         assert one.model(name).step == RESUMED_AT + STEPS
         assert weights_digest(nets_of(one, name)) == ddp_run["ranks"][0]["final"][name]
+
+
+def test_leaving_the_group_joins_its_worker_threads(ddp_run):
+    # One still running at exit may take the GIL while the interpreter shuts down and abort a finished run
+    # (stages/distributed.py); left unjoined, that happened in about 1 of 8 two-process runs on a loaded machine.
+    assert [r["gloo_threads_left"] for r in ddp_run["ranks"]] == [0, 0]
 
 
 def test_a_batchnorm_discriminator_keeps_every_process_identical(ddp_run):

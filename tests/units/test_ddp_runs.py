@@ -108,6 +108,7 @@ def test_pairs_arriving_mid_run_reach_both_processes_at_the_same_step(tmp_path):
         ctx.term()
     text = log.read_text()
     assert "Traceback" not in text, text[-3000:]
+    assert "still held" not in text, text[-3000:]  # each process freed its group (stages/distributed.py)
     state = load_checkpoint(s.paths.data_dir / "train" / "checkpoints" / "latest.pt")
     assert all(state["models"][n]["step"] > before[n] for n in before), "training stopped at the reload"
     assert text.count("resumed from") == 0 and "training process 1 of 2" in text
@@ -124,6 +125,7 @@ def test_humanstyle_train_under_torchrun(tmp_path):
     text = log.read_text(errors="replace")
     assert proc.returncode == 0, text[-3000:]
     assert "for 3 steps each on 2 process(es)" in text
+    assert "still held" not in text, text[-3000:]
     assert {(p, w, n) for p, w, n, _ in loads(log)} == {(0, 8, 8), (1, 8, 8)}
     state = load_checkpoint(s.paths.data_dir / "train" / "checkpoints" / "latest.pt")
     assert {m["step"] for m in state["models"].values()} == {3}

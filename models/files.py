@@ -9,6 +9,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
+TEMP_SUFFIX = ".tmp"  # atomic_write's temporary files: ".<target name>.<random>.tmp" beside the target
+
 
 def fsync_dir(directory: str | os.PathLike[str]) -> None:
     """Make a rename in `directory` durable."""
@@ -24,7 +26,7 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[BinaryIO], objec
     are fsynced (for files a crash must not lose, such as checkpoints and commit markers)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_SUFFIX)
     try:
         with os.fdopen(fd, "wb") as fh:
             write(fh)
@@ -41,3 +43,16 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[BinaryIO], objec
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, durable: bool = True) -> None:
     atomic_write(path, lambda fh: fh.write(data), durable)
+
+
+def remove_interrupted_writes(folder: str | os.PathLike[str]) -> int:
+    """Delete the temporary files that atomic writes under `folder` left behind when their process was killed
+    before the rename; returns how many. Only for a folder whose one writer is not writing at the time (its start):
+    another writer's temporary file may be one it is still filling."""
+    removed = 0
+    for root, _, names in os.walk(folder):
+        for name in names:
+            if name.startswith(".") and name.endswith(TEMP_SUFFIX):
+                Path(root, name).unlink(missing_ok=True)
+                removed += 1
+    return removed

@@ -2,9 +2,9 @@
 
 Order per patch, so that a crash at any point replays cleanly: image file (atomic) -> patch row (indexed = 0) ->
 pairs proposed from the index and inserted (unique) -> patch committed to the pairing index -> row indexed = 1.
-A patch found with indexed = 0 at start is replayed; pairs.csv is rewritten from the catalog at start (and after a
-person marks pairs bad or good on the web page: it lists the pairs not marked bad), then appended to as pairs are
-found.
+A patch found with indexed = 0 at start is replayed, and the temporary file of an image write that was cut short is
+deleted; pairs.csv is rewritten from the catalog at start (and after a person marks pairs bad or good on the web
+page: it lists the pairs not marked bad), then appended to as pairs are found.
 
 A pose index of an older on-disk format is deleted at start and rebuilt from the catalog's keypoints: the patches
 already indexed are re-added without proposing pairs again (their pairs are in the catalog already), then the
@@ -77,6 +77,11 @@ class ResultWriter:
                 "mirrored"]
 
     def recover(self) -> None:
+        # A patch file whose write was cut short (a killed index) is written again under its own name when its
+        # window is replayed; only the temporary file of the cut write would stay behind, owned by nobody.
+        removed = self.storage.remove_interrupted_writes("patches")
+        if removed:
+            log.warning("index: removed %d patch file(s) left half-written by an interrupted run", removed)
         if self._rebuild:
             self._rebuild_index()
         for row in self.catalog.unindexed_patches():

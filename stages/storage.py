@@ -20,7 +20,7 @@ import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path, PurePosixPath
 
-from humanstyle.models.files import atomic_write_bytes
+from humanstyle.models.files import atomic_write_bytes, remove_interrupted_writes
 from humanstyle.stages.settings import PipelineSettings
 
 log = logging.getLogger("humanstyle.storage")
@@ -83,6 +83,11 @@ class Storage:
             atomic_write_bytes(self.local_path(name), data, durable)
         else:
             self.fs.pipe_file(self._remote(name), data)
+
+    def remove_interrupted_writes(self, folder: str) -> int:
+        """Delete what `write_bytes` calls under `folder` left half-written when their process was killed (local
+        files; a remote PUT leaves nothing); returns how many. For the folder's one writer, at its start."""
+        return remove_interrupted_writes(self.local_path(folder)) if self.is_local else 0
 
     def publish(self, name: str) -> None:
         """Make the local file of `name` (written at `local_path(name)`) visible in the storage."""

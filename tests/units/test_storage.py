@@ -3,12 +3,20 @@ folder: where names land, what is cached and when it is fetched again, names tha
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import time
 import uuid
+from pathlib import Path
 
 import fsspec
 import pytest
 
+from humanstyle.daemon import config
+from humanstyle.stages.catalog import Catalog
+from humanstyle.stages.results import ResultWriter
 from humanstyle.stages.storage import Storage, StorageError
+from tests.conftest import fast_sections, write_config
 
 
 @pytest.fixture
@@ -61,3 +69,41 @@ def test_names_cannot_leave_the_storage(remote, name):
         s.local_path(name)
     with pytest.raises(StorageError):
         s.write_bytes(name, b"x")
+
+
+def killed_mid_write(target: Path) -> Path:
+    """Kill (SIGKILL) a process in the middle of an atomic write of `target`; the temporary file it leaves."""
+    code = ("import sys, time\nfrom humanstyle.models.files import atomic_write\n"
+            "atomic_write(sys.argv[1], lambda fh: (fh.write(b'half a png'), fh.flush(), time.sleep(120)))")
+    proc = subprocess.Popen([sys.executable, "-c", code, str(target)])
+    try:
+        deadline = time.monotonic() + 60
+        while not (left := list(target.parent.glob(f".{target.name}.*"))):
+            assert proc.poll() is None and time.monotonic() < deadline, "the write never started"
+            time.sleep(0.05)
+    finally:
+        proc.kill()
+        proc.wait()
+    return left[0]
+
+
+def test_the_index_start_deletes_what_a_killed_write_left_and_nothing_else(tmp_path):
+    settings = config.load(write_config(tmp_path, fast_sections(tmp_path)))
+    folder = settings.paths.data_dir / "patches" / "movie" / "FULL-BODY-FRONT"
+    storage = Storage("", settings.paths.data_dir)
+    storage.write_bytes("patches/movie/FULL-BODY-FRONT/v000001_f0000001_p00.png", b"png")
+    left = killed_mid_write(folder / "v000001_f0000002_p00.png")
+    catalog = Catalog(settings.paths.catalog)
+    writer = ResultWriter(settings, catalog)
+    writer.recover()
+    writer.pairing.close()
+    catalog.close()
+    assert not left.exists()
+    assert sorted(p.name for p in folder.iterdir()) == ["v000001_f0000001_p00.png"]
+    assert storage.remove_interrupted_writes("patches") == 0
+
+
+def test_a_remote_storage_has_no_interrupted_writes_to_delete(remote, tmp_path):
+    s, _ = remote
+    left = killed_mid_write(tmp_path / "cache" / "patches" / "a.png")  # the cache is the fetcher's, not the writer's
+    assert s.remove_interrupted_writes("patches") == 0 and left.exists()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
@@ -45,14 +46,23 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, durable: bool 
     atomic_write(path, lambda fh: fh.write(data), durable)
 
 
-def remove_interrupted_writes(folder: str | os.PathLike[str]) -> int:
+def remove_interrupted_writes(folder: str | os.PathLike[str], unchanged_for_s: float = 0.0) -> int:
     """Delete the temporary files that atomic writes under `folder` left behind when their process was killed
-    before the rename; returns how many. Only for a folder whose one writer is not writing at the time (its start):
-    another writer's temporary file may be one it is still filling."""
+    before the rename; returns how many. With `unchanged_for_s` 0, only for a folder whose one writer is not
+    writing at the time (its start): a temporary file may be one being filled. Otherwise only files not written to
+    for that long go, which a live write (it keeps writing until its rename) never is."""
     removed = 0
+    cutoff = time.time() - unchanged_for_s
     for root, _, names in os.walk(folder):
         for name in names:
-            if name.startswith(".") and name.endswith(TEMP_SUFFIX):
-                Path(root, name).unlink(missing_ok=True)
-                removed += 1
+            if not (name.startswith(".") and name.endswith(TEMP_SUFFIX)):
+                continue
+            path = Path(root, name)
+            try:
+                if unchanged_for_s and path.stat().st_mtime > cutoff:
+                    continue
+                path.unlink()
+            except FileNotFoundError:  # renamed or deleted meanwhile
+                continue
+            removed += 1
     return removed

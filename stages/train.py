@@ -41,6 +41,7 @@ import torch
 from humanstyle.models.checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
 from humanstyle.models.cyclegan import CycleGAN, CycleGANSettings
 from humanstyle.models.data import SPLITS, PairedDataset, PairPaths, UnpairedDataset, split_of, write_sample_grid
+from humanstyle.models.files import remove_interrupted_writes
 from humanstyle.models.parallel import data_parallel
 from humanstyle.models.pix2pix import Pix2Pix, Pix2PixSettings
 from humanstyle.stages import counters
@@ -56,6 +57,7 @@ log = logging.getLogger("humanstyle.train")
 VAL_BATCH = 16
 PROGRESS_EVERY_S = 60.0  # at most one progress line per model per minute
 STATE_EVERY_S = 5.0  # state.json for the web page
+ABANDONED_WRITE_S = 600.0  # a checkpoint being saved is written to many times a second, for seconds
 
 
 @dataclass
@@ -406,6 +408,11 @@ class Trainer:
             return self.latest
         save_checkpoint(self.latest, self.state_dict())
         self.storage.publish(self.LATEST)
+        # A trainer killed while saving leaves a checkpoint-sized temporary file. Another trainer may be saving into
+        # the same folder now (`humanstyle train` beside the daemon), so only files nobody wrote to for a while go.
+        removed = remove_interrupted_writes(self.latest.parent, unchanged_for_s=ABANDONED_WRITE_S)
+        if removed:
+            log.warning("removed %d checkpoint file(s) left half-written by an interrupted save", removed)
         for name in self.names:
             counters.CHECKPOINTS.labels(name).inc()
         if self._tb is not None:

@@ -3,6 +3,7 @@ events while running, and the train/translate commands."""
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 import uuid
@@ -93,6 +94,21 @@ def test_refresh_train_sample_checkpoint(tmp_path):
     assert trainer.save().exists()
     if d.pairs["val"]:
         assert (s.paths.data_dir / "train" / "checkpoints" / "best-pix2pix-movie2game.pt").exists()
+
+
+def test_a_save_deletes_what_an_interrupted_save_left_but_not_a_save_under_way(tmp_path):
+    s = make_settings(tmp_path)
+    folder = s.paths.data_dir / "train" / "checkpoints"
+    folder.mkdir(parents=True)
+    abandoned, live = folder / ".latest.pt.k1lled00.tmp", folder / ".latest.pt.wr1t1ng0.tmp"
+    for path in (abandoned, live):
+        path.write_bytes(b"half a checkpoint")
+    an_hour_ago = time.time() - 3600
+    os.utime(abandoned, (an_hour_ago, an_hour_ago))
+    trainer = Trainer(s, "cpu")
+    trainer.save()
+    trainer.close()
+    assert sorted(p.name for p in folder.iterdir()) == [live.name, "latest.pt"]
 
 
 def test_mirrored_pairs_train_on_the_flipped_game_image(tmp_path):

@@ -16,7 +16,6 @@ For each, how often it is the patch's own person, and how often choosing wrongly
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -26,6 +25,7 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
+from bench.views import dev_set_parser, write_report  # noqa: E402
 from humanstyle.daemon.config import ClassifySettings  # noqa: E402
 from humanstyle.models.detection import box_iou, choose_person  # noqa: E402
 from humanstyle.stages.classify import classify_keypoints  # noqa: E402
@@ -43,10 +43,7 @@ def area_inside(box: np.ndarray, size: tuple[int, int]) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--cases", type=Path, default=ROOT / "tests/data/views/cases.json")
-    ap.add_argument("--out", type=Path, default=ROOT / "bench/results/own_person.json")
-    args = ap.parse_args(argv)
+    args = dev_set_parser(__doc__, "own_person.json").parse_args(argv)
     min_overlap = ClassifySettings().min_person_overlap
     cases = [c for c in json.loads(args.cases.read_text())["cases"]
              if c["keypoints_from"] == "annotation" and c["others"] and c["keypoints"] is not None]
@@ -91,9 +88,7 @@ def main(argv: list[str] | None = None) -> int:
         counts["neighbour_iou_max"] = round(float(np.max(worst)), 3)
         print(f"largest neighbour IoU with the cut box: median {counts['neighbour_iou_median']}, "
               f"max {counts['neighbour_iou_max']}")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"min_overlap": min_overlap, "score_stand_in": "most keypoints inside the patch",
-                                    **counts}, indent=1) + "\n")
+    write_report(args.out, {"min_overlap": min_overlap, "score_stand_in": "most keypoints inside the patch", **counts})
     return 0
 
 

@@ -88,10 +88,22 @@ def print_report(name: str, result: dict) -> None:
         print("views lost to rejection: " + ", ".join(f"{k} {v}" for k, v in result["losses_by_reason"].items()))
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def dev_set_parser(doc: str, result: str) -> argparse.ArgumentParser:
+    """The arguments every script scoring the view dev set takes: the cases and where its JSON goes."""
+    ap = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     ap.add_argument("--cases", type=Path, default=ROOT / "tests/data/views/cases.json")
-    ap.add_argument("--out", type=Path, default=ROOT / "bench/results/views.json")
+    ap.add_argument("--out", type=Path, default=ROOT / "bench/results" / result)
+    return ap
+
+
+def write_report(out: Path, report: dict) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=1) + "\n")
+    print(f"\nwrote {out}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = dev_set_parser(__doc__, "views.json")
     ap.add_argument("--min-confidence", type=float, default=ClassifySettings().min_keypoint_confidence)
     args = ap.parse_args(argv)
     cases = json.loads(args.cases.read_text())["cases"]
@@ -108,9 +120,7 @@ def main(argv: list[str] | None = None) -> int:
         result = score([cases[i] for i in idx], [predictions[i] for i in idx])
         report["by_keypoint_source"][source] = result
         print_report(f"keypoints from {source}", result)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=1) + "\n")
-    print(f"\nwrote {args.out}")
+    write_report(args.out, report)
     return 0
 
 

@@ -11,7 +11,6 @@ rules' own figures are on the same patches: wrong orientation among the patches 
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import zlib
@@ -22,7 +21,7 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
-from bench.views import predict  # noqa: E402
+from bench.views import dev_set_parser, predict, write_report  # noqa: E402
 from humanstyle.daemon.config import ClassifySettings  # noqa: E402
 from humanstyle.stages.classify import REJECTED  # noqa: E402
 
@@ -66,10 +65,7 @@ def fit(x: np.ndarray, y: np.ndarray, l2: float = 1e-2, steps: int = 3000, rate:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--cases", type=Path, default=ROOT / "tests/data/views/cases.json")
-    ap.add_argument("--out", type=Path, default=ROOT / "bench/results/views_learned.json")
-    args = ap.parse_args(argv)
+    args = dev_set_parser(__doc__, "views_learned.json").parse_args(argv)
     min_confidence = ClassifySettings().min_keypoint_confidence
     cases = [c for c in json.loads(args.cases.read_text())["cases"]
              if c["label"] != REJECTED and c["keypoints"] is not None]
@@ -104,9 +100,7 @@ def main(argv: list[str] | None = None) -> int:
         report["learned"].append(row)
         print(f"{f'learned, abstain within {margin:.2f}':<32}{row['decided']:>8}{wrong:>7}"
               f"{100 * wrong / max(row['decided'], 1):>9.2f}{row['back_recall']:>10.3f}{row['front_recall']:>10.3f}")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=1) + "\n")
-    print(f"wrote {args.out}")
+    write_report(args.out, report)
     return 0
 
 

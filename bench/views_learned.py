@@ -90,9 +90,9 @@ def main(argv: list[str] | None = None) -> int:
     r = report["rules"]
     print(f"{'rules (kept patches)':<32}{r['decided']:>8}{r['wrong']:>7}{100 * r['wrong'] / r['decided']:>9.2f}"
           f"{r['back_recall']:>10.3f}{r['front_recall']:>10.3f}")
+    called_back = p_back >= 0.5
     for margin in MARGINS:
         decided = np.abs(p_back - 0.5) >= margin
-        called_back = p_back >= 0.5
         wrong = int((decided & (called_back != back)).sum())
         row = {"abstain_margin": margin, "decided": int(decided.sum()), "wrong": wrong,
                "back_recall": float((decided & called_back & back).sum() / back.sum()),

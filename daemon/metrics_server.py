@@ -2,21 +2,51 @@
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 from collections.abc import Callable
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest, multiprocess
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
 
 # Collectors of live state kept outside the metric files, read at each scrape (the head's worker table).
 EXTRA_COLLECTORS: list = []
 
 
+class MetricFiles:
+    """prometheus_client's multiprocess merge, less the files a process has created but not yet sized.
+
+    A process creates its metric file and sizes it a moment later; read in between, the empty file raises
+    struct.error in prometheus_client and takes the whole scrape with it (HTTP 500 on /metrics and /healthz while
+    stages start; for good if a process is killed in that window; prometheus/client_python#1199, open). An empty
+    file holds no sample, so leaving it out loses nothing."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def collect(self):
+        for attempt in range(3):
+            files = [f for f in glob.glob(os.path.join(self.path, "*.db")) if _sized(f)]
+            try:
+                return MultiProcessCollector.merge(files, accumulate=True)
+            except FileNotFoundError:  # a dead process's file removed between listing and reading: list again
+                if attempt == 2:
+                    raise
+
+
+def _sized(path: str) -> bool:
+    try:
+        return os.stat(path).st_size > 0
+    except FileNotFoundError:
+        return False
+
+
 def registry(extra: bool = True) -> CollectorRegistry:
     """Every process's metrics merged, with the EXTRA_COLLECTORS unless `extra` is False."""
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    if path := os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         reg = CollectorRegistry()
-        multiprocess.MultiProcessCollector(reg)
+        reg.register(MetricFiles(path))
         for collector in EXTRA_COLLECTORS if extra else ():
             reg.register(collector)
         return reg

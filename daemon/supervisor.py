@@ -210,12 +210,13 @@ class Supervisor:
         last, ready = stage_gauges(process_samples() if samples is None else samples)
         stages: dict[str, dict] = {}
         for child in self.children:
-            alive = child.process is not None and child.process.is_alive()
+            process = child.process  # once: the main thread sets it to None when it reaps the process
+            alive = process is not None and process.is_alive()
             info = stages.setdefault(child.stage, {"processes": 0, "alive": 0, "ready": ready.get(child.stage, 0),
                                                    "restarting": 0, "pids": []})
             info["processes"] += 1
             if alive:
-                info["pids"].append(child.process.pid)
+                info["pids"].append(process.pid)
             info["alive"] += int(alive)
             info["restarting"] += int(child.restart_at is not None)
             if child.stage in last:

@@ -53,7 +53,12 @@ class Daemon:
             with urllib.request.urlopen(self.url("/healthz"), timeout=5) as resp:
                 code, data = resp.status, json.load(resp)
         except urllib.error.HTTPError as exc:
-            code, data = exc.code, json.load(exc)
+            code, body = exc.code, exc.read()
+            try:
+                data = json.loads(body)
+            except ValueError:  # an exception in the handler: its traceback is in the daemon's log
+                raise AssertionError(f"/healthz answered HTTP {code} without JSON: {body[:200]!r}\n"
+                                     + self.log_text()[-6000:]) from None
         except OSError:
             return None
         expected = {"ok": 200, "degraded": 503}.get(data.get("status"))

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import faulthandler
 import importlib
 import logging
 import os
+import signal
 import sys
 
 from humanstyle.daemon.config import Settings
@@ -17,7 +19,6 @@ log = logging.getLogger("humanstyle.stage")
 def die_with_parent(parent_pid: int) -> None:
     """Ask Linux to send SIGTERM when the supervisor dies, even by SIGKILL, so no stage outlives it."""
     import ctypes
-    import signal
 
     try:
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
@@ -32,6 +33,8 @@ def stage_main(stage: str, index: int, settings: Settings, parent_pid: int | Non
     from humanstyle.daemon.fabric import StopFlag
 
     setup_logging(settings.log.level, f"{stage}-{index}")
+    # `kill -USR1 <pid>` prints every thread's stack to the log: how to see where a stuck stage waits.
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     stop = StopFlag().install()
     if parent_pid is not None:
         die_with_parent(parent_pid)

@@ -81,7 +81,12 @@ def wait_children_gone(d: Daemon, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while d.alive_children():
         if time.monotonic() > deadline:
-            raise AssertionError(f"stage processes {d.alive_children()} outlived the supervisor")
+            survivors = d.alive_children()
+            for pid in survivors:  # their stacks to the log (stage_main registers faulthandler on SIGUSR1)
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGUSR1)
+            time.sleep(1)
+            raise AssertionError(f"stage processes {survivors} outlived the supervisor:\n" + d.log_text()[-8000:])
         time.sleep(0.1)
 
 

@@ -304,6 +304,16 @@ def test_the_pipeline_still_works_after_all_that(live):
         assert d.value("humanstyle_messages_rejected_total", stage=stage) > 0
 
 
+def test_sigusr1_prints_a_stages_stacks_to_the_log_and_the_stage_goes_on(live):
+    d, _ = live
+    pid = stage_pid(d, "index")
+    before = d.log_text().count("Current thread")
+    os.kill(pid, signal.SIGUSR1)
+    d.wait_for(lambda: d.log_text().count("Current thread") > before, 10, "the index's stacks in the log")
+    assert 'worker.py", line' in d.log_text().split("Current thread")[-1]  # its loop, where it waits
+    assert stage_pid(d, "index") == pid and d.health()["status"] == "ok"
+
+
 def test_sockets_and_metrics_are_private_and_on_loopback(live):
     d, tmp = live
     run = tmp / "run"

@@ -42,15 +42,11 @@ def cmd_train(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _train(settings: Settings, args: argparse.Namespace, group) -> int:
-    import signal
-    import time
-
     import torch
-    from tqdm import tqdm
 
-    from humanstyle.stages.catalog import catalog_exists
     from humanstyle.stages.distributed import Plan
     from humanstyle.stages.train import RankLoop, Trainer
+    from humanstyle.stages.trainer_lock import TrainerLock
 
     if group.device == "cpu" and group.parallel:
         torch.set_num_threads(settings.train.threads)
@@ -60,6 +56,28 @@ def _train(settings: Settings, args: argparse.Namespace, group) -> int:
     if not group.is_main:
         loop.follow()
         return 0
+    lock = TrainerLock(settings.paths.data_dir / "train", "humanstyle train")
+    if not lock.acquire():
+        loop.lead(Plan(stop=True))
+        print(f"humanstyle: another trainer is training on this data folder ({lock.holder() or lock.path}); stop "
+              "it first (a daemon trains unless train.enabled = false)", file=sys.stderr)
+        return 1
+    try:
+        return _lead(settings, args, trainer, loop, group)
+    finally:
+        lock.release()
+
+
+def _lead(settings: Settings, args: argparse.Namespace, trainer, loop, group) -> int:
+    """Process 0's part of `humanstyle train`: make the plans every process follows, print, checkpoint."""
+    import signal
+    import time
+
+    from tqdm import tqdm
+
+    from humanstyle.stages.catalog import catalog_exists
+    from humanstyle.stages.distributed import Plan
+
     # SIGINT / SIGTERM (Ctrl-C, or torchrun stopping its workers) end the run after the step in progress, with a
     # checkpoint; every process gets the signal, process 0 alone acts on it so that all stop at the same plan.
     stop = []

@@ -52,6 +52,7 @@ from humanstyle.stages.records import PairsAppended
 from humanstyle.stages.settings import PipelineSettings, StageFatal
 from humanstyle.stages.storage import Storage, open_storage
 from humanstyle.stages.train_state import append_validation, write_state
+from humanstyle.stages.trainer_lock import TrainerLock
 
 log = logging.getLogger("humanstyle.train")
 VAL_BATCH = 16
@@ -408,8 +409,8 @@ class Trainer:
             return self.latest
         save_checkpoint(self.latest, self.state_dict())
         self.storage.publish(self.LATEST)
-        # A trainer killed while saving leaves a checkpoint-sized temporary file. Another trainer may be saving into
-        # the same folder now (`humanstyle train` beside the daemon), so only files nobody wrote to for a while go.
+        # A trainer killed while saving leaves a checkpoint-sized temporary file. Only files nobody wrote to for a
+        # while go: the trainer lock keeps other trainers of this machine out, not one that shares the folder.
         removed = remove_interrupted_writes(self.latest.parent, unchanged_for_s=ABANDONED_WRITE_S)
         if removed:
             log.warning("removed %d checkpoint file(s) left half-written by an interrupted save", removed)
@@ -546,11 +547,41 @@ class TrainHandler:
     next plan instead of reloading at once."""
 
     passes = ()
+    LOCK_RETRY_S = 5.0
 
     def __init__(self, settings: PipelineSettings) -> None:
-        t = self.train = settings.train
+        self.train = settings.train
         self.settings = settings
         self.followers: list = []
+        self.trainer: Trainer | None = None  # built once this process holds the trainer lock
+        self.lock = TrainerLock(settings.paths.data_dir / "train", "the daemon's trainer")
+        self.lock_tried = -math.inf
+        self.routes = {PairsAppended: Route(lambda events, out: self.on_pairs(), batch=64)}
+        if not self.take_lock():
+            log.warning("train: waiting: another trainer is training on this data folder (%s); training starts "
+                        "from its checkpoint when it stops", self.lock.holder() or self.lock.path)
+
+    def take_lock(self) -> bool:
+        """Start training if the trainer lock is free (tried at most every LOCK_RETRY_S)."""
+        if self.trainer is not None:
+            return True
+        if time.monotonic() - self.lock_tried < self.LOCK_RETRY_S:
+            return False
+        waited = self.lock_tried != -math.inf
+        self.lock_tried = time.monotonic()
+        if not self.lock.acquire():
+            return False
+        try:
+            self.start_training()
+        except BaseException:
+            self.lock.release()
+            raise
+        if waited:
+            log.info("train: the other trainer stopped; training from its checkpoint")
+        return True
+
+    def start_training(self) -> None:
+        settings, t = self.settings, self.train
         group = None
         if t.gpus > 1:
             from humanstyle.stages.train_ranks import start_local_group
@@ -568,7 +599,6 @@ class TrainHandler:
         # the first refresh wait for an event or the timer.
         self.last_refresh = -math.inf
         self.last_save = self.steps()
-        self.routes = {PairsAppended: Route(lambda events, out: self.on_pairs(), batch=64)}
 
     @property
     def parallel(self) -> bool:
@@ -578,6 +608,8 @@ class TrainHandler:
         return {n: self.trainer.model(n).step for n in self.trainer.names}
 
     def on_pairs(self) -> None:
+        if self.trainer is None:
+            return  # not training yet: the first refresh reads everything
         if self.parallel:
             self.reload_wanted = True
         else:
@@ -594,9 +626,11 @@ class TrainHandler:
 
     def wait_ms(self) -> int:
         """With a model ready to step, only glance at the event socket; without, sleep on it."""
-        return 0 if self.trainer.ready() else 1000
+        return 0 if self.trainer is not None and self.trainer.ready() else 1000
 
     def tick(self, out: Outbox) -> int:
+        if not self.take_lock():
+            return 0
         if self.parallel:
             return self.tick_parallel(out)
         if time.monotonic() - self.last_refresh > self.train.refresh_every_s:
@@ -645,6 +679,8 @@ class TrainHandler:
                                "trainer group from its last checkpoint")
 
     def close(self) -> None:
+        if self.trainer is None:
+            return
         try:
             if self.parallel and all(p.is_alive() for p in self.followers):
                 self.trainer.group.broadcast_plan(Plan(stop=True))
@@ -658,4 +694,6 @@ class TrainHandler:
                 stop_followers(self.followers)
             group = self.trainer.group
             del self.trainer, self.loop  # their data-parallel nets hold the group, which close frees
+            self.trainer = None
             group.close()
+            self.lock.release()

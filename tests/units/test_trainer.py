@@ -3,6 +3,7 @@ events while running, and the train/translate commands."""
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -23,7 +24,8 @@ from humanstyle.stages import counters
 from humanstyle.stages.catalog import Catalog
 from humanstyle.stages.records import PairsAppended
 from humanstyle.stages.storage import Storage
-from humanstyle.stages.train import Trainer, load_training_data
+from humanstyle.stages.train import Trainer, TrainHandler, load_training_data
+from humanstyle.stages.trainer_lock import TrainerLock
 from tests.catalog_rows import add_patch
 from tests.conftest import fast_sections, write_config
 from tests.harness import run_stage
@@ -298,6 +300,46 @@ def test_train_command(tmp_path, capsys):
     add_pairs(s, 10, 100)
     assert main(["train", "--steps", "2", "--config", cfg]) == 0
     assert "for 2 steps each" in capsys.readouterr().out
+
+
+def test_one_trainer_per_data_folder(tmp_path, capsys, monkeypatch):
+    """`humanstyle train` beside a daemon that trains would overwrite each other's latest.pt. The daemon's trainer
+    waits while another holds the data folder's trainer lock and then resumes from that one's checkpoint; the
+    command refuses while the daemon's trainer holds it."""
+    monkeypatch.setattr(TrainHandler, "LOCK_RETRY_S", 0.2)
+    said = logging.Handler()
+    said.emit = lambda record: lines.append(record.getMessage())
+    lines: list[str] = []
+    monkeypatch.setattr(logging.getLogger("humanstyle.train"), "handlers", [said])
+    s = make_settings(tmp_path, refresh_every_s=1.0, checkpoint_every=1_000_000)
+    add_pairs(s, 12, 0)
+    cfg = str(s.source)
+    assert main(["train", "--steps", "2", "--config", cfg]) == 0
+    other = TrainerLock(s.paths.data_dir / "train", "another trainer")
+    assert other.acquire()
+    prepare_runtime_dir(s)
+    steps_metric = counters.TRAIN_STEPS.labels("pix2pix-movie2game")
+    base = steps_metric._value.get()
+    stop = fabric.StopFlag()
+    thread = threading.Thread(target=run_stage, args=("train", s, 0, stop), daemon=True)
+    thread.start()
+    try:
+        time.sleep(2.0)
+        assert steps_metric._value.get() == base, "trained while another trainer held the data folder"
+        assert any("waiting: another trainer is training" in line and "another trainer, pid" in line
+                   for line in lines)
+        other.release()
+        wait_until(lambda: steps_metric._value.get() >= base + 2, 60, "training once the lock was free")
+        capsys.readouterr()
+        assert main(["train", "--steps", "1", "--config", cfg]) == 1
+        assert "the daemon's trainer, pid" in capsys.readouterr().err
+    finally:
+        stop.event.set()
+        thread.join(60)
+    assert not thread.is_alive()
+    trained = steps_metric._value.get() - base
+    step = load_checkpoint(s.paths.data_dir / "train" / "checkpoints" / "latest.pt")["models"]["pix2pix-movie2game"]
+    assert step["step"] == 2 + trained  # resumed from the command's checkpoint, not from scratch
 
 
 @pytest.mark.parametrize("bad", ["missing.pt", "garbage.pt"])

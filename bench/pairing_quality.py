@@ -16,10 +16,13 @@ coordinate):
   mirrored    the pose as a detector reports it on the horizontally flipped image (x -> W - x, left and right
               keypoints swapped) before the rest
 Found = the pose itself scores highest among its group (ties count as found); for "mirrored" the new score must
-also flag the match as mirrored. Old = the score before issue 13 (torso-centred, sqrt(confidence)-weighted cosine
-of all 17 keypoints, missing ones zeroed, no mirror). False pairs: share of pairs of two different poses of a
-group whose score reaches each threshold. Coverage: share of pairs of different poses, cut to s shared keypoints
-(random subsets), whose score reaches 0.9, by s (why pairs need MIN_SHARED keypoints).
+also flag the match as mirrored. Look-alike = a miss where the pose that won is at least as close to the query's
+own pose (both unperturbed) as the perturbed query is: at that noise no score could tell them apart, and pairing
+the winner gives as good a pair; "found or look-alike" separates such misses from wrong choices. Old = the score
+before issue 13 (torso-centred, sqrt(confidence)-weighted cosine of all 17 keypoints, missing ones zeroed, no
+mirror). False pairs: share of pairs of two different poses of a group whose score reaches each threshold.
+Coverage: share of pairs of different poses, cut to s shared keypoints (random subsets), whose score reaches 0.9,
+by s (why pairs need MIN_SHARED keypoints).
 """
 
 from __future__ import annotations
@@ -180,13 +183,23 @@ def found(scores: np.ndarray, rows: np.ndarray) -> np.ndarray:
     return np.isfinite(own) & (own >= scores.max(axis=1))
 
 
+def look_alike(scores: np.ndarray, rows: np.ndarray, between: np.ndarray) -> np.ndarray:
+    """Per query: did another pose win that is at least as close to the query's own pose (unperturbed) as the
+    query itself is? Then the perturbation made them indistinguishable: pairing the winner is as good as pairing
+    the pose itself would be, at this noise."""
+    own = scores[np.arange(len(rows)), rows]
+    winner = np.argmax(np.where(np.isfinite(scores), scores, -np.inf), axis=1)
+    return np.isfinite(own) & (winner != rows) & (between[rows, winner] >= own)
+
+
 # ------------------------------------------------------------------------------------------------- bench
 def evaluate(poses: list[dict], seed: int, repeats: int, noise: float) -> dict:
     rng = np.random.default_rng(seed)
     groups: dict[tuple[str, str], list[dict]] = {}
     for p in poses:
         groups.setdefault(p["group"], []).append(p)
-    per_class = {c: {"poses": 0, **{f"{m} {k}": [0, 0] for m in ("old", "new") for k in CONDITIONS},
+    per_class = {c: {"poses": 0, **{f"{m} {k}": [0, 0] for m in ("old", "new", "found or look-alike", "not comparable")
+                                    for k in CONDITIONS},
                      "mirrored flag": [0, 0]} for c in CLASSES}
     self_scores: dict[str, list[float]] = {k: [] for k in CONDITIONS}
     false_old, false_new, pairs_total = np.zeros(len(THRESHOLDS)), np.zeros(len(THRESHOLDS)), 0
@@ -196,6 +209,7 @@ def evaluate(poses: list[dict], seed: int, repeats: int, noise: float) -> dict:
             continue
         kp = np.stack([m["keypoints"] for m in members])
         per_class[label]["poses"] += len(members)
+        between = new_scores(kp, kp)[0]  # the group's poses as they are, against each other
         for _ in range(repeats):
             for condition in CONDITIONS:
                 queries = [_query(rng, m["keypoints"], m["size"], label, condition, noise) for m in members]
@@ -212,7 +226,9 @@ def evaluate(poses: list[dict], seed: int, repeats: int, noise: float) -> dict:
                     flag = per_class[label]["mirrored flag"]
                     flag[0] += int(own_flag[found(new, rows)].sum())
                     flag[1] += int(found(new, rows).sum())
-                for name, hit in (("old", old_hit), ("new", new_hit)):
+                for name, hit in (("old", old_hit), ("new", new_hit),
+                                  ("found or look-alike", new_hit | look_alike(new, rows, between)),
+                                  ("not comparable", ~np.isfinite(new[np.arange(len(rows)), rows]))):
                     tally = per_class[label][f"{name} {condition}"]
                     tally[0] += int(hit.sum())
                     tally[1] += len(rows)
@@ -220,7 +236,7 @@ def evaluate(poses: list[dict], seed: int, repeats: int, noise: float) -> dict:
         # Different poses of the group, as they are (no perturbation).
         upper = np.triu_indices(len(members), 1)
         old_pairs = old_scores(kp, kp)[upper]
-        new_pairs = new_scores(kp, kp)[0][upper]
+        new_pairs = between[upper]
         pairs_total += len(old_pairs)
         false_old += np.array([(old_pairs >= t).sum() for t in THRESHOLDS])
         false_new += np.array([(new_pairs >= t).sum() for t in THRESHOLDS])
@@ -290,6 +306,17 @@ def main() -> None:
           + " | ".join(f"{_pct(t[:2])} / {_pct(t[2:])}" for t in totals.values()))
     goals = {k: bool(totals[k][3] and totals[k][2] / totals[k][3] >= GOALS[k]) for k in CONDITIONS}
     print("goals met (new): " + ", ".join(f"{k} >= {GOALS[k]:.0%}: {goals[k]}" for k in CONDITIONS))
+    print("new score: found or a look-alike won (another pose at least as close to the pose as its perturbed "
+          "query) % / query below the coverage rule %: class | " + " | ".join(CONDITIONS))
+    alike = {k: np.zeros(2) for k in CONDITIONS}
+    apart = {k: np.zeros(2) for k in CONDITIONS}
+    for label, row in result["per_class"].items():
+        for k in CONDITIONS:
+            alike[k] += row[f"found or look-alike {k}"]
+            apart[k] += row[f"not comparable {k}"]
+        print(f"{label} | " + " | ".join(f"{_pct(row[f'found or look-alike {k}'])} / "
+                                         f"{_pct(row[f'not comparable {k}'])}" for k in CONDITIONS))
+    print("all | " + " | ".join(f"{_pct(alike[k])} / {_pct(apart[k])}" for k in CONDITIONS))
     print("threshold | false pairs old % | false pairs new % | self-match new score >= t % (moved, 3 removed, "
           "mirrored)")
     selfs = {k: np.array(v) for k, v in result["self_scores"].items()}
@@ -304,11 +331,14 @@ def main() -> None:
     summary = {
         "source": source, "poses": len(poses), "seed": args.seed, "repeats": args.repeats, "noise": args.noise,
         "rule": {"min_shared": MIN_SHARED, "min_coverage": MIN_COVERAGE},
-        "per_class": {label: {k: (v if not isinstance(v, list) else {"found": v[0], "of": v[1]})
+        "per_class": {label: {k: (v if not isinstance(v, list) else
+                                  {"queries" if k.startswith("not comparable") else "found": v[0], "of": v[1]})
                               for k, v in row.items()} for label, row in result["per_class"].items()},
         "overall": {f"{m} {k}": {"found": int(totals[k][0 if m == "old" else 2]),
                                  "of": int(totals[k][1 if m == "old" else 3])} for k in CONDITIONS
-                    for m in ("old", "new")},
+                    for m in ("old", "new")}
+        | {f"new found or look-alike {k}": {"found": int(alike[k][0]), "of": int(alike[k][1])} for k in CONDITIONS}
+        | {f"new not comparable {k}": {"queries": int(apart[k][0]), "of": int(apart[k][1])} for k in CONDITIONS},
         "goals_met": goals,
         "false_pairs": {"pairs": result["pairs"], "thresholds": list(THRESHOLDS),
                         "old": result["false_old"], "new": result["false_new"]},

@@ -324,10 +324,10 @@ def test_one_trainer_per_data_folder(tmp_path, capsys, monkeypatch):
     thread = threading.Thread(target=run_stage, args=("train", s, 0, stop), daemon=True)
     thread.start()
     try:
-        time.sleep(2.0)
+        wait_until(lambda: any("waiting: another trainer is training" in line and "another trainer, pid" in line
+                               for line in lines), 60, "the trainer saying who holds the data folder")
+        time.sleep(1.5)  # several lock retries
         assert steps_metric._value.get() == base, "trained while another trainer held the data folder"
-        assert any("waiting: another trainer is training" in line and "another trainer, pid" in line
-                   for line in lines)
         other.release()
         wait_until(lambda: steps_metric._value.get() >= base + 2, 60, "training once the lock was free")
         capsys.readouterr()

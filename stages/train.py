@@ -544,7 +544,10 @@ class TrainHandler:
 
     With `train.gpus` > 1 this process is process 0 of a data-parallel group: it starts the others on this machine
     (stages/train_ranks.py) and turns each tick into a plan they all follow; events then ask for a reload in the
-    next plan instead of reloading at once."""
+    next plan instead of reloading at once.
+
+    Nothing is built while another trainer holds the data folder's trainer lock (stages/trainer_lock.py): ticks
+    retry it, and training then starts from that trainer's checkpoint."""
 
     passes = ()
     LOCK_RETRY_S = 5.0

@@ -8,12 +8,15 @@ import logging
 import os
 import signal
 import sys
+import threading
+import time
 
 from humanstyle.daemon.config import Settings
 from humanstyle.daemon.logs import setup_logging
 from humanstyle.stages.settings import StageFatal
 
 log = logging.getLogger("humanstyle.stage")
+ORPHAN_MARGIN_S = 5.0  # a full queue gives up shutdown_timeout_s after a stop request: let such a drain end itself
 
 
 def die_with_parent(parent_pid: int) -> None:
@@ -23,10 +26,28 @@ def die_with_parent(parent_pid: int) -> None:
     try:
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
         libc.prctl(1, int(signal.SIGTERM))  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):  # not Linux/glibc: the loops' parent check below still applies
+    except (OSError, AttributeError):  # not Linux/glibc: watch_parent still applies
         pass
     if os.getppid() != parent_pid:  # the parent died before prctl took effect
         os.kill(os.getpid(), signal.SIGTERM)
+
+
+def watch_parent(parent_pid: int, stop, grace_s: float, name: str, poll_s: float = 1.0) -> threading.Thread:
+    """The backstop to die_with_parent: once this process is orphaned it stops as on SIGTERM, and if it is still
+    running `grace_s` later it prints its stacks and exits hard. A stage left behind would hold the data folder's
+    locks and sockets against the next daemon; exiting mid-unit loses nothing, as a kill -9 of any stage does not."""
+    def run() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(poll_s)
+        stop.event.set()
+        time.sleep(grace_s)
+        log.error("%s: still running %.0f s after its supervisor died; exiting (its stacks follow)", name, grace_s)
+        faulthandler.dump_traceback(all_threads=True)
+        os._exit(1)
+
+    thread = threading.Thread(target=run, name="parent-watch", daemon=True)
+    thread.start()
+    return thread
 
 
 def stage_main(stage: str, index: int, settings: Settings, parent_pid: int | None = None) -> None:
@@ -38,6 +59,8 @@ def stage_main(stage: str, index: int, settings: Settings, parent_pid: int | Non
     stop = StopFlag().install()
     if parent_pid is not None:
         die_with_parent(parent_pid)
+        # The drain time the supervisor would have given it, and a margin for a drain that ends on its own then.
+        watch_parent(parent_pid, stop, settings.supervisor.shutdown_timeout_s + ORPHAN_MARGIN_S, f"{stage}-{index}")
     from humanstyle.daemon.worker import run_process
 
     spec = importlib.import_module(f"humanstyle.daemon.processes.{stage}").SPEC

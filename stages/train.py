@@ -696,7 +696,6 @@ class TrainHandler:
 
                 stop_followers(self.followers)
             group = self.trainer.group
-            del self.trainer, self.loop  # their data-parallel nets hold the group, which close frees
-            self.trainer = None
+            self.trainer = self.loop = None  # their data-parallel nets hold the group, which close frees
             group.close()
             self.lock.release()

@@ -4,7 +4,7 @@ each resume from latest.pt and overwrite the other's checkpoints, silently throw
 The trainer that holds `train/trainer.lock` (flock, released by the kernel when its process dies, so a killed
 trainer never leaves a stale lock) is the one that trains; the file says who holds it, for the other's message.
 The lock is local: trainers on different machines sharing a `storage.url` are not seen (one trainer per deployment
-is the operator's choice there; the Kubernetes manifests run one).
+is the operator's choice there; the Kubernetes head runs none, and its config says to run one elsewhere).
 """
 
 from __future__ import annotations

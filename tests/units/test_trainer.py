@@ -307,9 +307,9 @@ def test_one_trainer_per_data_folder(tmp_path, capsys, monkeypatch):
     waits while another holds the data folder's trainer lock and then resumes from that one's checkpoint; the
     command refuses while the daemon's trainer holds it."""
     monkeypatch.setattr(TrainHandler, "LOCK_RETRY_S", 0.2)
+    lines: list[str] = []
     said = logging.Handler()
     said.emit = lambda record: lines.append(record.getMessage())
-    lines: list[str] = []
     monkeypatch.setattr(logging.getLogger("humanstyle.train"), "handlers", [said])
     s = make_settings(tmp_path, refresh_every_s=1.0, checkpoint_every=1_000_000)
     add_pairs(s, 12, 0)

@@ -13,29 +13,18 @@ import time
 
 from humanstyle.daemon.config import Settings
 from humanstyle.daemon.logs import setup_logging
+from humanstyle.stages.parent import die_with_parent
 from humanstyle.stages.settings import StageFatal
 
 log = logging.getLogger("humanstyle.stage")
 ORPHAN_MARGIN_S = 5.0  # a full queue gives up shutdown_timeout_s after a stop request: let such a drain end itself
 
 
-def die_with_parent(parent_pid: int) -> None:
-    """Ask Linux to send SIGTERM when the supervisor dies, even by SIGKILL, so no stage outlives it."""
-    import ctypes
-
-    try:
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, int(signal.SIGTERM))  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):  # not Linux/glibc: watch_parent still applies
-        pass
-    if os.getppid() != parent_pid:  # the parent died before prctl took effect
-        os.kill(os.getpid(), signal.SIGTERM)
-
-
 def watch_parent(parent_pid: int, stop, grace_s: float, name: str, poll_s: float = 1.0) -> threading.Thread:
-    """The backstop to die_with_parent: once this process is orphaned it stops as on SIGTERM, and if it is still
-    running `grace_s` later it prints its stacks and exits hard. A stage left behind would hold the data folder's
-    locks and sockets against the next daemon; exiting mid-unit loses nothing, as a kill -9 of any stage does not."""
+    """The backstop to die_with_parent (which does nothing off Linux/glibc): once this process is orphaned it stops
+    as on SIGTERM, and if it is still running `grace_s` later it prints its stacks and exits hard. A stage left behind
+    would hold the data folder's locks and sockets against the next daemon; exiting mid-unit loses nothing, as a
+    kill -9 of any stage does not."""
     def run() -> None:
         while os.getppid() == parent_pid:
             time.sleep(poll_s)

@@ -18,6 +18,7 @@ import socket
 import sys
 
 from humanstyle.stages.distributed import Group, init_group
+from humanstyle.stages.parent import die_with_parent
 from humanstyle.stages.settings import PipelineSettings
 
 log = logging.getLogger("humanstyle.train")
@@ -62,22 +63,11 @@ def stop_followers(followers: list[mp.Process], timeout_s: float = 5.0) -> None:
             proc.join(5)
 
 
-def _die_with(parent_pid: int) -> None:
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, int(signal.SIGTERM))  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
-    if os.getppid() != parent_pid:
-        os.kill(os.getpid(), signal.SIGTERM)
-
-
 def follower_main(settings: PipelineSettings, rank: int, world: int, port: int, parent_pid: int) -> None:
     """Process `rank` of the stage's group: follow process 0's plans until it says stop."""
     os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)  # metrics are process 0's alone
     os.environ.update(_environment(rank, world, port))
-    _die_with(parent_pid)
+    die_with_parent(parent_pid)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole process group: process 0 decides
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, force=True,
                         format=f"%(asctime)s %(levelname)-7s [train-rank{rank}] %(name)s: %(message)s")

@@ -37,7 +37,7 @@ def test_every_case_is_well_formed(doc: dict) -> None:
     sources = (HERE / "SOURCES.md").read_text()
     for case in doc["cases"]:
         assert case["label"] in LABELS, case["id"]
-        assert case["keypoints_from"] in ("annotation", "mediapipe"), case["id"]
+        assert case["keypoints_from"] in ("annotation", "mediapipe", "movenet"), case["id"]
         assert f"`{case['source']}`" in sources, case["source"]
         width, height = case["size"]
         assert width > 0 and height > 0
@@ -56,15 +56,37 @@ def test_every_crop_has_both_kinds_of_case_where_annotated(doc: dict) -> None:
     kinds: dict[str, set[str]] = {}
     for case in doc["cases"]:
         kinds.setdefault(case["id"].rsplit(".", 1)[0], set()).add(case["keypoints_from"])
-    assert all("mediapipe" in k for k in kinds.values())
+    assert all("mediapipe" in k and "movenet" in k for k in kinds.values())
     assert sum("annotation" in k for k in kinds.values()) >= 250
+
+
+def test_movenet_scores_are_calibrated_against_the_annotations(doc: dict) -> None:
+    """MoveNet's scores are mapped so that its cut for "visible", found against the annotated keypoints of the
+    same patches, reads as 0.5 (see build.py): at 0.5 most annotated points count as seen and most unannotated ones
+    do not, as for the annotations themselves."""
+    assert 0.05 <= doc["movenet"]["visible_score"] <= 0.95
+    annotated = {c["id"].rsplit(".", 1)[0]: c for c in doc["cases"] if c["keypoints_from"] == "annotation"}
+    hits = misses = false = quiet = 0
+    for case in doc["cases"]:
+        crop = case["id"].rsplit(".", 1)[0]
+        if case["keypoints_from"] != "movenet" or crop not in annotated:
+            continue
+        w, h = case["size"]
+        for (_, _, c), (x, y, truth) in zip(case["keypoints"], annotated[crop]["keypoints"], strict=True):
+            labelled = truth > 0 and 0 <= x < w and 0 <= y < h  # where the annotation puts it
+            seen = c >= 0.5
+            hits += labelled and seen
+            misses += labelled and not seen
+            false += seen and not labelled
+            quiet += not seen and not labelled
+    assert hits / (hits + misses) >= 0.85 and quiet / (quiet + false) >= 0.8
 
 
 def test_crop_squares_follow_the_detector_rule(doc: dict) -> None:
     """crop_box is the daemon's square around the person's box (box is stored in patch pixels)."""
     checked = 0
     for case in doc["cases"]:
-        if case["crop"] != "full" or case["keypoints_from"] != "mediapipe":
+        if case["crop"] != "full" or case["keypoints_from"] != "mediapipe":  # one case per patch
             continue
         x0, y0, x1, y1 = case["crop_box"]
         scale = case["size"][0] / (x1 - x0)

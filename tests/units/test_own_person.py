@@ -116,3 +116,28 @@ def test_classify_patches_passes_the_detector_box_and_rejects_unmatched():
     assert est.targets[0] == pytest.approx(box_in_patch(frame_box, square, 256))
     assert (out[0].view, out[0].reason) == ("REJECTED", "no_matching_person")
     assert (out[1].view, out[1].reason) == ("REJECTED", "too_few_keypoints")
+
+
+def _standing(box: tuple[float, float, float, float]) -> list[list[float]]:
+    """17 keypoints spread down the middle of `box`, all labelled (enough to tell two people apart)."""
+    x1, y1, x2, y2 = box
+    return [[(x1 + x2) / 2 + (k % 2) * 10, y1 + (y2 - y1) * k / 17, 1.0] for k in range(17)]
+
+
+def test_own_person_bench_counts_a_neighbour_kept_by_score():
+    """bench/own_person.py with a real model's people: the higher-scoring neighbour is what keep=1 keeps; the overlap
+    choice keeps the patch's own person; a found person far from everybody annotated is nobody's."""
+    from bench.own_person import is_own, real_model
+
+    case = {"keypoints": _standing(OWN), "box": list(OWN), "size": [256, 256],
+            "others": [{"box": list(NEIGHBOUR), "keypoints": _standing(NEIGHBOUR)}],
+            "multipose": [{"box": list(NEIGHBOUR), "score": 0.9, "keypoints": _standing(NEIGHBOUR)},
+                          {"box": list(OWN), "score": 0.5, "keypoints": _standing(OWN)}]}
+    assert is_own(np.asarray(_standing(OWN)), case)
+    assert not is_own(np.asarray(_standing(NEIGHBOUR)), case)
+    assert not is_own(np.asarray(_standing((0.0, 0.0, 40.0, 60.0))), case)
+    counts = real_model([case], 0.5)
+    at = counts["0.1"]
+    assert (at["by_score_own"], at["by_overlap_own"], at["by_overlap_other"], at["own_found"]) == (0, 1, 0, 1)
+    assert counts["0.3"]["by_overlap_own"] == 1 and real_model([{**case, "multipose": []}], 0.5)["0.1"][
+        "nobody_found"] == 1

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import glob
 import json
+import logging
 import os
 from collections.abc import Callable
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
+
+log = logging.getLogger("humanstyle.metrics")
 
 # Collectors of live state kept outside the metric files, read at each scrape (the head's worker table).
 EXTRA_COLLECTORS: list = []
@@ -87,6 +90,11 @@ def register_metrics_routes(app, health: Callable[[], dict]) -> None:
 
     @app.get("/healthz")
     def healthz() -> Response:
-        data = health()
+        try:
+            data = health()
+        except Exception as exc:  # a probe and a person both read JSON; the traceback goes to the log
+            log.exception("/healthz could not be computed")
+            return Response(json.dumps({"status": "error", "error": f"{type(exc).__name__}: {exc}"}), 500,
+                            mimetype="application/json")
         return Response(json.dumps(data, indent=2), 200 if data["status"] == "ok" else 503,
                         mimetype="application/json")

@@ -60,3 +60,23 @@ def test_a_file_removed_while_listing_is_listed_again(metric_dir, monkeypatch):
     samples = metrics_server.process_samples()
     assert len(calls) == 2
     assert any(s.name == "humanstyle_test_things_total" for s in samples)
+
+
+def test_healthz_answers_json_when_the_health_check_itself_fails(caplog):
+    """An unexpected error while computing health still answers JSON (a probe and a person read it; Flask's own
+    answer is an HTML page) with the error named, and the traceback goes to the daemon's log."""
+    from flask import Flask
+
+    def broken() -> dict:
+        raise KeyError("process")
+
+    app = Flask("healthz-test")
+    metrics_server.register_metrics_routes(app, broken)
+    with caplog.at_level("ERROR", logger="humanstyle.metrics"):
+        answer = app.test_client().get("/healthz")
+    assert answer.status_code == 500 and answer.is_json
+    assert answer.get_json() == {"status": "error", "error": "KeyError: 'process'"}
+    assert "Traceback" in caplog.text and "KeyError" in caplog.text
+    healthy = Flask("healthz-ok")
+    metrics_server.register_metrics_routes(healthy, lambda: {"status": "degraded"})
+    assert healthy.test_client().get("/healthz").status_code == 503

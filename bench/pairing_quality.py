@@ -23,6 +23,12 @@ before issue 13 (torso-centred, sqrt(confidence)-weighted cosine of all 17 keypo
 mirror). False pairs: share of pairs of two different poses of a group whose score reaches each threshold.
 Coverage: share of pairs of different poses, cut to s shared keypoints (random subsets), whose score reaches 0.9,
 by s (why pairs need MIN_SHARED keypoints).
+
+Across keypoint models (no made-up noise): the same patch's pose as one model reports it (the query) against every
+pose of its class as another reports them (annotations, MediaPipe, MoveNet). Found = the best match is the same
+person; also how often the true match reaches `pair.min_similarity` (a pair the daemon would make) and how often
+it is flagged mirrored (one model swapped left and right). Between two domains the daemon runs one model, so this
+is harder than what it meets: an upper bound on the keypoint noise.
 """
 
 from __future__ import annotations
@@ -44,6 +50,7 @@ from humanstyle.stages.pose import (  # noqa: E402
     prepare,
     score_prepared,
 )
+from humanstyle.stages.settings import PairSettings  # noqa: E402
 
 CLASSES = ("FULL-BODY-FRONT", "HEAD-AND-SHOULDER-FRONT", "FULL-BODY-BACK", "HEAD-AND-SHOULDER-BACK")
 CONDITIONS = ("moved", "3 removed", "mirrored")
@@ -63,16 +70,69 @@ def load_cases(path: Path) -> list[dict]:
     for case in data["cases"]:
         if case["label"] not in CLASSES or case["keypoints"] is None:
             continue
-        kp = np.array(case["keypoints"], dtype=np.float64)
+        kp = _patch_pose(case)
         w, h = case.get("size") or (256, 256)
-        outside = (kp[:, 0] < 0) | (kp[:, 0] > w) | (kp[:, 1] < 0) | (kp[:, 1] > h)
-        kp[outside, 2] = 0.0
         pose = {"group": (case["label"], case["keypoints_from"]), "keypoints": kp, "size": (w, h)}
         key = (case["label"], case["keypoints_from"], case.get("person", case["id"]))
         shown = int((kp[:, 2] >= DEFAULT_MIN_CONFIDENCE).sum())
         if key not in best or shown > int((best[key]["keypoints"][:, 2] >= DEFAULT_MIN_CONFIDENCE).sum()):
             best[key] = pose
     return list(best.values())
+
+
+def _patch_pose(case: dict) -> np.ndarray:
+    """A case's keypoints with those outside the patch made invisible (a detector's patch shows nothing there)."""
+    kp = np.array(case["keypoints"], dtype=np.float64)
+    w, h = case.get("size") or (256, 256)
+    outside = (kp[:, 0] < 0) | (kp[:, 0] > w) | (kp[:, 1] < 0) | (kp[:, 1] > h)
+    kp[outside, 2] = 0.0
+    return kp
+
+
+CROSS_PAIRS = (("movenet", "annotation"), ("mediapipe", "annotation"), ("movenet", "mediapipe"))
+
+
+def cross_model(path: Path, threshold: float) -> dict:
+    """Per (query source, candidate source) and class: the same patch's pose found across two keypoint models."""
+    crops: dict[str, dict] = {}
+    for case in json.loads(path.read_text())["cases"]:
+        if case["label"] not in CLASSES or case["keypoints"] is None:
+            continue
+        kp = _patch_pose(case)
+        if int((kp[:, 2] >= DEFAULT_MIN_CONFIDENCE).sum()) < MIN_SHARED:
+            continue
+        entry = crops.setdefault(case["id"].rsplit(".", 1)[0], {"label": case["label"], "person": case["person"],
+                                                                 "kp": {}})
+        entry["kp"][case["keypoints_from"]] = kp
+    out: dict[str, dict] = {}
+    for a, b in CROSS_PAIRS:
+        for label in CLASSES:
+            both = [c for c in crops.values() if c["label"] == label and a in c["kp"] and b in c["kp"]]
+            if len(both) < 2:
+                continue
+            scores, mirrored = new_scores(np.stack([c["kp"][a] for c in both]), np.stack([c["kp"][b] for c in both]))
+            rows = np.arange(len(both))
+            own = scores[rows, rows]
+            winner = np.argmax(np.where(np.isfinite(scores), scores, -np.inf), axis=1)
+            persons = np.array([c["person"] for c in both])
+            hit = np.isfinite(own) & (persons[winner] == persons)
+            out[f"{a} -> {b} {label}"] = {
+                "queries": len(both), "found": int(hit.sum()), "not_comparable": int((~np.isfinite(own)).sum()),
+                "true_match_at_threshold": int((np.isfinite(own) & (own >= threshold)).sum()),
+                "true_match_mirrored": int((np.isfinite(own) & mirrored[rows, rows]).sum()),
+                "true_match_median": round(float(np.median(own[np.isfinite(own)])), 4) if np.isfinite(own).any()
+                else None}
+    return out
+
+
+def print_cross_model(result: dict, threshold: float) -> None:
+    print(f"across keypoint models (query -> candidates, class): queries | found % | not comparable % | true match "
+          f">= {threshold} % | true match flagged mirrored % | true match median score")
+    for key, r in result.items():
+        n = r["queries"]
+        print(f"{key} | {n} | {100 * r['found'] / n:.1f} | {100 * r['not_comparable'] / n:.1f} | "
+              f"{100 * r['true_match_at_threshold'] / n:.1f} | {100 * r['true_match_mirrored'] / n:.1f} | "
+              f"{r['true_match_median']}")
 
 
 def synthetic_poses(rng: np.random.Generator, per_class: int = 120) -> list[dict]:
@@ -351,6 +411,10 @@ def main() -> None:
             "thresholds": list(SWEEP_THRESHOLDS),
             "by_shared": {str(s): {"at_least": t[:-1], "of": t[-1]} for s, t in sorted(result["coverage"].items())}},
     }
+    if source != "synthetic":
+        threshold = PairSettings().min_similarity
+        summary["across_keypoint_models"] = {"threshold": threshold, "by_pair": cross_model(args.cases, threshold)}
+        print_cross_model(summary["across_keypoint_models"]["by_pair"], threshold)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(summary, indent=2) + "\n")
 

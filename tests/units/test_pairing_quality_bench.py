@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 
 from bench.pairing_quality import _flip, cross_model
@@ -20,7 +18,7 @@ def _case(crop: str, person: str, source: str, kp: list) -> dict:
             "keypoints": kp, "size": [256, 256]}
 
 
-def test_the_same_pose_from_two_sources_is_found_and_a_mirrored_one_is_flagged(tmp_path):
+def test_the_same_pose_from_two_sources_is_found_and_a_mirrored_one_is_flagged():
     rng = np.random.default_rng(3)
     poses = [_pose(rng) for _ in range(6)]
     cases = []
@@ -30,9 +28,7 @@ def test_the_same_pose_from_two_sources_is_found_and_a_mirrored_one_is_flagged(t
     # A third source reports the first person as on the mirrored image.
     flipped = _flip(np.asarray(poses[0]), 256.0)
     cases += [_case("p0.full", "p0", "mediapipe", flipped.tolist()), _case("p1.full", "p1", "mediapipe", poses[1])]
-    path = tmp_path / "cases.json"
-    path.write_text(json.dumps({"cases": cases}))
-    result = cross_model(path, 0.99)
+    result = cross_model(cases, 0.99)
     moved = result["movenet -> annotation FULL-BODY-FRONT"]
     assert (moved["queries"], moved["found"], moved["true_match_at_threshold"]) == (6, 6, 6)
     assert moved["true_match_mirrored"] == 0

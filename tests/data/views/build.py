@@ -387,6 +387,16 @@ def crops_for(person: Person, image: np.ndarray) -> list[Crop]:
     return out
 
 
+def load_people(super_gradients: Path, cvpr19: Path, litehrnet: Path) -> list[Person]:
+    """Every selected person of the three sources, in the build's order."""
+    return load_super_gradients(super_gradients) + load_cvpr19(cvpr19) + load_litehrnet(litehrnet)
+
+
+def cut_crops(people: list[Person]) -> list[Crop]:
+    """Each person's patches, people in order (each source image is read once)."""
+    return [crop for person in people for crop in crops_for(person, person.load())]
+
+
 class MediaPipePose:
     """MediaPipe Pose (legacy solution) on one patch -> (17, 3) COCO keypoints in patch pixels, or None."""
 
@@ -508,6 +518,11 @@ def make_cases(crop: Crop, label: str, note: str, mp_kp: np.ndarray | None,
     return cases
 
 
+def crop_of(case: dict) -> str:
+    """The crop id of a case (its id is `<crop id>.<keypoint source>`): what the cases of one patch share."""
+    return case["id"].rsplit(".", 1)[0]
+
+
 def annotated_inside(case: dict) -> np.ndarray:
     """Which of an annotation case's keypoints are labelled and inside the patch."""
     kp = np.asarray(case["keypoints"], dtype=np.float64)
@@ -547,10 +562,10 @@ def write_sheets(crops: list[Crop], out_dir: Path, per_sheet: int = 30, cols: in
 
 def calibrate_movenet(cases: list[dict]) -> dict:
     """Map the MoveNet cases' raw scores in place to the rules' scale (see `visible_score`); return the record."""
-    by_crop = {c["id"].rsplit(".", 1)[0]: c for c in cases if c["keypoints_from"] == "annotation"}
+    by_crop = {crop_of(c): c for c in cases if c["keypoints_from"] == "annotation"}
     movenet = [c for c in cases if c["keypoints_from"] == "movenet"]
-    pairs = [(np.asarray(c["keypoints"])[:, 2], annotated_inside(by_crop[c["id"].rsplit(".", 1)[0]]))
-             for c in movenet if c["id"].rsplit(".", 1)[0] in by_crop]
+    pairs = [(np.asarray(c["keypoints"])[:, 2], annotated_inside(by_crop[crop_of(c)]))
+             for c in movenet if crop_of(c) in by_crop]
     cut = visible_score(np.concatenate([p[0] for p in pairs]), np.concatenate([p[1] for p in pairs]))
     for case in movenet:
         kp = np.asarray(case["keypoints"], dtype=np.float64)
@@ -567,7 +582,7 @@ def attach_multipose(cases: list[dict], kept: list[Crop], model_json: Path) -> d
     people it finds (`multipose`: keypoints with raw scores, box and person score, all in patch pixels): with real
     person scores, bench/own_person.py compares keeping the best-scoring person with keeping the one whose box
     overlaps the patch's cut box."""
-    crowded = {c["id"].rsplit(".", 1)[0]: c for c in cases if c["keypoints_from"] == "annotation" and c["others"]}
+    crowded = {crop_of(c): c for c in cases if c["keypoints_from"] == "annotation" and c["others"]}
     crops = [k for k in kept if k.crop_id in crowded]
     for crop, found in zip(crops, MoveNet(model_json)([c.patch for c in crops]), strict=True):
         crowded[crop.crop_id]["multipose"] = [
@@ -595,11 +610,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     help="movenet-multipose.json: the people it finds in each crowded patch (bench/own_person.py)")
     args = ap.parse_args(argv)
 
-    people = (load_super_gradients(args.super_gradients) + load_cvpr19(args.cvpr19)
-              + load_litehrnet(args.litehrnet))
-    crops = []
-    for person in people:
-        crops.extend(crops_for(person, person.load()))
+    people = load_people(args.super_gradients, args.cvpr19, args.litehrnet)
+    crops = cut_crops(people)
     ids = Counter(c.crop_id for c in crops)
     dupes = [k for k, n in ids.items() if n > 1]
     if dupes:

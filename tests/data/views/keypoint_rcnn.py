@@ -33,7 +33,7 @@ def keypoint_rcnn_cases(cases: list[dict], patches: dict[str, np.ndarray], estim
     """One case per patch in `patches` (crop id -> 256 x 256 BGR patch), copying the fields its MediaPipe case has
     (every patch has one), with the keypoints the estimator gives for the patch's own person, or null and the
     reason (`no_person`, `no_matching_person`) in `keypoints_missing`."""
-    base = {c["id"].rsplit(".", 1)[0]: c for c in cases if c["keypoints_from"] == "mediapipe"}
+    base = {build.crop_of(c): c for c in cases if c["keypoints_from"] == "mediapipe"}
     crops = [crop for crop in patches if crop in base]
     found = estimator.estimate_own([patches[c] for c in crops], [base[c]["box"] for c in crops])
     out = []
@@ -71,10 +71,9 @@ def main(argv: list[str] | None = None) -> int:
     except StageFatal as exc:
         raise SystemExit(str(exc)) from None
     doc = json.loads(args.cases.read_text())
-    wanted = {c["id"].rsplit(".", 1)[0] for c in doc["cases"]}
-    people = (build.load_super_gradients(args.super_gradients) + build.load_cvpr19(args.cvpr19)
-              + build.load_litehrnet(args.litehrnet))
-    patches = {c.crop_id: c.patch for p in people for c in build.crops_for(p, p.load()) if c.crop_id in wanted}
+    wanted = {build.crop_of(c) for c in doc["cases"]}
+    people = build.load_people(args.super_gradients, args.cvpr19, args.litehrnet)
+    patches = {c.crop_id: c.patch for c in build.cut_crops(people) if c.crop_id in wanted}
     new = keypoint_rcnn_cases(doc["cases"], patches, estimator)
     doc["cases"] = [c for c in doc["cases"] if c["keypoints_from"] != SOURCE] + new
     doc[SOURCE] = {"weights": str(settings.classify.weights), "config": str(args.config or "built-in defaults"),

@@ -73,15 +73,19 @@ def read_pair(pair: PairPaths) -> tuple[np.ndarray, np.ndarray]:
 
 
 class PairedDataset(Dataset):
-    """(a, b) tensors for pix2pix from (path_a, path_b) pairs or `PairPaths` (with flips)."""
+    """(a, b) tensors for pix2pix from (path_a, path_b) pairs or `PairPaths` (with flips). A list is read, not
+    copied: pairs appended to it later are part of the dataset (the trainer's data grows in place). With
+    `reverse`, each pair is read the other way round (b, a), flips following their images."""
 
     def __init__(
-        self, pairs: Sequence[tuple[PathLike, PathLike] | PairPaths], image_size: int, train: bool, seed: int = 0
+        self, pairs: Sequence[tuple[PathLike, PathLike] | PairPaths], image_size: int, train: bool, seed: int = 0,
+        reverse: bool = False,
     ):
-        self.pairs = [PairPaths(*p) for p in pairs]
+        self.pairs = pairs if isinstance(pairs, list) else list(pairs)
         self.train = train
         self.seed = seed
         self.epoch = 0
+        self.reverse = reverse
         self.transform = build_transform(image_size, train, paired=True)
 
     def set_epoch(self, epoch: int) -> None:
@@ -92,7 +96,10 @@ class PairedDataset(Dataset):
         return len(self.pairs)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        image_a, image_b = read_pair(self.pairs[index])
+        pair = PairPaths(*self.pairs[index])
+        if self.reverse:
+            pair = PairPaths(pair.b, pair.a, pair.flip_b, pair.flip_a)
+        image_a, image_b = read_pair(pair)
         if self.train:
             self.transform.set_random_seed(_item_seed(self.seed, self.epoch, index))
         out = self.transform(image=np.ascontiguousarray(image_a), image_b=np.ascontiguousarray(image_b))
@@ -102,7 +109,8 @@ class PairedDataset(Dataset):
 class UnpairedDataset(Dataset):
     """(a, b) tensors for CycleGAN: a walks through paths_a, b is drawn at random from paths_b.
 
-    The length is that of the larger domain (the smaller one wraps around), as in the CycleGAN code.
+    The length is that of the larger domain (the smaller one wraps around), as in the CycleGAN code. Lists are
+    read, not copied (see PairedDataset).
     """
 
     def __init__(
@@ -115,7 +123,8 @@ class UnpairedDataset(Dataset):
     ):
         if not paths_a or not paths_b:
             raise ValueError("both domains need at least one image")
-        self.paths_a, self.paths_b = list(paths_a), list(paths_b)
+        self.paths_a = paths_a if isinstance(paths_a, list) else list(paths_a)
+        self.paths_b = paths_b if isinstance(paths_b, list) else list(paths_b)
         self.train = train
         self.seed = seed
         self.epoch = 0

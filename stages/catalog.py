@@ -75,6 +75,7 @@ class Catalog:
         absent = missing_columns(self.version)
         mirrored = absent.get(("pairs", "mirrored"), "p.mirrored")
         self.verdict_sql = absent.get(("pairs", "verdict"), "p.verdict")
+        self.verdict_seq_sql = absent.get(("pairs", "verdict_seq"), "p.verdict_seq")
         self.pair_rows_sql = (f"SELECT p.id, p.view, p.similarity, p.a_patch_id, p.b_patch_id, {mirrored} AS mirrored, "
                               "a.path AS a_path, b.path AS b_path FROM pairs p JOIN patches a ON a.id = p.a_patch_id "
                               "JOIN patches b ON b.id = p.b_patch_id")
@@ -194,9 +195,10 @@ class Catalog:
         yield from self._q("SELECT id, domain, view, keypoints FROM patches "
                            "WHERE indexed = 1 AND view != 'REJECTED' ORDER BY id")
 
-    def patch_paths(self, domain: str | None = None, upto: int | None = None) -> list[tuple[int, str, str]]:
+    def patch_paths(self, domain: str | None = None, upto: int | None = None, after: int | None = None
+                    ) -> list[tuple[int, str, str]]:
         """(id, path, view) of every kept (non-rejected) patch, oldest first; with `upto`, only ids <= upto (a
-        watermark, so that readers at different moments read the same rows)."""
+        watermark, so that readers at different moments read the same rows); with `after`, only ids > after."""
         sql = "SELECT id, path, view FROM patches WHERE view != 'REJECTED'"
         args: tuple = ()
         if domain is not None:
@@ -205,6 +207,9 @@ class Catalog:
         if upto is not None:
             sql += " AND id <= ?"
             args += (upto,)
+        if after is not None:
+            sql += " AND id > ?"
+            args += (after,)
         return [(r["id"], r["path"], r["view"]) for r in self._q(sql + " ORDER BY id", args)]
 
     # --- pairs -------------------------------------------------------------------------------------------------
@@ -217,10 +222,10 @@ class Catalog:
             (a_patch_id, b_patch_id, view, similarity, time.time(), int(mirrored)))
         return cur.rowcount == 1
 
-    def pairs(self, upto: int | None = None, include_bad: bool = False) -> list[Row]:
+    def pairs(self, upto: int | None = None, include_bad: bool = False, after: int | None = None) -> list[Row]:
         """Every pair with both patch paths, oldest first; `mirrored` is 0 or 1. Pairs a person marked bad are left
         out (training, pairs.csv and every export read this) unless `include_bad`. With `upto`, only pair ids <=
-        upto (a watermark)."""
+        upto (a watermark); with `after`, only ids > after."""
         self._current()
         where, args = [], []
         if not include_bad and self.verdict_sql != "''":
@@ -228,16 +233,34 @@ class Catalog:
         if upto is not None:
             where.append("p.id <= ?")
             args.append(upto)
+        if after is not None:
+            where.append("p.id > ?")
+            args.append(after)
         sql = self.pair_rows_sql + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY p.id"
         return self._q(sql, tuple(args)).fetchall()
 
-    def watermark(self) -> tuple[int, int]:
-        """(highest pair id, highest patch id), read in one statement (one snapshot). Ids only grow, in commit
-        order, since one process writes: reading `pairs(upto=...)` and `patch_paths(upto=...)` below a watermark
-        gives every reader the same rows, whenever it reads, and a pair below it has its patches below it."""
+    def watermark(self) -> tuple[int, int, int]:
+        """(highest pair id, highest patch id, latest verdict change), read in one statement (one snapshot). Ids
+        only grow, in commit order, since one process writes: reading `pairs(upto=...)` and `patch_paths(upto=...)`
+        below a watermark gives every reader the same rows, whenever it reads, and a pair below it has its patches
+        below it. The third number lets a reader that loaded up to an earlier watermark ask only for the verdicts
+        changed since (`verdict_changes`)."""
+        self._current()
+        seq = self.verdict_seq_sql.replace("p.", "")
         row = self._q("SELECT (SELECT COALESCE(MAX(id), 0) FROM pairs), "
-                      "(SELECT COALESCE(MAX(id), 0) FROM patches)").fetchone()
-        return int(row[0]), int(row[1])
+                      f"(SELECT COALESCE(MAX(id), 0) FROM patches), (SELECT COALESCE(MAX({seq}), 0) FROM pairs)"
+                      ).fetchone()
+        return int(row[0]), int(row[1]), int(row[2])
+
+    def verdict_changes(self, after_seq: int, upto: int) -> list[Row]:
+        """The pairs with id <= upto whose verdict changed after verdict change `after_seq` (a watermark's third
+        number), with their current verdict and the columns of `pairs`, oldest first."""
+        self._current()
+        if self.verdict_seq_sql == "0":
+            return []
+        sql = (self.pair_rows_sql.replace(" FROM pairs p", f", {self.verdict_sql} AS verdict FROM pairs p", 1)
+               + " WHERE p.verdict_seq > ? AND p.id <= ? ORDER BY p.id")
+        return self._q(sql, (after_seq, upto)).fetchall()
 
     def pairs_since(self, n: int) -> list[Row]:
         """The n most recently inserted pairs, oldest first."""
@@ -250,7 +273,9 @@ class Catalog:
     # --- curation (the index applies verdicts; the web page reads) -------------------------------------------------
     def set_verdict(self, pair_id: int, verdict: str) -> bool:
         """Record a person's verdict on a pair; True when it changed (an unknown pair or the same verdict: False)."""
-        cur = self._q("UPDATE pairs SET verdict = ?, curated_at = ? WHERE id = ? AND verdict != ?",
+        # verdict_seq numbers the changes (one writer: the index), so readers ask for those after the last they saw.
+        cur = self._q("UPDATE pairs SET verdict = ?, curated_at = ?, verdict_seq = "
+                      "(SELECT COALESCE(MAX(verdict_seq), 0) + 1 FROM pairs) WHERE id = ? AND verdict != ?",
                       (verdict, time.time(), pair_id, verdict))
         return cur.rowcount == 1
 

@@ -101,6 +101,10 @@ MIGRATIONS: tuple[Migration, ...] = (
         "CREATE INDEX IF NOT EXISTS pairs_by_view_id ON pairs (view, id)",
         "CREATE INDEX IF NOT EXISTS patches_by_reason ON patches (view, reason, id)",
     )),
+    Migration(6, "pairs.verdict_seq: the order of verdict changes, so the trainer reads only the new ones", (
+        "ALTER TABLE pairs ADD COLUMN verdict_seq {int} NOT NULL DEFAULT 0",
+        "CREATE INDEX IF NOT EXISTS pairs_by_verdict_seq ON pairs (verdict_seq)",
+    ), adds_column=("pairs", "verdict_seq", "0")),
 )
 LATEST = MIGRATIONS[-1].version
 

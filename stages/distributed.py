@@ -42,20 +42,21 @@ log = logging.getLogger("humanstyle.train")
 @dataclass(frozen=True)
 class Plan:
     stop: bool = False
-    watermark: tuple[int, int] | None = None  # reload the data up to (pair id, patch id)
+    watermark: tuple[int, int, int] | None = None  # reload the data up to (pair id, patch id, verdict change)
     models: tuple[int, ...] = ()  # indexes into Trainer.names: the models that take one step
 
-    SIZE = 5
+    SIZE = 6
 
     def encode(self) -> torch.Tensor:
         mask = sum(1 << i for i in self.models)
-        wp, wq = self.watermark if self.watermark is not None else (-1, -1)
-        return torch.tensor([int(self.stop), int(self.watermark is not None), wp, wq, mask], dtype=torch.int64)
+        mark = self.watermark if self.watermark is not None else (-1, -1, -1)
+        return torch.tensor([int(self.stop), int(self.watermark is not None), *mark, mask], dtype=torch.int64)
 
     @classmethod
     def decode(cls, t: torch.Tensor) -> Plan:
-        stop, has_watermark, wp, wq, mask = (int(x) for x in t.tolist())
-        return cls(bool(stop), (wp, wq) if has_watermark else None, tuple(i for i in range(63) if mask >> i & 1))
+        stop, has_watermark, wp, wq, wv, mask = (int(x) for x in t.tolist())
+        return cls(bool(stop), (wp, wq, wv) if has_watermark else None,
+                   tuple(i for i in range(63) if mask >> i & 1))
 
 
 @dataclass

@@ -26,6 +26,7 @@ from humanstyle.stages.pose import (
     prepare,
     score_prepared,
 )
+from humanstyle.stages.pose_ann import SearchSettings
 from humanstyle.stages.pose_store import IndexFormatError, PoseIndex, first_occurrences
 from humanstyle.stages.vocabulary import VIEWS
 
@@ -80,6 +81,7 @@ class PairingIndex:
         mutual_best: bool = False,
         chunk_rows: int = 65536,
         durable: bool = True,
+        search: SearchSettings | None = None,
     ) -> None:
         if len(domains) != 2 or domains[0] == domains[1]:
             raise ValueError("exactly two distinct domains are needed")
@@ -95,7 +97,8 @@ class PairingIndex:
         try:
             for d in self.domains:
                 for v in self.views:
-                    self._indexes[d, v] = PoseIndex(Path(root) / d / v, chunk_rows=chunk_rows, durable=durable)
+                    self._indexes[d, v] = PoseIndex(Path(root) / d / v, chunk_rows=chunk_rows, durable=durable,
+                                                     search=search)
         except BaseException:
             self.close()
             raise

@@ -18,7 +18,7 @@ orientation (plain and mirrored) plus the rows of the keypoints the query lacks.
 scores every row with the decomposition below (two threads on two halves of a large index), and the best rows
 (within a float32 margin) are re-scored with `stages.pose.score_prepared` in float64, whose values are returned.
 The float32 pass runs in C (stages/_pose_kernel.c, one read of each stored pose) when that optional extension was
-built, else in numpy (`_score_step_numpy`, the reference it is tested against); `kernel` names which.
+built, else in numpy (`_score_block_numpy`, the reference it is tested against); `kernel` names which.
 
 Decomposition (w: the query in one orientation, z: a stored pose, both own-centred and unit-norm; S: the keypoints
 both show, n = |S|; L: query keypoints the stored pose lacks; D: stored keypoints the query lacks):
@@ -41,6 +41,7 @@ from pathlib import Path
 import numpy as np
 
 from humanstyle.models.files import atomic_write_bytes, fsync_dir
+from humanstyle.stages import pose_ann
 from humanstyle.stages.blas_threads import single_blas_thread
 from humanstyle.stages.pose import (
     MIN_COVERAGE,
@@ -51,6 +52,7 @@ from humanstyle.stages.pose import (
     mirror_prepared,
     score_prepared,
 )
+from humanstyle.stages.pose_ann import CandidateIndex, SearchSettings
 
 log = logging.getLogger(__name__)
 
@@ -179,20 +181,41 @@ class _Masks:
 class _Query:
     """One query in both orientations (plain, mirrored): coefficients, missing keypoints, per-mask table.
 
-    The table is indexed by stored mask id and holds both orientations, so one `take` per step fetches both.
+    The table is indexed by stored mask id and holds both orientations, so one `take` per step fetches both. It
+    covers every stored mask (`stored`), or the masks a candidate search hands to `tabulate`.
     """
 
-    def __init__(self, mask: int, z: np.ndarray, stored: _Masks) -> None:
+    def __init__(self, mask: int, z: np.ndarray, stored: _Masks | None) -> None:
         mirrored_mask, mirrored_z = mirror_prepared(np.array([mask]), z[None])
-        ws = np.stack([z.astype(np.complex128), mirrored_z[0].astype(np.complex128)])
+        ws = self.ws = np.stack([z.astype(np.complex128), mirrored_z[0].astype(np.complex128)])
         self.coef = np.conj(ws).astype(np.complex64)
-        bits = mask_bits(np.array([int(mask), int(mirrored_mask[0])]))
+        bits = self.bits = mask_bits(np.array([int(mask), int(mirrored_mask[0])]))
         # Both orientations lack the same number of keypoints (mirroring permutes them).
         self.missing = np.stack([np.flatnonzero(~b) for b in bits])
         # The keypoints missing in either orientation, and where each orientation's are among them.
         self.union = np.unique(self.missing)
         self.union_pos = np.searchsorted(self.union, self.missing)
-        self.table, self.any_ok = _mask_table(bits, ws, stored)
+        if stored is not None:
+            self.tabulate(stored)
+
+    def tabulate(self, stored: _Masks | _MaskSubset) -> bool:
+        self.table, self.any_ok = _mask_table(self.bits, self.ws, stored)
+        return self.any_ok
+
+
+class _MaskSubset:
+    """Some of the stored masks (by id), with what `_mask_table` reads of `_Masks`: a candidate search tabulates
+    only the masks of its candidates, not every mask the index has seen (thousands)."""
+
+    def __init__(self, masks: _Masks, ids: np.ndarray) -> None:
+        self.bits, self.counts = masks.bits[:, ids], masks.counts[ids]
+
+    def __len__(self) -> int:
+        return len(self.counts)
+
+    def workspace(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        g = len(self.counts)
+        return np.empty((8, g)), np.empty((3, 2, g)), np.empty((2, 2, g), dtype=bool)
 
 
 def _mask_table(bits: np.ndarray, ws: np.ndarray, stored: _Masks) -> tuple[np.ndarray, bool]:
@@ -246,12 +269,13 @@ class _Candidates:
         self._s2: list[np.ndarray] = []
         self._held = 0
 
-    def add(self, s2: np.ndarray, first_row: int) -> None:
+    def add(self, s2: np.ndarray, first_row: int = 0, rows: np.ndarray | None = None) -> None:
+        """Scores of rows first_row, first_row + 1, ... or, with `rows`, of those rows."""
         limit = max(self.floor, self.kth * (1.0 - SLACK))
         keep = np.flatnonzero(s2 >= limit) if np.isfinite(limit) else np.flatnonzero(s2 == s2)
         if not len(keep):
             return
-        self._rows.append(keep + first_row)
+        self._rows.append(keep + first_row if rows is None else rows[keep])
         self._s2.append(s2[keep])
         self._held += len(keep)
         if self._held >= self.top_k:
@@ -287,10 +311,12 @@ class PoseIndex:
     """Persistent, append-only index of prepared poses for one (domain, view); single writer (flock)."""
 
     def __init__(self, directory: Path, *, chunk_rows: int = 65536, durable: bool = True,
-                 kernel: str | None = None) -> None:
+                 kernel: str | None = None, search: SearchSettings | None = None) -> None:
         if chunk_rows <= 0:
             raise ValueError("chunk_rows must be positive")
         self.kernel = choose_kernel(kernel)
+        self.search_settings = search or SearchSettings()
+        self._ann: CandidateIndex | None = None  # built at the first search past search_settings.min_rows
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         self.durable = durable
@@ -405,7 +431,9 @@ class PoseIndex:
                 at += n
             row, done = row + count, done + count
         self._idset.add(records["id"])
-        self._rows = row
+        first, self._rows = self._rows, row
+        if self._ann is not None:
+            self._ann.add(*self.poses_at(np.arange(first, row)))
 
     # -- writes
     def contains(self, ids: np.ndarray) -> np.ndarray:
@@ -500,11 +528,72 @@ class PoseIndex:
             return empty, empty, empty, np.empty(0, dtype=np.float64), np.empty(0, dtype=bool)
         return tuple(np.concatenate(a) for a in zip(*parts, strict=True))  # type: ignore[return-value]
 
+    @property
+    def method(self) -> str:
+        """How the next search finds its rows: "exact" (every row scored) or "faiss" (candidates, then scored)."""
+        wanted = self.search_settings.method
+        if wanted == "exact" or (wanted == "auto" and (not pose_ann.available()
+                                                       or self._rows < self.search_settings.min_rows)):
+            return "exact"
+        return "faiss"
+
+    def _candidate_index(self) -> CandidateIndex:
+        """The FAISS index over every row, trained now if it is missing or the data outgrew its lists."""
+        ann = self._ann
+        if ann is None or ann.needs_training(self._rows):
+            ann = CandidateIndex(self.search_settings.nprobe, self.search_settings.candidates)
+            sample = np.random.default_rng(self._rows).choice(
+                self._rows, min(self._rows, pose_ann.TRAIN_POINTS_PER_LIST * pose_ann.lists_for(self._rows)),
+                replace=False)
+            ann.fit(*self.poses_at(np.sort(sample)), self._rows)
+            for chunk in range(len(self._z)):
+                start = chunk * self.chunk_rows
+                ann.add(*self.poses_at(np.arange(start, min(self._rows, start + self.chunk_rows))))
+            self._ann = ann
+        return ann
+
     def _search_group(self, live: list[int], masks: np.ndarray, z: np.ndarray, top_k: int, min_similarity: float
                       ) -> list[tuple[np.ndarray, ...]]:
-        queries = {q: _Query(int(masks[q]), z[q], self._distinct) for q in live}
-        live = [q for q in live if queries[q].any_ok]
         floor = max(float(min_similarity), 0.0) ** 2 * (1.0 - SLACK) if min_similarity > 0 else -np.inf
+        if live and self.method == "faiss":
+            queries = {q: _Query(int(masks[q]), z[q], None) for q in live}
+            found = self._candidates(live, masks, z, queries, top_k, floor)
+        else:
+            queries = {q: _Query(int(masks[q]), z[q], self._distinct) for q in live}
+            found = self._scan_all([q for q in live if queries[q].any_ok], queries, top_k, floor)
+        return self._rescore(found, masks, z, top_k, min_similarity)
+
+    def _candidates(self, live: list[int], masks: np.ndarray, z: np.ndarray, queries: dict[int, _Query],
+                    top_k: int, floor: float) -> dict[int, list[_Candidates]]:
+        """FAISS proposes rows per query; the float32 pass scores them as it scores every row in an exact scan."""
+        rows_of = self._candidate_index().search(masks[live], z[live])
+        buffers = self._buffers(max(queries[q].missing.shape[1] for q in live))
+        found = {}
+        for q, rows in zip(live, rows_of, strict=True):
+            best = found[q] = _Candidates(top_k, floor)
+            for start in range(0, len(rows), self.block_rows):
+                part = rows[start : start + self.block_rows]
+                block, mask_ids = self._gather(part)
+                used, local = np.unique(mask_ids, return_inverse=True)
+                if queries[q].tabulate(_MaskSubset(self._distinct, used)):
+                    best.add(self._score_block(block, local.astype(np.int32), queries[q], buffers), rows=part)
+            found[q] = [best]
+        return found
+
+    def _gather(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Rows as a keypoint-major block (complex64 (17, n)) and their mask ids, for the float32 pass."""
+        block = np.empty((NUM_KEYPOINTS, len(rows)), dtype=np.complex64)
+        mask_ids = np.empty(len(rows), dtype=np.int32)
+        chunks, local = np.divmod(rows, self.chunk_rows)
+        for chunk in np.unique(chunks):
+            sel = chunks == chunk
+            at = local[sel]
+            block[:, sel] = self._z[chunk][at // self.block_rows, :, at % self.block_rows].T
+            mask_ids[sel] = self._mask_ids[chunk][at]
+        return block, mask_ids
+
+    def _scan_all(self, live: list[int], queries: dict[int, _Query], top_k: int, floor: float
+                  ) -> dict[int, list[_Candidates]]:
         blocks = [(chunk, start, min(self.chunk_rows, self._rows - chunk * self.chunk_rows, start + self.block_rows))
                   for chunk in range(len(self._z))
                   for start in range(0, min(self.chunk_rows, self._rows - chunk * self.chunk_rows), self.block_rows)]
@@ -522,8 +611,14 @@ class PoseIndex:
             for result in results:
                 for q in live:
                     found[q].append(result[q])
+        return found
+
+    def _rescore(self, found: dict[int, list[_Candidates]], masks: np.ndarray, z: np.ndarray, top_k: int,
+                 min_similarity: float) -> list[tuple[np.ndarray, ...]]:
+        """The float64 score (`score_prepared`) of each query's float32 candidates: the top_k at or above
+        min_similarity."""
         parts = []
-        for q in live:
+        for q in found:
             rows = np.concatenate([c.rows() for c in found[q]])
             if not len(rows):
                 continue
@@ -563,38 +658,41 @@ class PoseIndex:
         return out
 
     def _score_step(self, chunk: int, start: int, stop: int, query: _Query, b: _Buffers) -> np.ndarray:
-        if self.kernel == "c":
-            return self._score_step_c(chunk, start, stop, query, b)
-        return self._score_step_numpy(chunk, start, stop, query, b)
+        return self._score_block(self._z[chunk][start // self.block_rows], self._mask_ids[chunk][start:stop], query, b)
 
-    def _score_step_c(self, chunk: int, start: int, stop: int, query: _Query, b: _Buffers) -> np.ndarray:
-        """`_score_step_numpy`'s result from the C kernel. Every array passed is C-contiguous with the dtype the
-        kernel reads, by construction: blocks (complex64 (17, block_rows)), mask ids (int32), the query's table
+    def _score_block(self, block: np.ndarray, mask_ids: np.ndarray, query: _Query, b: _Buffers) -> np.ndarray:
+        """Squared float32 scores of the first len(mask_ids) columns of a keypoint-major block (complex64 (17, R)),
+        best orientation; NaN where not comparable."""
+        if self.kernel == "c":
+            return self._score_block_c(block, mask_ids, query, b)
+        return self._score_block_numpy(block[:, : len(mask_ids)], mask_ids, query, b)
+
+    def _score_block_c(self, block: np.ndarray, mask_ids: np.ndarray, query: _Query, b: _Buffers) -> np.ndarray:
+        """`_score_block_numpy`'s result from the C kernel. Every array passed is C-contiguous with the dtype the
+        kernel reads, by construction: blocks (complex64 (17, R)), mask ids (int32), the query's table
         (complex64 (G, 2, 2)), coefficients (complex64 (2, 17)) and missing keypoints (int64 (2, k))."""
-        m = stop - start
-        block = self._z[chunk][start // self.block_rows]
-        mask_ids = self._mask_ids[chunk][start:stop]
+        m = len(mask_ids)
         out = b.best[:m]
-        _pose_kernel.score_block(block.ctypes.data, self.block_rows, m, mask_ids.ctypes.data,
+        _pose_kernel.score_block(block.ctypes.data, block.shape[1], m, mask_ids.ctypes.data,
                                  query.table.ctypes.data, len(query.table), query.coef.ctypes.data,
                                  query.missing.ctypes.data, query.missing.shape[1], MIN_SHARED_SPREAD,
                                  out.ctypes.data)
         return out
 
-    def _score_step_numpy(self, chunk: int, start: int, stop: int, query: _Query, b: _Buffers) -> np.ndarray:
-        """Squared float32 scores of rows [start, stop) of a chunk, best orientation; NaN where not comparable.
+    def _score_block_numpy(self, zs: np.ndarray, mask_ids: np.ndarray, query: _Query, b: _Buffers) -> np.ndarray:
+        """Squared float32 scores of the columns of zs (complex64 (17, m)), best orientation; NaN where not
+        comparable.
 
         Per row and orientation: num = P + a zeta and score^2 = |num|^2 r / (1 - T - nu |zeta|^2), with
         a = conj(sum_S w) / n, r = 1 / (the query's spread on S) and nu = 1 / n from the query's per-mask table
         (r is NaN where the coverage rule fails). Arrays are stacked (plain, mirrored); every operation writes
         into `b`.
         """
-        m = stop - start
-        zs = self._z[chunk][start // self.block_rows, :, :m]
+        m = zs.shape[1]
         p, s2, dv, z2, bad = b.p[:, :m], b.s2[:, :m], b.dv[:, :m], b.z2[:, :m], b.bad[:, :m]
         np.matmul(query.coef[0], zs, out=p[0])
         np.matmul(query.coef[1], zs, out=p[1])
-        table = np.take(query.table, self._mask_ids[chunk][start:stop], axis=0, out=b.table[:m], mode="clip")
+        table = np.take(query.table, mask_ids, axis=0, out=b.table[:m], mode="clip")
         r, nu = table[:, :, 1].T.real, table[:, :, 1].T.imag
         k = query.missing.shape[1]
         if k:

@@ -68,7 +68,7 @@ class ResultWriter:
             self.data_dir / "index", self.domains, VIEWS,
             min_confidence=self.settings.classify.min_keypoint_confidence,
             min_similarity=self.settings.pair.min_similarity, top_k=self.settings.pair.top_k,
-            mutual_best=self.settings.pair.mutual_best)
+            mutual_best=self.settings.pair.mutual_best, search=self.settings.pair.search_settings)
 
     @property
     def csv_header(self) -> list[str]:

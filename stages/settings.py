@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from humanstyle.stages.pose_ann import SEARCH_METHODS, SearchSettings
+
 
 class ConfigError(ValueError):
     """A config file that cannot be used; the message names the offending key."""
@@ -134,6 +136,16 @@ class PairSettings:
     top_k: int = opt(3, "best matches recorded per new patch", min=1, max=100)
     mutual_best: bool = opt(False, "record a pair only when each patch is the other's best match so far")
     save_rejected: bool = opt(True, "also keep patch files of rejected patches (under patches/<domain>/REJECTED)")
+    search: str = opt("auto", '"exact" (score every stored pose), "faiss" (FAISS proposes candidates, the exact score '
+                      'decides) or "auto" (faiss once an index holds search_min_rows poses)', choices=SEARCH_METHODS)
+    search_min_rows: int = opt(200_000, "stored poses of one domain and view from which auto searches with FAISS "
+                               "(below, the exact scan is as fast: bench/README.md)", min=0, max=10**10)
+    search_nprobe: int = opt(32, "FAISS lists visited per query", min=1, max=65536)
+    search_candidates: int = opt(256, "FAISS candidates per query and orientation, scored exactly", min=1, max=4096)
+
+    @property
+    def search_settings(self) -> SearchSettings:
+        return SearchSettings(self.search, self.search_min_rows, self.search_nprobe, self.search_candidates)
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,8 @@
 arrives.
 
 Data comes from the catalog (read-only) and is refreshed on every `pairs_appended` event and every
-`train.refresh_every_s`. Splits are by patch id and never change as data grows (`models.data.split_of`). Each
+`train.refresh_every_s`, reading only what is new since the last refresh (stages/train_data.py). Splits are by
+patch id and never change as data grows (`models.data.split_of`). Each
 model steps only once it has enough data; with too little it waits on the event socket instead of spinning.
 
 Determinism: a batch is a pure function of (model, step): indices come from a generator seeded by the step and the
@@ -28,19 +29,17 @@ so it resumes with any number of processes.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
 import os
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
 from humanstyle.models.checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
 from humanstyle.models.cyclegan import CycleGAN, CycleGANSettings
-from humanstyle.models.data import SPLITS, PairedDataset, PairPaths, UnpairedDataset, split_of, write_sample_grid
+from humanstyle.models.data import SPLITS, PairedDataset, UnpairedDataset, write_sample_grid
 from humanstyle.models.files import remove_interrupted_writes
 from humanstyle.models.parallel import data_parallel
 from humanstyle.models.pix2pix import Pix2Pix, Pix2PixSettings
@@ -51,6 +50,7 @@ from humanstyle.stages.handler import Outbox, Route
 from humanstyle.stages.records import PairsAppended
 from humanstyle.stages.settings import PipelineSettings, StageFatal
 from humanstyle.stages.storage import Storage, open_storage
+from humanstyle.stages.train_data import DataDelta, TrainingData, Watermark, read_delta
 from humanstyle.stages.train_state import append_validation, write_state
 from humanstyle.stages.trainer_lock import TrainerLock
 
@@ -59,55 +59,6 @@ VAL_BATCH = 16
 PROGRESS_EVERY_S = 60.0  # at most one progress line per model per minute
 STATE_EVERY_S = 5.0  # state.json for the web page
 ABANDONED_WRITE_S = 600.0  # a checkpoint being saved is written to many times a second, for seconds
-
-
-@dataclass
-class TrainingData:
-    """Image paths by split: pairs (first domain's image, second's; the second flipped when the pair is mirrored)
-    and unpaired patches per side."""
-
-    pairs: dict[str, list[PairPaths]] = field(default_factory=lambda: {s: [] for s in SPLITS})
-    side_a: dict[str, list[Path]] = field(default_factory=lambda: {s: [] for s in SPLITS})
-    side_b: dict[str, list[Path]] = field(default_factory=lambda: {s: [] for s in SPLITS})
-
-
-def load_training_data(catalog: Catalog, storage: Storage, domains: tuple[str, str], val_fraction: float,
-                       test_fraction: float = 0.0, watermark: tuple[int, int] | None = None) -> TrainingData:
-    """Every pair and kept patch by split, as local files: the data folder's own, or copies of what a remote
-    `storage` holds fetched into its cache. The test split is only counted, never trained on or opened, so its
-    files are not fetched (its paths are where they would be cached). `watermark` (pair id, patch id): only rows
-    up to it, so processes reading at different moments read the same rows."""
-    pair_upto, patch_upto = watermark if watermark is not None else (None, None)
-    # A pair follows its first-domain patch, so that patch's pairs never straddle the splits.
-    pairs = [(row, split_of(f"{domains[0]}:{row['a_patch_id']}", val_fraction, test_fraction))
-             for row in catalog.pairs(upto=pair_upto)]
-    patches = {d: [(path, split_of(f"{d}:{patch_id}", val_fraction, test_fraction))
-                   for patch_id, path, _view in catalog.patch_paths(d, upto=patch_upto)] for d in domains}
-    named = [(name, split) for row, split in pairs for name in (row["a_path"], row["b_path"])]
-    named += [(path, split) for d in domains for path, split in patches[d]]
-    used = sorted({name for name, split in named if split != "test"})
-    # Each name's local path once: a patch's file is named by its pairs and by its side (a name check costs ~10 us).
-    local = dict(zip(used, storage.fetch(used), strict=True))
-    local.update((name, storage.local_path(name)) for name in {name for name, _ in named} - local.keys())
-    data = TrainingData()
-    for row, split in pairs:
-        data.pairs[split].append(PairPaths(local[row["a_path"]], local[row["b_path"]], flip_b=bool(row["mirrored"])))
-    for domain, side in zip(domains, (data.side_a, data.side_b), strict=True):
-        for path, split in patches[domain]:
-            side[split].append(local[path])
-    return data
-
-
-def data_digest(data: TrainingData) -> int:
-    """A non-zero 63-bit fingerprint of what the datasets hold, for processes to check they built the same."""
-    h = hashlib.blake2b(digest_size=8)
-    for part in (data.pairs, data.side_a, data.side_b):
-        for split in SPLITS:
-            for item in part[split]:
-                h.update(repr(tuple(item) if isinstance(item, PairPaths) else item).encode())
-                h.update(b"\0")
-            h.update(b"\1")
-    return (int.from_bytes(h.digest(), "big") >> 1) or 1
 
 
 def stack_batch(dataset, step: int, batch_size: int, seed: int, rank: int = 0, world: int = 1
@@ -158,33 +109,41 @@ class Trainer:
 
     # --- data --------------------------------------------------------------------------------------------------
     def refresh(self, catalog: Catalog) -> None:
-        self.install(self.load(catalog))
+        self.apply(self.read_delta(catalog, catalog.watermark()))
 
-    def load(self, catalog: Catalog, watermark: tuple[int, int] | None = None) -> TrainingData:
+    def read_delta(self, catalog: Catalog, watermark: Watermark) -> DataDelta:
+        """What the catalog holds up to `watermark` beyond the current data (stages/train_data.py)."""
         t = self.settings.train
-        return load_training_data(catalog, self.storage, self.domains, t.val_fraction, t.test_fraction, watermark)
+        return read_delta(self.data, catalog, self.storage, self.domains, t.val_fraction, t.test_fraction, watermark)
 
-    def install(self, data: TrainingData) -> None:
-        """Build the datasets from `data` (every process the same)."""
-        t = self.settings.train
-        self.data = data
-        a2b, b2a, cyc = self.names
-        # The reverse direction keeps flipping the second domain's image, now the input.
-        reverse = {s: [PairPaths(p.b, p.a, p.flip_b, p.flip_a) for p in pairs] for s, pairs in data.pairs.items()}
-        for split, target in (("train", self.datasets), ("val", self.val_sets)):
-            train = split == "train"
-            target.clear()
-            if data.pairs[split]:
-                target[a2b] = PairedDataset(data.pairs[split], t.pix2pix_image_size, train, seed=self.seed)
-                target[b2a] = PairedDataset(reverse[split], t.pix2pix_image_size, train, seed=self.seed + 1)
-            if data.side_a[split] and data.side_b[split]:
-                target[cyc] = UnpairedDataset(data.side_a[split], data.side_b[split], t.cyclegan_image_size, train,
-                                              seed=self.seed)
+    def apply(self, delta: DataDelta) -> None:
+        """Grow the data by `delta` (every process the same); the datasets read the data's lists in place, so they
+        are built once and again only when a split gains its first items."""
+        self.data.apply(delta)
+        if delta or not (self.datasets or self.val_sets):
+            self.build_datasets()
+        data = self.data
         for split in SPLITS if self.main else ():
             counters.TRAIN_DATASET.labels("pix2pix", split).set(len(data.pairs[split]))
             counters.TRAIN_DATASET.labels(f"cyclegan-{self.domains[0]}", split).set(len(data.side_a[split]))
             counters.TRAIN_DATASET.labels(f"cyclegan-{self.domains[1]}", split).set(len(data.side_b[split]))
         self.report_data()
+
+    def build_datasets(self) -> None:
+        t, data = self.settings.train, self.data
+        a2b, b2a, cyc = self.names
+        for split, target in (("train", self.datasets), ("val", self.val_sets)):
+            train = split == "train"
+            if data.pairs[split] and a2b not in target:
+                target[a2b] = PairedDataset(data.pairs[split], t.pix2pix_image_size, train, seed=self.seed)
+                # The reverse direction keeps flipping the second domain's image, now the input.
+                target[b2a] = PairedDataset(data.pairs[split], t.pix2pix_image_size, train, seed=self.seed + 1,
+                                            reverse=True)
+            if data.side_a[split] and data.side_b[split] and cyc not in target:
+                target[cyc] = UnpairedDataset(data.side_a[split], data.side_b[split], t.cyclegan_image_size, train,
+                                              seed=self.seed)
+            if not data.pairs[split]:  # every pair of a split marked bad
+                target.pop(a2b, None), target.pop(b2a, None)
 
     # --- telling people ----------------------------------------------------------------------------------------
     def waiting_for(self, name: str) -> str:
@@ -478,7 +437,7 @@ class RankLoop:
             self.catalog = open_catalog(self.settings, readonly=True, role=f"train-{self.group.rank}")
         return self.catalog
 
-    def watermark(self) -> tuple[int, int] | None:
+    def watermark(self) -> Watermark | None:
         """Process 0: how far the catalog goes now; None when it cannot be read (nothing to reload then)."""
         try:
             catalog = self.open()
@@ -503,29 +462,30 @@ class RankLoop:
         for index in plan.models:
             self.trainer.train_step(self.trainer.names[index])
 
-    def reload(self, watermark: tuple[int, int]) -> bool:
-        """Every process reads the catalog up to `watermark` and builds its datasets; they are used only when every
-        process built the same (else each keeps what it had, and a later plan tries again)."""
-        data, digest = None, 0
+    def reload(self, watermark: Watermark) -> bool:
+        """Every process reads what is new in the catalog up to `watermark`; it is applied only when every process
+        read the same (else each keeps what it had, and a later plan tries again)."""
+        delta, digest = None, 0
         if not self.trainer.storage.is_local and self.group.local_rank != 0:
             self.group.barrier()  # the first process on this machine fills the shared cache first
         try:
             catalog = self.open()
             if catalog is not None:
-                data = self.trainer.load(catalog, watermark)
-                digest = data_digest(data)
+                delta = self.trainer.read_delta(catalog, watermark)
+                digest = delta.digest
         except (*self.errors, OSError) as exc:
             log.warning("train process %d: cannot read the data up to %s (%s)", self.group.rank, watermark,
                         str(exc).strip())
         if not self.trainer.storage.is_local and self.group.local_rank == 0:
             self.group.barrier()
-        if not self.group.agree(digest):
+        if not self.group.agree(digest) or delta is None:
             log.warning("train process %d: the processes did not read the same data up to %s; keeping the current "
                         "data", self.group.rank, watermark)
             return False
         before = (len(self.trainer.data.pairs["train"]), len(self.trainer.data.side_a["train"]),
                   len(self.trainer.data.side_b["train"]))
-        self.trainer.install(data)
+        self.trainer.apply(delta)
+        data = self.trainer.data
         after = (len(data.pairs["train"]), len(data.side_a["train"]), len(data.side_b["train"]))
         if after != before:
             log.info("train process %d/%d: data up to pair %d, patch %d: %d training pairs, %d/%d patches, at steps "

@@ -235,8 +235,9 @@ def test_the_compiled_pass_scores_as_numpys(tmp_path: Path) -> None:
                 stop = min(index.chunk_rows, len(index) - chunk * index.chunk_rows)
                 for start in range(0, stop, index.block_rows):
                     end = min(stop, start + index.block_rows)
-                    want = index._score_step_numpy(chunk, start, end, query, buffers).copy()
-                    got = index._score_step_c(chunk, start, end, query, buffers).copy()
+                    block, mask_ids = index._z[chunk][start // index.block_rows], index._mask_ids[chunk][start:end]
+                    want = index._score_block_numpy(block[:, : end - start], mask_ids, query, buffers).copy()
+                    got = index._score_block_c(block, mask_ids, query, buffers).copy()
                     np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
                     np.testing.assert_allclose(got[~np.isnan(want)], want[~np.isnan(want)], rtol=1e-4, atol=1e-6)
                     compared += int((~np.isnan(want)).sum())

@@ -24,7 +24,8 @@ from humanstyle.stages import counters
 from humanstyle.stages.catalog import Catalog
 from humanstyle.stages.records import PairsAppended
 from humanstyle.stages.storage import Storage
-from humanstyle.stages.train import Trainer, TrainHandler, load_training_data
+from humanstyle.stages.train import Trainer, TrainHandler
+from humanstyle.stages.train_data import data_digest, load_training_data
 from humanstyle.stages.trainer_lock import TrainerLock
 from tests.catalog_rows import add_patch
 from tests.conftest import fast_sections, write_config
@@ -123,9 +124,10 @@ def test_mirrored_pairs_train_on_the_flipped_game_image(tmp_path):
     assert flags == [(False, False)] * 3 + [(False, True)] * 2
     movie2game, game2movie = trainer.datasets["pix2pix-movie2game"], trainer.datasets["pix2pix-game2movie"]
     game = trainer.data.pairs["train"][4].b
-    assert [(p.flip_a, p.flip_b) for p in game2movie.pairs][3:] == [(True, False)] * 2
+    assert game2movie.pairs is movie2game.pairs and game2movie.reverse and not movie2game.reverse
     # Without augmentation, the game image a mirrored pair trains on is the stored patch flipped.
-    movie2game, game2movie = (PairedDataset(d.pairs, 32, train=False) for d in (movie2game, game2movie))
+    movie2game, game2movie = (PairedDataset(d.pairs, 32, train=False, reverse=d.reverse)
+                              for d in (movie2game, game2movie))
     image = cv2.cvtColor(cv2.resize(cv2.imread(str(game)), (32, 32), interpolation=cv2.INTER_AREA),
                          cv2.COLOR_BGR2RGB)
     expected = torch.from_numpy(np.fliplr(image).copy()).permute(2, 0, 1).float() / 127.5 - 1.0
@@ -350,3 +352,39 @@ def test_translate_rejects_unusable_checkpoints(tmp_path, bad):
     cv2.imwrite(str(img), np.zeros((8, 8, 3), np.uint8))
     assert main(["translate", "--checkpoint", str(tmp_path / bad), "--direction", "movie2game", "--out",
                  str(tmp_path / "o"), "--config", str(s.source), str(img)]) == 1
+
+
+def test_an_incremental_refresh_reads_what_a_full_reload_reads(tmp_path):
+    """After each step of a sequence of additions and verdicts (bad, restored, good), the trainer's data refreshed
+    from its watermark equals the data read in full: the same lists in the same order, the same digest; and a
+    refresh reads only the rows above the watermark."""
+    s = make_settings(tmp_path, val_fraction=0.25, test_fraction=0.25)
+    trainer = Trainer(s, "cpu")
+    reader = Catalog(s.paths.catalog, readonly=True) if s.paths.catalog.exists() else None
+    writer_steps = [
+        lambda w: add_pairs(s, 12, 0),
+        lambda w: (w.set_verdict(2, "bad"), w.set_verdict(5, "bad"), w.set_verdict(7, "good")),
+        lambda w: add_pairs(s, 6, 100),
+        lambda w: (w.set_verdict(2, ""), w.set_verdict(13, "bad")),  # one restored, one of the new ones dropped
+        lambda w: add_patches(s, "movie", 3, 500, seed=9),  # unpaired patches only
+        lambda w: tuple(w.set_verdict(i, "bad") for i in range(1, 19)),  # every pair bad
+        lambda w: (w.set_verdict(4, "good"),) + tuple(w.set_verdict(i, "") for i in range(10, 19)),
+    ]
+    for step in writer_steps:
+        writer = Catalog(s.paths.catalog)
+        step(writer)
+        writer.close()
+        reader = reader or Catalog(s.paths.catalog, readonly=True)
+        trainer.refresh(reader)
+        full = load_training_data(reader, trainer.storage, ("movie", "game"), 0.25, 0.25, trainer.data.upto)
+        for part in ("pairs", "side_a", "side_b", "pair_ids"):
+            assert getattr(trainer.data, part) == getattr(full, part), part
+        assert trainer.data.digest == full.digest == data_digest(full)
+        for split in SPLITS:  # the datasets read the data's own lists
+            if trainer.data.pairs[split] and split in ("train", "val"):
+                target = trainer.datasets if split == "train" else trainer.val_sets
+                assert target["pix2pix-movie2game"].pairs is trainer.data.pairs[split]
+    assert sum(len(v) for v in trainer.data.pairs.values()) == 10  # 18 pairs, 8 still bad
+    assert trainer.read_delta(reader, reader.watermark()).__bool__() is False  # nothing new: nothing read
+    reader.close()
+    trainer.close()

@@ -50,7 +50,7 @@ def build_catalog(path: Path, pairs: int, patches_per_domain: int, seed: int = 0
     with cat.transaction():
         cat.db.executemany("INSERT INTO patches (video_id, domain, window_index, frame_index, person_index, kind, "
                            "timestamp, box, square, score, view, reason, keypoint_score, keypoints, path, indexed, "
-                       "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+                           "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
     # Patch ids: movie 1..P, game P+1..2P; a pair joins patches of one view (same i % 4).
     a = rng.integers(0, patches_per_domain, pairs * 2)
     b = (rng.integers(0, patches_per_domain // 4, pairs * 2) * 4 + a % 4) % patches_per_domain

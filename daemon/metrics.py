@@ -38,7 +38,7 @@ from humanstyle.stages.counters import (
 )
 from humanstyle.stages.vocabulary import FILE_REASONS, LABELS, MESSAGE_REASONS, PATCH_REASONS, VERDICTS, VIEWS
 
-STAGES = ("watch", "index", "decode", "detect", "classify", "train")
+STAGES = ("watch", "index", "pairing", "decode", "detect", "classify", "train")
 RECEIVING_STAGES = ("index", "decode", "detect", "classify", "train")  # the stages with input queues
 QUEUES = ("discovered", "jobs", "windows", "patches", "classified")
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)

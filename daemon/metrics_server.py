@@ -80,6 +80,12 @@ def stage_gauges(samples: list) -> tuple[dict[str, float], dict[str, int]]:
     return last, ready
 
 
+def gauge_value(samples: list, name: str) -> float | None:
+    """The largest value of an unlabelled gauge among the merged samples (None when no process set it yet)."""
+    values = [sample.value for sample in samples if sample.name == name]
+    return max(values) if values else None
+
+
 def register_metrics_routes(app, health: Callable[[], dict]) -> None:
     """/metrics (every process merged) and /healthz (JSON; HTTP 503 unless its status is "ok") on the web app."""
     from flask import Response

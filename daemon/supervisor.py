@@ -1,9 +1,9 @@
 """Starts every stage as its own process, restarts crashed ones with backoff, serves the web page, /metrics and
 /healthz (daemon.web), and stops everything in order on SIGINT/SIGTERM.
 
-Stop order: producers and workers first (watch, decode, detect, classify, train) get SIGTERM and finish the unit
-they hold; the index, the only writer, keeps receiving until they are gone, then stops too. Anything still alive
-after `supervisor.shutdown_timeout_s` is killed, so no child outlives the daemon.
+Stop order: producers and workers first (watch, decode, detect, classify, pairing, train) get SIGTERM and finish the
+unit they hold; the index, the writer of patches, keeps receiving until they are gone, then stops too. Anything
+still alive after `supervisor.shutdown_timeout_s` is killed, so no child outlives the daemon.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ class Child:
 
 
 def plan_children(settings: Settings) -> list[Child]:
-    children = [Child("index", 0), Child("watch", 0)]
+    children = [Child("index", 0), Child("pairing", 0), Child("watch", 0)]
     children += [Child("decode", i) for i in range(settings.decode.workers)]
     if settings.head.listen:  # a head: workers on other machines run the models, its dispatcher hands them windows
         children.append(Child("dispatch", 0))
@@ -205,9 +205,10 @@ class Supervisor:
     # --- HTTP --------------------------------------------------------------------------------------------------
     def health(self, samples: list | None = None) -> dict:
         """/healthz's answer; `samples`: the merged metric samples when the caller has collected them already."""
-        from humanstyle.daemon.metrics_server import process_samples, stage_gauges
+        from humanstyle.daemon.metrics_server import gauge_value, process_samples, stage_gauges
 
-        last, ready = stage_gauges(process_samples() if samples is None else samples)
+        samples = process_samples() if samples is None else samples
+        last, ready = stage_gauges(samples)
         stages: dict[str, dict] = {}
         for child in self.children:
             process = child.process  # once: the main thread sets it to None when it reaps the process
@@ -224,8 +225,9 @@ class Supervisor:
         # Healthy: every process is alive and has finished starting (sockets bound, models loaded).
         healthy = all(s["alive"] == s["ready"] == s["processes"] for s in stages.values())
         healthy = healthy and not self.stopping.is_set()
+        backlog = gauge_value(samples, "humanstyle_pairing_backlog_patches")
         return {"status": "ok" if healthy else "degraded", "uptime_s": round(time.time() - self.started, 1),
-                "stages": stages}
+                "stages": stages, "pairing": {"backlog_patches": None if backlog is None else int(backlog)}}
 
     def _serve_http(self):
         """The web page, /metrics and /healthz on metrics.listen (daemon.web)."""

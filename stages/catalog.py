@@ -1,6 +1,7 @@
 """The catalog: videos, patches and pairs, in a SQLite file (the default) or a PostgreSQL database (`catalog.url`).
 
-One process writes (the index stage); any process may read (`humanstyle status`, `export`, the trainer, on this
+Two processes write: the index stage (videos, patches, verdicts) and the pairing stage (pairs, and the `indexed` flag
+of the patches it paired); any process may read (`humanstyle status`, `export`, the trainer, on this
 machine or, with PostgreSQL, on others). Writes are idempotent: a video is keyed by its content fingerprint, a
 patch by (video, frame, person), a pair by its two patches, so replaying work after a crash never duplicates a row.
 
@@ -174,21 +175,33 @@ class Catalog:
         if existing:
             return existing["id"], bool(existing["indexed"])
         blob = None if keypoints is None else np.asarray(keypoints, np.float32).tobytes()  # keypoints_of reads it
+        paired = int(fields["view"] == "REJECTED")  # nothing to pair: the pairing stage never sees it
         cur = self._q(
             "INSERT INTO patches (video_id, domain, window_index, frame_index, person_index, kind, timestamp, "
-            "box, square, score, view, reason, keypoint_score, keypoints, path, created_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+            "box, square, score, view, reason, keypoint_score, keypoints, path, created_at, indexed) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
             (fields["video_id"], fields["domain"], fields["window_index"], fields["frame_index"],
              fields["person_index"], fields["kind"], fields["timestamp"], json.dumps(fields["box"]),
              json.dumps(fields["square"]), fields["score"], fields["view"], fields["reason"],
-             fields["keypoint_score"], blob, path, time.time()))
-        return int(cur.fetchone()[0]), False
+             fields["keypoint_score"], blob, path, time.time(), paired))
+        return int(cur.fetchone()[0]), bool(paired)
 
-    def mark_indexed(self, patch_id: int) -> None:
-        self._q("UPDATE patches SET indexed = 1 WHERE id = ?", (patch_id,))
+    def mark_indexed(self, patch_ids: list[int]) -> None:
+        """The pairing stage is done with these patches (their pairs are recorded)."""
+        ids = [int(i) for i in patch_ids]
+        with self.transaction():
+            for start in range(0, len(ids), 500):  # under SQLite's older limit of 999 parameters a statement
+                part = ids[start : start + 500]
+                self._q(f"UPDATE patches SET indexed = 1 WHERE id IN ({','.join('?' * len(part))})", tuple(part))
 
-    def unindexed_patches(self) -> list[Row]:
-        return self._q("SELECT * FROM patches WHERE indexed = 0 AND view != 'REJECTED' ORDER BY id").fetchall()
+    def unindexed_patches(self, limit: int = 1_000_000_000) -> list[Row]:
+        """The oldest kept patches not paired yet: (id, domain, view, keypoints, created_at)."""
+        return self._q("SELECT id, domain, view, keypoints, created_at FROM patches WHERE indexed = 0 "
+                       "AND view != 'REJECTED' ORDER BY id LIMIT ?", (limit,)).fetchall()
+
+    def unindexed_count(self) -> int:
+        """Kept patches waiting for the pairing stage."""
+        return int(self._q("SELECT COUNT(*) FROM patches WHERE indexed = 0 AND view != 'REJECTED'").fetchone()[0])
 
     def indexed_keypoints(self) -> Iterator[Row]:
         """(id, domain, view, keypoints) of every indexed patch, oldest first (to rebuild the pose index)."""

@@ -71,7 +71,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     keypoint_score {real} NOT NULL,
     keypoints {blob},                -- float32 (17, 3): x, y in patch pixels, confidence in [0, 1]
     path TEXT NOT NULL,              -- relative to the data folder (or the storage URL)
-    indexed {int} NOT NULL DEFAULT 0,
+    indexed {int} NOT NULL DEFAULT 0,  -- 1 once paired (the pairing stage; REJECTED: at once)
     created_at {real} NOT NULL,
     UNIQUE (video_id, frame_index, person_index)
 )""",
@@ -105,6 +105,10 @@ MIGRATIONS: tuple[Migration, ...] = (
         "ALTER TABLE pairs ADD COLUMN verdict_seq {int} NOT NULL DEFAULT 0",
         "CREATE INDEX IF NOT EXISTS pairs_by_verdict_seq ON pairs (verdict_seq)",
     ), adds_column=("pairs", "verdict_seq", "0")),
+    Migration(7, "patches.indexed means 'paired': the pairing stage follows the unpaired rows by id", (
+        "UPDATE patches SET indexed = 1 WHERE view = 'REJECTED'",
+        "CREATE INDEX IF NOT EXISTS patches_unpaired ON patches (indexed, id)",
+    )),
 )
 LATEST = MIGRATIONS[-1].version
 

@@ -9,7 +9,7 @@ Naming: `humanstyle_` prefix, base units, `_total` for counters, low-cardinality
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge
+from prometheus_client import Counter, Gauge, Histogram
 
 VIDEO_STATUSES = ("queued", "processing", "done", "partial", "failed", "duplicate")
 
@@ -42,6 +42,12 @@ PAIRS_CURATED = Counter("humanstyle_pairs_curated", "Verdicts people gave pairs 
                         ["verdict"])
 INDEX_SIZE = Gauge("humanstyle_index_patches", "Patches in the pairing index", ["domain", "view"],
                    multiprocess_mode="livemax")
+PAIRING_BACKLOG = Gauge("humanstyle_pairing_backlog_patches", "Kept patches in the catalog not paired yet",
+                        multiprocess_mode="livemax")
+PAIRING_DELAY = Histogram("humanstyle_pairing_delay_seconds", "From a patch's catalog row to its pairing",
+                          buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800, 3600))
+PAIRING_SEARCHES = Counter("humanstyle_pairing_searches", "Batched pose searches, by how candidates were found",
+                           ["method"])
 
 # --- units of work refused or failed ----------------------------------------------------------------------------------
 MESSAGES_REJECTED = Counter("humanstyle_messages_rejected", "Received messages refused as malformed",

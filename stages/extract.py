@@ -1,7 +1,8 @@
 """One-shot mode: the daemon's stages over a single video, in this process, with a progress bar.
 
 It calls the same handlers the stage processes run (the detector's and the classifier's, with a list for an outbox,
-and the index stage's ResultWriter), so its patches, catalog rows and pairs are the ones the daemon would produce.
+the index stage's ResultWriter and the pairing stage's handler), so its patches, catalog rows and pairs are the
+ones the daemon would produce.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from humanstyle.stages.classify import ClassifyHandler, build_estimator
 from humanstyle.stages.decode import NotAVideo, decode_windows, window_record
 from humanstyle.stages.detect import DetectHandler, build_detector
 from humanstyle.stages.handler import ListOutbox
+from humanstyle.stages.pairing import PairingHandler
 from humanstyle.stages.results import ResultWriter
 from humanstyle.stages.settings import ConfigError, PipelineSettings
 from humanstyle.stages.watch import fingerprint
@@ -44,19 +46,22 @@ class ExtractSummary:
 
 def extract_video(settings: PipelineSettings, path: Path, domain: str, progress: bool = False) -> ExtractSummary:
     catalog = open_catalog(settings, role="extract")
+    pairing = PairingHandler(settings)
     try:
-        writer = ResultWriter(settings, catalog)
-    except RuntimeError as exc:  # the pairing index is locked by its single writer
+        pairing.start(ListOutbox())
+    except RuntimeError as exc:  # the pose index is locked by its single writer
+        pairing.close()
+        catalog.close()
         raise ConfigError(f"{settings.paths.data_dir} is in use by a running daemon: {exc}") from None
     try:
-        return _extract(settings, catalog, writer, path, domain, progress)
+        return _extract(settings, catalog, ResultWriter(settings, catalog), pairing, path, domain, progress)
     finally:
-        writer.pairing.close()
+        pairing.close()
         catalog.close()
 
 
-def _extract(settings: PipelineSettings, catalog: Catalog, writer: ResultWriter, path: Path, domain: str,
-             progress: bool) -> ExtractSummary:
+def _extract(settings: PipelineSettings, catalog: Catalog, writer: ResultWriter, pairing: PairingHandler, path: Path,
+             domain: str, progress: bool) -> ExtractSummary:
     stat = path.stat()
     video, created = catalog.add_video(fingerprint(path), str(path.resolve()), domain, stat.st_size, stat.st_mtime)
     if not created and video.status in ("done", "partial", "failed"):
@@ -89,7 +94,7 @@ def _extract(settings: PipelineSettings, catalog: Catalog, writer: ResultWriter,
                 summary.views[item.view] += 1
                 if item.reason:
                     summary.rejections[item.reason] += 1
-            summary.pairs += writer.flush_pairs()
+            summary.pairs += pairing.pair_all()
             summary.windows += 1
             bar.update(1)
     bar.close()

@@ -1,13 +1,14 @@
-"""The index stage: the single writer of results.
+"""The index stage: the single writer of videos and patches.
 
-It owns the catalog. It turns discovered files into video rows, hands videos to the decoders (a bounded number at
-a time, so a folder of 50 videos never floods memory), receives classified patches, writes each patch file and
-its row, feeds the pairing index, records pairs (catalog + pairs.csv) and announces them to the trainer. It also
-decides when a video is finished: the decoder's `video_end` says how many windows there were, each window's
-`window_done` says how many patches to expect, and the video is done once all of them arrived.
+It owns the catalog's videos and patches. It turns discovered files into video rows, hands videos to the decoders
+(a bounded number at a time, so a folder of 50 videos never floods memory), receives classified patches and
+writes each patch file and its row (the pairing stage follows those rows: stages/pairing.py), and records the
+verdicts people give pairs on the web page. It also decides when a video is finished: the decoder's `video_end`
+says how many windows there were, each window's `window_done` says how many patches to expect, and the video is
+done once all of them arrived.
 
-Recovery: every write is keyed (video fingerprint; video, frame, person; the two patches of a pair), so redoing a
-video after a crash, a restarted stage or a stall never duplicates anything.
+Recovery: every write is keyed (video fingerprint; video, frame, person), so redoing a video after a crash, a
+restarted stage or a stall never duplicates anything.
 """
 
 from __future__ import annotations
@@ -31,7 +32,6 @@ from humanstyle.stages.records import (
     Classified,
     Discovered,
     Job,
-    PairsAppended,
     PairVerdict,
     Record,
     StageRestarted,
@@ -84,7 +84,7 @@ class VideoProgress:
 
 
 class IndexHandler:
-    """Discovered files, classified patches, window and video ends and restart notices in; jobs and pair events out.
+    """Discovered files, classified patches, window and video ends, restart notices and verdicts in; jobs out.
     Each tick hands queued videos to the decoders, redoes stalled ones and refreshes the backlog gauge."""
 
     passes = ()
@@ -102,7 +102,6 @@ class IndexHandler:
                        StageRestarted: Route(self.each(self.on_control)),
                        PairVerdict: Route(self.each(self.on_verdict)),
                        VideoWaiting: Route(self.each(self.on_waiting))}
-        self._csv_stale = False
 
     def each(self, handler):
         def handle(records: list, out: Outbox) -> None:
@@ -118,29 +117,23 @@ class IndexHandler:
     def tick(self, out: Outbox) -> int:
         self.guarded(self.dispatch)
         self.guarded(self.check_stalls)
-        if self._csv_stale:
-            self.guarded(self.rewrite_csv)
         self.publish_backlog()
         return 0
 
     def close(self) -> None:
-        self.results.pairing.close()
         self.catalog.close()
 
     def guarded(self, work, *args) -> bool:
         """Run one unit of work. When the data folder refuses a write (full, read-only, gone), keep the unit and
         retry it with back-off instead of crashing: a restarted index would replay the same write straight into a
         crash loop that stops the daemon, whereas waiting here lets upstream stages block on their full queues
-        (back-pressure) until space or permission returns. Before each retry the result writer is rebuilt as at a
-        restart (pairing index reloaded from disk, unindexed patches replayed, pairs.csv rewritten from the
-        catalog), so a unit that failed halfway is completed exactly once. Returns False when a stop request
-        ends the wait: the unit is left to the next start (its video is still 'processing')."""
+        (back-pressure) until space or permission returns. Writes are keyed, so a unit that failed halfway is
+        completed exactly once. Returns False when a stop request ends the wait: the unit is left to the next
+        start (its video is still 'processing')."""
         delay, failed = 0.5, False
         while True:
             try:
                 if failed:
-                    self.results.pairing.close()
-                    self.results = ResultWriter(self.settings, self.catalog)
                     self.results.recover()
                 work(*args)
             except (*WRITE_ERRORS, *self.catalog.errors) as exc:
@@ -246,19 +239,15 @@ class IndexHandler:
 
     # --- curation ----------------------------------------------------------------------------------------------
     def on_verdict(self, verdict: PairVerdict) -> None:
-        """A person's verdict from the web page. The catalog keeps it; a bad pair leaves pairs.csv at the next tick
-        (one rewrite for a burst of verdicts), the trainer's datasets at its next refresh and every export."""
+        """A person's verdict from the web page. The catalog keeps it (numbered: Catalog.set_verdict); a bad pair
+        leaves pairs.csv when the pairing stage sees the change, the trainer's datasets at its next refresh and
+        every export."""
         if self.catalog.pair(verdict.pair_id) is None:
             self.reject("unknown_pair", verdict)
             return
         if self.catalog.set_verdict(verdict.pair_id, verdict.verdict):
             PAIRS_CURATED.labels(verdict.verdict).inc()
-            self._csv_stale = True
             log.info("pair %d marked %s", verdict.pair_id, verdict.verdict)
-
-    def rewrite_csv(self) -> None:
-        self.results.rewrite_csv()
-        self._csv_stale = False
 
     # --- results -----------------------------------------------------------------------------------------------
     def on_result(self, record: Classified | WindowDone | VideoEnd) -> None:
@@ -279,9 +268,6 @@ class IndexHandler:
                 progress.on_window_done(record.window_index, record.patches)
         elif progress:
             progress.on_end(record)
-        new_pairs = self.results.flush_pairs()
-        if new_pairs and self.out is not None:
-            self.out.send(PairsAppended(count=new_pairs, total=self.catalog.pair_count()))
         if progress and progress.complete:
             end = progress.end
             self.finish(progress, end.status if end else "done", end.reason if end else "")

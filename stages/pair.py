@@ -123,6 +123,10 @@ class PairingIndex:
     def index(self, domain: str, view: str) -> PoseIndex:
         return self._indexes[domain, view]
 
+    def search_method(self, domain: str, view: str) -> str:
+        """How new patches of (domain, view) are looked up now: "exact" or "faiss" (PoseIndex.method)."""
+        return self._indexes[self._other(domain), view].method
+
     def _other(self, domain: str) -> str:
         if domain not in self.domains:
             raise ValueError(f"unknown domain {domain!r}")

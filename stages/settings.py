@@ -136,6 +136,8 @@ class PairSettings:
     top_k: int = opt(3, "best matches recorded per new patch", min=1, max=100)
     mutual_best: bool = opt(False, "record a pair only when each patch is the other's best match so far")
     save_rejected: bool = opt(True, "also keep patch files of rejected patches (under patches/<domain>/REJECTED)")
+    batch: int = opt(256, "patches the pairing stage reads from the catalog at once (one pose search per view and "
+                     "domain among them)", min=1, max=65536)
     search: str = opt("auto", '"exact" (score every stored pose), "faiss" (FAISS proposes candidates, the exact score '
                       'decides) or "auto" (faiss once an index holds search_min_rows poses)', choices=SEARCH_METHODS)
     search_min_rows: int = opt(200_000, "stored poses of one domain and view from which auto searches with FAISS "

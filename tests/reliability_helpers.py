@@ -31,7 +31,7 @@ from tests.harness import Daemon
 from tests.media import make_clip
 
 TERMINAL = ("done", "partial", "failed")
-STAGES = ("watch", "index", "decode", "detect", "classify")
+STAGES = ("watch", "index", "pairing", "decode", "detect", "classify")
 
 # Clips small enough that a fault run takes tens of seconds on two shared cores, long enough (2 windows of
 # 3 frames) that a kill lands in the middle of a video.
@@ -331,11 +331,13 @@ def all_finished(data_dir: Path, expected_videos: int, catalog_url: str = "") ->
         db = connect_catalog(data_dir, catalog_url)
         try:
             rows = db.execute("SELECT status FROM videos").fetchall()
+            # Pairing follows the catalog in its own stage: finished once it has paired every kept patch.
+            unpaired = db.execute("SELECT COUNT(*) FROM patches WHERE indexed = 0 AND view != 'REJECTED'").fetchone()
         finally:
             db.close()
     except Exception:  # a PostgreSQL server restarting, or no tables yet: not finished as far as we can tell
         return False
-    return len(rows) == expected_videos and all(r[0] in TERMINAL for r in rows)
+    return len(rows) == expected_videos and all(r[0] in TERMINAL for r in rows) and unpaired[0] == 0
 
 
 def catalog_value(data_dir: Path, sql: str, args: tuple = ()) -> list[tuple]:

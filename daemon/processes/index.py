@@ -1,6 +1,6 @@
-"""The index process, the single writer: discovered files, classified patches, restart notices and pair verdicts
-in; jobs out to the decoders and pair events out to the trainer. After a stop request it keeps taking results until
-they stop coming, so the units the other stages finish while draining are written."""
+"""The index process, the writer of videos and patches: discovered files, classified patches, restart notices and pair
+verdicts in; jobs out to the decoders. After a stop request it keeps taking results until they stop coming, so the
+units the other stages finish while draining are written."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ from humanstyle.stages.records import (
     Classified,
     Discovered,
     Job,
-    PairsAppended,
     PairVerdict,
     StageRestarted,
     VideoEnd,
@@ -25,7 +24,6 @@ SPEC = ProcessSpec(
             Input("classified", lambda s, i: ["classified"], bind=True, accepts=(Classified, WindowDone, VideoEnd)),
             Input("control", lambda s, i: ["control"], bind=True,
                   accepts=(StageRestarted, PairVerdict, VideoWaiting))),
-    outputs=(Output("jobs", lambda s, i: ["jobs"], bind=True, carries=(Job,)),
-             Output("events", lambda s, i: ["events"], bind=True, carries=(PairsAppended,), publish=True)),
+    outputs=(Output("jobs", lambda s, i: ["jobs"], bind=True, carries=(Job,)),),
     drain_s=1.0,
 )

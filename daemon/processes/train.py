@@ -1,4 +1,4 @@
-"""The trainer process: pair events from the index in; it keeps pix2pix and CycleGAN learning (stages.train)."""
+"""The trainer process: pair events from the pairing stage in; it keeps pix2pix and CycleGAN learning (stages.train)."""
 
 from __future__ import annotations
 

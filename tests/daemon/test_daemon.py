@@ -55,7 +55,7 @@ def test_ingests_a_clip_serves_metrics_and_stops_cleanly(tmp_path, daemon_factor
     d = daemon_factory()
     health = d.health()
     assert health["status"] == "ok"
-    assert set(health["stages"]) == {"index", "watch", "decode", "detect", "classify"}
+    assert set(health["stages"]) == {"index", "pairing", "watch", "decode", "detect", "classify"}
     # Known series exist at zero before anything happened.
     assert d.value("humanstyle_stage_restarts_total", stage="detect") == 0
     assert ("humanstyle_pairs_total", (("view", "FULL-BODY-FRONT"),)) in d.metrics()
@@ -72,6 +72,10 @@ def test_ingests_a_clip_serves_metrics_and_stops_cleanly(tmp_path, daemon_factor
         assert (view == "REJECTED") == bool(reason)
         assert (tmp_path / "data" / path).is_file()
     assert d.health()["stages"]["index"]["last_work_s_ago"] >= 0
+    # The pairing stage follows the catalog: its backlog empties once it has looked at every kept patch.
+    d.wait_for(lambda: d.health()["pairing"]["backlog_patches"] == 0, 30, "the pairing backlog to empty")
+    assert d.value("humanstyle_pairing_delay_seconds_count") == d.value("humanstyle_patches_total") - sum(
+        1 for view, _, _ in patches if view == "REJECTED")
 
     from humanstyle.daemon.cli import main
 

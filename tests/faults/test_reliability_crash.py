@@ -64,6 +64,7 @@ TRIGGERS = {
     "detect": lambda d: d.value("humanstyle_frames_detected_total", kind="anchor") >= 2,
     "classify": lambda d: d.value("humanstyle_patches_total") >= 3,
     "index": lambda d: d.value("humanstyle_patches_total") >= 5,
+    "pairing": lambda d: d.value("humanstyle_patches_total") >= 5,
 }
 
 
@@ -73,7 +74,7 @@ def test_baseline_is_complete(baseline):
     assert_complete_run(baseline, patches_per_video=3 * 2)
 
 
-@pytest.mark.parametrize("stage", ["decode", "detect", "classify", "index"])
+@pytest.mark.parametrize("stage", ["decode", "detect", "classify", "index", "pairing"])
 def test_kill_9_of_a_worker_or_the_index_mid_video_loses_and_duplicates_nothing(tmp_path, source_clip, baseline,
                                                                                  stage):
     with running_daemon(tmp_path, **FAULT_CONFIG) as d:

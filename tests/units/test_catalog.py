@@ -60,7 +60,7 @@ def test_patches_and_pairs_are_written_once_and_read_back(target):
     rejected, _ = cat.add_patch(patch_fields(video.id, 4, view="REJECTED"), None, "")
     assert cat.patch_id(video.id, 3, 1) == second and cat.patch_id(video.id, 9, 0) is None
     assert [r["id"] for r in cat.unindexed_patches()] == [first, second]  # rejected ones are never indexed
-    cat.mark_indexed(first)
+    cat.mark_indexed([first])
     assert cat.add_patch(patch_fields(video.id, 3), keypoints, "x") == (first, True)
     rows = list(cat.indexed_keypoints())
     assert [(r["id"], r["domain"]) for r in rows] == [(first, "movie")]

@@ -10,7 +10,8 @@ import numpy as np
 
 from humanstyle.daemon import config
 from humanstyle.stages.catalog import Catalog
-from humanstyle.stages.results import ResultWriter
+from humanstyle.stages.handler import ListOutbox
+from humanstyle.stages.pairing import PairingHandler
 from tests.conftest import fast_sections, write_config
 from tests.units.test_pairing import LEFT_UP, mirror, pose
 
@@ -77,15 +78,14 @@ def test_old_index_is_rebuilt_from_the_catalog(tmp_path: Path) -> None:
         (folder / "meta.json").write_text(json.dumps({"format": 1, "dim": 34, "chunk_rows": 65536}))
         (folder / "chunk-000000.rec").write_bytes(b"\0" * 144)
         (folder / "committed").write_text("1\n")
-    catalog = Catalog(settings.paths.catalog)
-    writer = ResultWriter(settings, catalog)
-    writer.recover()
-    assert len(writer.pairing.index("movie", VIEW)) == len(writer.pairing.index("game", VIEW)) == 1
+    pairing = PairingHandler(settings)
+    pairing.start(ListOutbox())
+    catalog = pairing.catalog
+    assert len(pairing.index.index("movie", VIEW)) == len(pairing.index.index("game", VIEW)) == 1
     assert catalog.pair_count() == 1  # rebuilding proposes nothing
     header, row = (data / "pairs.csv").read_text().splitlines()
     assert header.endswith(",mirrored") and row.endswith(",1,2,0")  # the old pair: movie 1, game 2, not mirrored
     # A new patch pairs with the rebuilt entries: the game patch, mirrored.
-    pairs = writer.pairing.propose_batch([3], "movie", VIEW, mirror(pose(LEFT_UP, dx=5))[None])
+    pairs = pairing.index.propose_batch([3], "movie", VIEW, mirror(pose(LEFT_UP, dx=5))[None])
     assert [(p.a_id, p.b_id, p.mirrored) for p in pairs] == [(3, 2, True)]
-    writer.pairing.close()
-    catalog.close()
+    pairing.close()

@@ -4,7 +4,8 @@
   before that upgrade sees the column once the writer adds it (a long-lived trainer needs no restart);
 - a bad pair leaves `pairs()` (what training, pairs.csv and the exports read) and comes back when marked good;
   verdicts survive closing and reopening;
-- the index applies a PairVerdict record: counted, unknown pairs refused, pairs.csv rewritten without bad pairs;
+- the index applies a PairVerdict record: counted, unknown pairs refused; the pairing stage then rewrites
+  pairs.csv without bad pairs;
 - pair_page walks every pair exactly once in the requested order, by keyset, with view and verdict filters.
 """
 
@@ -102,10 +103,12 @@ def test_the_verdict_filter_and_what_a_page_row_carries(filled):
         filled.pair_page(order="random")
 
 
-def test_the_index_applies_verdicts_and_rewrites_pairs_csv(tmp_path):
+def test_the_index_applies_verdicts_and_the_pairing_stage_rewrites_pairs_csv(tmp_path):
     from humanstyle.daemon import config
     from humanstyle.stages import counters
+    from humanstyle.stages.handler import ListOutbox
     from humanstyle.stages.index import IndexHandler
+    from humanstyle.stages.pairing import PairingHandler
     from humanstyle.stages.records import PairVerdict
     from tests.conftest import fast_sections, write_config
 
@@ -120,6 +123,10 @@ def test_the_index_applies_verdicts_and_rewrites_pairs_csv(tmp_path):
     cat.close()
     index = IndexHandler(settings)
     index.start(out=None)
+    pairing = PairingHandler(settings)
+    pairing.start(ListOutbox())
+    with open(settings.paths.data_dir / "pairs.csv", newline="") as fh:
+        assert [int(r["pair_id"]) for r in csv.DictReader(fh)] == [1, 2, 3]
     bad_before = counters.PAIRS_CURATED.labels("bad")._value.get()
     rejected_before = counters.MESSAGES_REJECTED.labels("index", "unknown_pair")._value.get()
     index.on_verdict(PairVerdict(pair_id=2, verdict="bad"))
@@ -127,7 +134,8 @@ def test_the_index_applies_verdicts_and_rewrites_pairs_csv(tmp_path):
     index.on_verdict(PairVerdict(pair_id=99, verdict="bad"))
     assert counters.PAIRS_CURATED.labels("bad")._value.get() == bad_before + 1
     assert counters.MESSAGES_REJECTED.labels("index", "unknown_pair")._value.get() == rejected_before + 1
-    index.rewrite_csv()
+    pairing.follow_verdicts()  # what its next tick does: the catalog numbered the change
     with open(settings.paths.data_dir / "pairs.csv", newline="") as fh:
         assert [int(r["pair_id"]) for r in csv.DictReader(fh)] == [1, 3]
+    pairing.close()
     index.close()

@@ -96,7 +96,6 @@ def test_the_index_start_deletes_what_a_killed_write_left_and_nothing_else(tmp_p
     catalog = Catalog(settings.paths.catalog)
     writer = ResultWriter(settings, catalog)
     writer.recover()
-    writer.pairing.close()
     catalog.close()
     assert not left.exists()
     assert sorted(p.name for p in folder.iterdir()) == ["v000001_f0000001_p00.png"]

@@ -24,6 +24,7 @@ run() {
 cases=tests/data/views/cases.json
 run pairing bench/pairing.py --sizes 2000 --out "$out/pairing.json"
 run pairing_search bench/pairing_search.py --smoke --out "$out/pairing_search.json"
+run pairing_stage bench/pairing_stage.py --smoke --out "$out/pairing_stage.json"
 run pairing_quality bench/pairing_quality.py --cases "$cases" --repeats 1 --out "$out/pairing_quality.json"
 run train_refresh bench/train_refresh.py --smoke --out "$out/train_refresh.json"
 run views bench/views.py --cases "$cases" --out "$out/views.json"

@@ -8,7 +8,8 @@ catalog with N paired patches per domain (rows only, no image files) and their p
 timed as pairing). Then, timed:
 
 - catalog inserts: --new patch rows (half per domain, in runs of 32 as videos bring them) through
-  `Catalog.add_patch`, one row per call as the index stage writes them;
+  `Catalog.add_patch`, in transactions of 32 rows as the index stage writes them (and, for comparison, one
+  transaction per row);
 - sustained pairing, per search (`pair.search` exact and faiss): the pairing stage (`stages.pairing.
   PairingHandler`, batches of `pair.batch` = 256) pairs those rows; patches/s = rows / time;
 - catalog row to pair row: a second process inserts rows at half the measured FAISS rate while the stage runs its
@@ -37,6 +38,7 @@ from bench.pairing import random_keypoints, rss_mb  # noqa: E402
 from humanstyle.daemon import config  # noqa: E402
 from humanstyle.stages.catalog import Catalog  # noqa: E402
 from humanstyle.stages.handler import ListOutbox  # noqa: E402
+from humanstyle.stages.index import PATCH_BATCH  # noqa: E402
 from humanstyle.stages.pair import PairingIndex  # noqa: E402
 from humanstyle.stages.pairing import PairingHandler  # noqa: E402
 from humanstyle.stages.vocabulary import VIEWS  # noqa: E402
@@ -86,22 +88,26 @@ def _sql_max(catalog: Catalog) -> str:
     return sql.replace("?", "%s") if catalog.dialect.__class__.__name__.startswith("Postgres") else sql
 
 
-def insert_new(target: str | Path, count: int, first_frame: int, seed: int, rate: float = 0.0) -> float:
-    """`count` new kept patches through Catalog.add_patch, runs of RUN per domain; at `rate` rows/s if set.
-    Returns the seconds it took."""
+def insert_new(target: str | Path, count: int, first_frame: int, seed: int, rate: float = 0.0,
+               per_transaction: int = PATCH_BATCH) -> float:
+    """`count` new kept patches through Catalog.add_patch, runs of RUN per domain, `per_transaction` rows per
+    transaction; at `rate` rows/s if set. Returns the seconds it took."""
     rng = np.random.default_rng(seed)
     catalog = Catalog(target)
     videos = {d: catalog.add_video(f"fp-{d}", f"/w/{d}.mp4", d, 1, 0.0)[0].id for d in DOMAINS}
     kp = random_keypoints(rng, count).astype(np.float32)
     t0 = time.perf_counter()
-    for i in range(count):
-        domain = DOMAINS[(i // RUN) % 2]
-        fields = {"video_id": videos[domain], "domain": domain, "window_index": 0, "frame_index": first_frame + i,
-                  "person_index": 0, "kind": "anchor", "timestamp": 0.0, "box": [0, 0, 1, 1], "square": [0, 0, 1, 1],
-                  "score": 0.9, "view": VIEW, "reason": "", "keypoint_score": 0.9}
-        catalog.add_patch(fields, kp[i], "")
+    for first in range(0, count, per_transaction):
+        with catalog.transaction():
+            for i in range(first, min(count, first + per_transaction)):
+                domain = DOMAINS[(i // RUN) % 2]
+                fields = {"video_id": videos[domain], "domain": domain, "window_index": 0,
+                          "frame_index": first_frame + i, "person_index": 0, "kind": "anchor", "timestamp": 0.0,
+                          "box": [0, 0, 1, 1], "square": [0, 0, 1, 1], "score": 0.9, "view": VIEW, "reason": "",
+                          "keypoint_score": 0.9}
+                catalog.add_patch(fields, kp[i], "")
         if rate:
-            lag = t0 + (i + 1) / rate - time.perf_counter()
+            lag = t0 + min(count, first + per_transaction) / rate - time.perf_counter()
             if lag > 0:
                 time.sleep(lag)
     catalog.close()
@@ -118,6 +124,12 @@ def run_size(n: int, new: int, catalog_url: str) -> dict:
             out.update(build(settings, n, rng))
             target = url or settings.paths.catalog
             frame = 10 * n
+            seconds = insert_new(target, new, frame, seed=frame, per_transaction=1)
+            out["catalog_inserts_per_s_one_per_transaction"] = round(new / seconds)
+            frame += new
+            catalog = Catalog(target)  # those rows measured the inserts only: left out of the pairing runs
+            catalog.mark_indexed([r["id"] for r in catalog.unindexed_patches()])
+            catalog.close()
             for search in ("exact", "faiss"):
                 seconds = insert_new(target, new, frame, seed=frame)
                 out.setdefault("catalog_inserts_per_s", round(new / seconds))
@@ -205,11 +217,12 @@ def main() -> None:
         cmd = [sys.executable, __file__, "--one", str(n), "--new", str(args.new), "--catalog-url", args.catalog_url]
         results.append(json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
                                   .strip().splitlines()[-1]))
-    print("poses/domain | catalog | inserts/s | exact patches/s | faiss patches/s | faiss first batch s | "
+    print("poses/domain | catalog | inserts/s (1 per tx) | exact patches/s | faiss patches/s | faiss first batch s | "
           "row->pair p50 s | p99 s (at rate) | peak RSS MB")
     for r in results:
         f, delay = r["faiss"], r["faiss"]["delay"]
-        print(f"{r['poses_per_domain']} | {r['catalog']} | {r['catalog_inserts_per_s']} | "
+        print(f"{r['poses_per_domain']} | {r['catalog']} | {r['catalog_inserts_per_s']} "
+              f"({r['catalog_inserts_per_s_one_per_transaction']}) | "
               f"{r['exact']['patches_per_s']} | {f['patches_per_s']} | {f['first_batch_s']} | {delay['p50_s']} | "
               f"{delay['p99_s']} ({delay['rate_per_s']}/s) | {r['peak_rss_mb']}")
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -91,6 +91,7 @@ def _extract(settings: PipelineSettings, catalog: Catalog, writer: ResultWriter,
                 classify.classify(patches, out)
             for item in out.take():
                 writer.write_patch(item)
+                writer.count_written()
                 summary.views[item.view] += 1
                 if item.reason:
                     summary.rejections[item.reason] += 1

@@ -50,6 +50,7 @@ MAX_ATTEMPTS = 3
 # from PostgreSQL a server that restarted or cannot be reached.
 WRITE_ERRORS = (OSError,)
 WRITE_RETRY_MAX_S = 10.0
+PATCH_BATCH = 32  # classified patches written per catalog transaction (bench/README.md, "Pairing stage")
 
 
 @dataclass
@@ -97,7 +98,8 @@ class IndexHandler:
         self.out: Outbox | None = None
         self._backlog_at = 0.0
         self.routes = {Discovered: Route(self.each(self.on_discovered)),
-                       Classified: Route(self.each(self.on_result)), WindowDone: Route(self.each(self.on_result)),
+                       Classified: Route(self.in_transaction(self.on_result), batch=PATCH_BATCH),
+                       WindowDone: Route(self.each(self.on_result)),
                        VideoEnd: Route(self.each(self.on_result)),
                        StageRestarted: Route(self.each(self.on_control)),
                        PairVerdict: Route(self.each(self.on_verdict)),
@@ -107,6 +109,25 @@ class IndexHandler:
         def handle(records: list, out: Outbox) -> None:
             for record in records:
                 self.guarded(handler, record)
+        return handle
+
+    def in_transaction(self, handler):
+        """The records of a batch written in one catalog transaction: one commit per batch, not per row. A record
+        that fails for another reason than a refused write is logged and counted, and the others are kept."""
+        def work(records: list) -> None:
+            with self.catalog.transaction():
+                for record in records:
+                    try:
+                        handler(record)
+                    except (*WRITE_ERRORS, *self.catalog.errors):
+                        raise
+                    except Exception as exc:
+                        ERRORS.labels("index", type(exc).__name__).inc()
+                        log.exception("index: a %s record failed", record.TYPE)
+            self.results.count_written()
+
+        def handle(records: list, out: Outbox) -> None:
+            self.guarded(work, records)
         return handle
 
     def start(self, out: Outbox) -> None:
@@ -138,6 +159,7 @@ class IndexHandler:
                 work(*args)
             except (*WRITE_ERRORS, *self.catalog.errors) as exc:
                 self.catalog.rollback()
+                self.results.written.clear()  # rolled back: written and counted again on the retry
                 ERRORS.labels("index", "write_failed").inc()
                 log.error("index: cannot write to %s or the catalog (%s); retrying in %.1f s",
                           self.settings.paths.data_dir, str(exc).strip(), delay)

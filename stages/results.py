@@ -42,6 +42,7 @@ class ResultWriter:
         self.data_dir = settings.paths.data_dir
         self.storage = open_storage(settings)  # patch files: the data folder, or storage.url
         self.domains = settings.domains
+        self.written: list[tuple[str, str, str]] = []  # (domain, view, reason) of new rows not counted yet
 
     def recover(self) -> None:
         # A patch file whose write was cut short (a killed index) is written again under its own name when its
@@ -57,12 +58,19 @@ class ResultWriter:
         if existing is None:
             rel = self._write_files(f, patch.image, patch.mask)
             patch_id, _ = self.catalog.add_patch(f, patch.keypoints, rel)
-            PATCHES.labels(patch.domain, patch.view).inc()
-            if patch.view == REJECTED:
-                REJECTIONS.labels(patch.domain, patch.reason).inc()
+            self.written.append((patch.domain, patch.view, patch.reason))
         else:
             patch_id = existing
         return patch_id
+
+    def count_written(self) -> None:
+        """Count the rows written since the last call, once their transaction committed (a rolled-back batch is
+        written again, and must not be counted twice: `written.clear()` after a failure)."""
+        for domain, view, reason in self.written:
+            PATCHES.labels(domain, view).inc()
+            if view == REJECTED:
+                REJECTIONS.labels(domain, reason).inc()
+        self.written.clear()
 
     def _write_files(self, f: dict, image: np.ndarray, mask: np.ndarray) -> str:
         if f["view"] == REJECTED and not self.settings.pair.save_rejected:

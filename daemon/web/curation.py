@@ -1,10 +1,11 @@
-"""Pair verdicts from the web page reach the catalog through its single writer, the index.
+"""Pair verdicts from the web page reach the catalog through the index.
 
 The page's POST becomes a `PairVerdict` record pushed on the index's control queue (the queue the supervisor
-already uses to announce restarts); the index checks the pair, updates `pairs.verdict`, counts it
-(`humanstyle_pairs_curated_total{verdict}`) and rewrites pairs.csv. The web thread then reads the catalog until the
-verdict shows (or a short wait passes), so the page reports what is stored, not what was asked. Nothing but the
-index ever writes the catalog, so SQLite's single-writer rule and the index's crash recovery stay as they were.
+already uses to announce restarts); the index checks the pair, updates `pairs.verdict` (numbering the change),
+counts it (`humanstyle_pairs_curated_total{verdict}`), and the pairing stage, seeing the change, rewrites pairs.csv.
+The web thread then reads the catalog until the verdict shows (or a short wait passes), so the page reports what is
+stored, not what was asked. The web page never writes the catalog itself, so the writers' crash recovery stays as
+it was.
 """
 
 from __future__ import annotations

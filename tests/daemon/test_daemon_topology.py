@@ -72,7 +72,7 @@ def work_done(metrics_dir: Path, pid: int, name: str, **labels: str) -> float:
     return total
 
 
-def test_tcp_transport_several_workers_and_the_trainer_fed_by_the_index(tmp_path, capsys):
+def test_tcp_transport_several_workers_and_the_trainer_fed_by_the_pairing_stage(tmp_path, capsys):
     base = free_port_block(PATCHES_PORT + WORKERS)
     train = {**TINY_TRAINING, "refresh_every_s": 86400.0, "checkpoint_every": 1_000_000}
     data = tmp_path / "data"
@@ -81,7 +81,8 @@ def test_tcp_transport_several_workers_and_the_trainer_fed_by_the_index(tmp_path
                         classify={"workers": WORKERS}, train=train) as d:
         stages = d.health()["stages"]
         assert {name: s["processes"] for name, s in stages.items()} == {
-            "index": 1, "watch": 1, "decode": WORKERS, "detect": WORKERS, "classify": WORKERS, "train": 1}
+            "index": 1, "pairing": 1, "watch": 1, "decode": WORKERS, "detect": WORKERS, "classify": WORKERS,
+            "train": 1}
 
         # Every queue on its documented TCP port of 127.0.0.1, next to the metrics port; no ipc socket.
         pids = [d.proc.pid] + [pid for s in stages.values() for pid in s["pids"]]
@@ -104,7 +105,7 @@ def test_tcp_transport_several_workers_and_the_trainer_fed_by_the_index(tmp_path
                 for stage, (name, labels) in work.items() for pid in stages[stage]["pids"]}
         assert all(n > 0 for n in done.values()), f"idle workers: {done}"
 
-        # The trainer's datasets follow the index's events (nothing else refreshes them within a day).
+        # The trainer's datasets follow the pairing stage's events (nothing else refreshes them within a day).
         (pairs,), = catalog_value(data, "SELECT COUNT(*) FROM pairs")
         assert pairs > 0
 

@@ -7,7 +7,8 @@ Per size N (poses stored in one domain and view; `bench/pairing.py`'s synthetic 
 probability 1/8) in its own subprocess, so that peak RSS belongs to that size: the index is loaded, then the same
 queries (fresh synthetic poses, the other domain's new patches) are searched in batches of --batch, top 1 at
 `pair.min_similarity`, by the exact scan and by FAISS with each nprobe:candidates setting. The first FAISS search
-trains its index (k-means lists, template, every pose added): that time is the rebuild time.
+trains its index (k-means lists, template, every pose added): that time is the rebuild time. Reopen: the pose index
+read back from its files, as at a restart.
 
 Agreement with the exact search, per setting: found = share of the queries whose exact best reaches the threshold
 that FAISS also pairs; within 0.001 = share of those whose FAISS pair is within 0.001 of the exact best; and the
@@ -83,6 +84,11 @@ def run_size(n: int, queries: int, batch: int, settings: list[tuple[int, int]]) 
             masks, z = prepare(random_keypoints(rng, min(LOAD_BATCH, n - start)))
             index.append(np.arange(start, start + len(z)), masks, z)
         out["load_s"] = round(time.perf_counter() - t0, 1)
+        index.close()
+        del index  # freed before the reopen: RSS then is what a restarted pairing stage holds for this index
+        t0 = time.perf_counter()
+        index = PoseIndex(Path(tmp), durable=False, search=SearchSettings("exact"))  # what a restart reads
+        out["reopen_s"] = round(time.perf_counter() - t0, 1)
         out["rss_loaded_mb"] = round(rss_mb())
         q_masks, q_z = prepare(random_keypoints(rng, queries))
         exact, seconds = timed_search(index, q_masks, q_z, batch)

@@ -30,6 +30,8 @@ RUN printf '[paths]\nwatch_dir = "/watch"\ndata_dir = "/data"\n\n[metrics]\nlist
 USER 1000
 VOLUME ["/data", "/watch"]
 EXPOSE 9108
-HEALTHCHECK --interval=30s --timeout=5s CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:9108/healthz')"]
+# `humanstyle health` asks /healthz where the config says the daemon listens (metrics.listen), so a mounted config
+# with another port keeps the check right; exit 0 only when healthy.
+HEALTHCHECK --interval=30s --timeout=10s CMD ["humanstyle", "health", "--config", "/app/config.toml"]
 ENTRYPOINT ["humanstyle"]
 CMD ["run", "--config", "/app/config.toml"]

@@ -30,13 +30,27 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config(p)
     p = sub.add_parser("status", help="counts of videos, patches and pairs from the catalog")
     _add_config(p)
+    p = sub.add_parser("health", help="ask the running daemon's /healthz at the configured metrics.listen; exit 0 "
+                       "only when it is healthy (for container and Kubernetes probes)")
+    p.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for the answer (default 5)")
+    _add_config(p)
     from humanstyle.daemon import commands
 
     commands.add_subcommands(sub, _add_config)
     from humanstyle.daemon import scale_commands
 
     scale_commands.add_subcommands(sub, _add_config, commands.HANDLERS)
+    # `humanstyle COMMAND --help` opens with the line the command list shows, and says where the rest is written.
+    helps = {action.dest: action.help for action in sub._choices_actions}
+    for name, command in sub.choices.items():
+        first = helps.get(name) or ""
+        command.description = command.description or (first[:1].upper() + first[1:] + ".")
+        command.epilog = command.epilog or EPILOG
     return parser
+
+
+EPILOG = ("Settings: config.toml lists every key with its default and a one-line description (humanstyle check-config "
+          "prints the effective ones). How it works, commands and operations: README.md.")
 
 
 def resolve_config_path(path: Path | None) -> Path | None:
@@ -56,7 +70,8 @@ def main(argv: list[str] | None = None) -> int:
     from humanstyle.daemon.logs import setup_logging
 
     setup_logging(settings.log.level)
-    handler = {"run": cmd_run, "check-config": cmd_check_config, "status": cmd_status}.get(args.command)
+    handler = {"run": cmd_run, "check-config": cmd_check_config, "status": cmd_status,
+               "health": cmd_health}.get(args.command)
     if handler is None:
         from humanstyle.daemon import commands
 
@@ -92,6 +107,8 @@ def cmd_status(settings: config.Settings, args: argparse.Namespace) -> int:
         return 0
     catalog = open_catalog(settings, readonly=True, role="status")
     counts = catalog.counts()
+    copies, copy_count = catalog.copies(limit=20), catalog.copy_count()
+    unpaired = catalog.unindexed_count()
     catalog.close()
     sections = [("videos", ("domain", "status")), ("patches", ("domain", "view")),
                 ("rejections", ("domain", "reason")), ("pairs", ("view",)), ("curated", ("verdict",))]
@@ -101,7 +118,47 @@ def cmd_status(settings: config.Settings, args: argparse.Namespace) -> int:
         print(f"{name}: {total}")
         for row in rows:
             print("  " + "  ".join(f"{c}={v}" for c, v in zip(cols, row[:-1], strict=True)) + f"  count={row[-1]}")
+    print(f"patches waiting to be paired: {unpaired}")
+    print(f"copies not processed: {copy_count}")
+    for row in copies:
+        print(f"  {row['path']} (in {row['domain'] or '?'}): a copy of video {row['video_id']}, {row['original']} "
+              f"(in {row['original_domain']})")
+    if copy_count > len(copies):
+        print(f"  ... and {copy_count - len(copies)} more")
     return 0
+
+
+def health_url(listen: str) -> str:
+    """/healthz of a daemon listening on `listen` ("host:port"), asked on loopback when it listens everywhere."""
+    host, port = listen.rsplit(":", 1)
+    host = host.strip("[]")
+    host = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
+    return f"http://{f'[{host}]' if ':' in host else host}:{port}/healthz"
+
+
+def cmd_health(settings: config.Settings, args: argparse.Namespace) -> int:
+    import json
+    import urllib.error
+    import urllib.request
+
+    url = health_url(settings.metrics.listen)
+    try:
+        with urllib.request.urlopen(url, timeout=args.timeout) as resp:
+            code, body = resp.status, resp.read()
+    except urllib.error.HTTPError as exc:  # 503: degraded, with its JSON
+        code, body = exc.code, exc.read()
+    except (urllib.error.URLError, OSError) as exc:
+        print(f"humanstyle: no daemon answers at {url}: {getattr(exc, 'reason', exc)}", file=sys.stderr)
+        return 1
+    try:
+        data = json.loads(body)
+    except ValueError:
+        data = {}
+    status = data.get("status", f"HTTP {code}")
+    unwell = [name for name, s in data.get("stages", {}).items()
+              if not s.get("alive") == s.get("ready") == s.get("processes")]
+    print(f"{status}: {url}" + (f" (not ready: {', '.join(unwell)})" if unwell else ""))
+    return 0 if code == 200 and status == "ok" else 1
 
 
 def cmd_run(settings: config.Settings, args: argparse.Namespace) -> int:
@@ -112,6 +169,8 @@ def cmd_run(settings: config.Settings, args: argparse.Namespace) -> int:
     check_folders(settings)
     return run_supervisor(settings, "head" if settings.head.listen else "daemon")
 
+
+DAEMON_LOCK = "daemon.lock"  # in the data folder: held by the running daemon's supervisor
 
 # The supervisor of each kind of process tree, imported only once the environment below is set.
 SUPERVISORS = {"daemon": ("humanstyle.daemon.supervisor", "Supervisor"),
@@ -125,7 +184,15 @@ def run_supervisor(settings: config.Settings, kind: str) -> int:
     import importlib
 
     from humanstyle.daemon.paths import prepare_metrics_dir, prepare_runtime_dir
+    from humanstyle.stages.folder_lock import FolderLock
 
+    # One daemon per data folder, checked before anything of the running one (its sockets, metric files) is touched.
+    lock = FolderLock(settings.paths.data_dir / DAEMON_LOCK,
+                      f"humanstyle {kind} (config {settings.source or 'built-in defaults'})")
+    if not lock.acquire():
+        print(f"humanstyle: {settings.paths.data_dir} is in use by another daemon: {lock.holder() or 'unknown'}. "
+              "Stop it first, or give this one its own paths.data_dir.", file=sys.stderr)
+        return 2
     runtime = prepare_runtime_dir(settings)
     # prometheus_client reads this when first imported, so it must be set before any metric exists.
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(prepare_metrics_dir(runtime))
@@ -140,6 +207,8 @@ def run_supervisor(settings: config.Settings, kind: str) -> int:
     except OSError as exc:
         print(f"humanstyle: cannot start: {exc}", file=sys.stderr)
         return 1
+    finally:
+        lock.release()
 
 
 if __name__ == "__main__":

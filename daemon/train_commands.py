@@ -25,6 +25,8 @@ def add_subcommands(sub: argparse._SubParsersAction, add_config: Callable, handl
                    help="which generator to use from a latest.pt checkpoint (default pix2pix)")
     p.add_argument("inputs", nargs="+", type=Path, metavar="INPUT", help="image files")
     p.add_argument("--out", required=True, type=Path, help="output folder")
+    p.add_argument("--size", type=int, default=None, help="output side in pixels (default: each input's own width "
+                   "and height; the generator itself works at its training size, train.*_image_size)")
     add_config(p)
     handlers["translate"] = cmd_translate
 
@@ -134,7 +136,10 @@ def cmd_translate(settings: Settings, args: argparse.Namespace) -> int:
 
     try:
         checkpoint = resolve_checkpoint(settings, args.checkpoint)
-        written = translate_files(checkpoint, args.model, args.direction, settings.domains, args.inputs, args.out)
+        if args.size is not None and not 8 <= args.size <= 8192:
+            raise TranslateError(f"--size {args.size}: expected 8 to 8192 pixels")
+        written = translate_files(checkpoint, args.model, args.direction, settings.domains, args.inputs, args.out,
+                                  args.size)
     except (TranslateError, StorageError) as exc:
         print(f"humanstyle: {exc}", file=sys.stderr)
         return 1

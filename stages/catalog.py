@@ -77,6 +77,7 @@ class Catalog:
         mirrored = absent.get(("pairs", "mirrored"), "p.mirrored")
         self.verdict_sql = absent.get(("pairs", "verdict"), "p.verdict")
         self.verdict_seq_sql = absent.get(("pairs", "verdict_seq"), "p.verdict_seq")
+        self.files_domain_sql = absent.get(("files", "domain"), "f.domain")
         self.pair_rows_sql = (f"SELECT p.id, p.view, p.similarity, p.a_patch_id, p.b_patch_id, {mirrored} AS mirrored, "
                               "a.path AS a_path, b.path AS b_path FROM pairs p JOIN patches a ON a.id = p.a_patch_id "
                               "JOIN patches b ON b.id = p.b_patch_id")
@@ -139,10 +140,22 @@ class Catalog:
                         "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                         (fingerprint, path, domain, size, status, reason, now, now))
                 row = self._q("SELECT * FROM videos WHERE fingerprint = ?", (fingerprint,)).fetchone()
-            self._q("INSERT INTO files (path, size, mtime, video_id) VALUES (?, ?, ?, ?) ON CONFLICT (path) DO UPDATE "
-                    "SET size = excluded.size, mtime = excluded.mtime, video_id = excluded.video_id",
-                    (path, size, mtime, row["id"]))
+            self._q("INSERT INTO files (path, size, mtime, video_id, domain) VALUES (?, ?, ?, ?, ?) ON CONFLICT (path) "
+                    "DO UPDATE SET size = excluded.size, mtime = excluded.mtime, video_id = excluded.video_id, "
+                    "domain = excluded.domain", (path, size, mtime, row["id"], domain))
         return _video(row), created
+
+    def copies(self, limit: int = 1000) -> list[Row]:
+        """Files found to be copies of a video already in the catalog (same content, another path), by path:
+        (path, domain it was dropped into, video_id, original path, original domain). None is processed again."""
+        self._current()
+        return self._q(f"SELECT f.path, {self.files_domain_sql} AS domain, v.id AS video_id, v.path AS original, "
+                       "v.domain AS original_domain FROM files f JOIN videos v ON v.id = f.video_id "
+                       "WHERE f.path != v.path ORDER BY f.path LIMIT ?", (limit,)).fetchall()
+
+    def copy_count(self) -> int:
+        return int(self._q("SELECT COUNT(*) FROM files f JOIN videos v ON v.id = f.video_id "
+                           "WHERE f.path != v.path").fetchone()[0])
 
     def video(self, video_id: int) -> Video | None:
         row = self._q("SELECT * FROM videos WHERE id = ?", (video_id,)).fetchone()

@@ -109,6 +109,9 @@ MIGRATIONS: tuple[Migration, ...] = (
         "UPDATE patches SET indexed = 1 WHERE view = 'REJECTED'",
         "CREATE INDEX IF NOT EXISTS patches_unpaired ON patches (indexed, id)",
     )),
+    Migration(8, "files.domain: the domain folder a file was found in (a copy shows where it was dropped)", (
+        "ALTER TABLE files ADD COLUMN domain TEXT NOT NULL DEFAULT ''",
+    ), adds_column=("files", "domain", "''")),
 )
 LATEST = MIGRATIONS[-1].version
 

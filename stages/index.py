@@ -189,8 +189,12 @@ class IndexHandler:
                                                 found.mtime, status=status, reason=found.rejected)
         if not created:
             if video.path != found.path:
-                log.info("%s is a copy of video %d (%s): not processed again", found.path, video.id, video.path)
-                VIDEOS.labels(video.domain, "duplicate").inc()
+                # Counted where it was dropped. A copy in the other domain is not processed for it either: the same
+                # footage on both sides would pair each person with themselves, which teaches a translator nothing.
+                across = f" (in {found.domain}, the original in {video.domain})" if found.domain != video.domain else ""
+                log.warning("%s is a copy of video %d, %s%s: not processed again", found.path, video.id, video.path,
+                            across)
+                VIDEOS.labels(found.domain, "duplicate").inc()
             return
         VIDEOS.labels(video.domain, status).inc()
         if found.rejected:

@@ -119,7 +119,9 @@ class Trainer:
     def apply(self, delta: DataDelta) -> None:
         """Grow the data by `delta` (every process the same); the datasets read the data's lists in place, so they
         are built once and again only when a split gains its first items."""
+        before = self.train_sizes()
         self.data.apply(delta)
+        self.log_growth(before)
         if delta or not (self.datasets or self.val_sets):
             self.build_datasets()
         data = self.data
@@ -128,6 +130,24 @@ class Trainer:
             counters.TRAIN_DATASET.labels(f"cyclegan-{self.domains[0]}", split).set(len(data.side_a[split]))
             counters.TRAIN_DATASET.labels(f"cyclegan-{self.domains[1]}", split).set(len(data.side_b[split]))
         self.report_data()
+
+    def train_sizes(self) -> tuple[int, int, int]:
+        """Training pairs, and training patches of each domain."""
+        data = self.data
+        return len(data.pairs["train"]), len(data.side_a["train"]), len(data.side_b["train"])
+
+    def log_growth(self, before: tuple[int, int, int]) -> None:
+        """Say when the data a model trains on grew or shrank: "pix2pix-movie2game: 120 training pairs (+20)"."""
+        after = self.train_sizes()
+        if not self.main or after == before:
+            return
+        a2b, b2a, cyc = self.names
+        if after[0] != before[0]:
+            change = f"{after[0] - before[0]:+d}"
+            log.info("%s, %s: %d training pairs (%s)", a2b, b2a, after[0], change)
+        if after[1:] != before[1:]:
+            log.info("%s: %d %s and %d %s training patches (%+d, %+d)", cyc, after[1], self.domains[0], after[2],
+                     self.domains[1], after[1] - before[1], after[2] - before[2])
 
     def build_datasets(self) -> None:
         t, data = self.settings.train, self.data

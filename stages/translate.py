@@ -50,9 +50,11 @@ def load_generator(checkpoint: Path, model: str, direction: str, domains: tuple[
 
 
 def translate_files(checkpoint: Path, model: str, direction: str, domains: tuple[str, str], inputs: list[Path],
-                    out_dir: Path) -> list[Path]:
-    generator, size = load_generator(checkpoint, model, direction, domains)
-    transform = build_transform(size, train=False)
+                    out_dir: Path, size: int | None = None) -> list[Path]:
+    """Each input translated at the model's training size, then written at the input's own size (or `size` x
+    `size`): a 256-px patch comes back 256 px, not 64."""
+    generator, model_size = load_generator(checkpoint, model, direction, domains)
+    transform = build_transform(model_size, train=False)
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for path in inputs:
@@ -63,7 +65,12 @@ def translate_files(checkpoint: Path, model: str, direction: str, domains: tuple
         with torch.no_grad():
             output = generator(transform(image=image)["image"][None])
         target = out_dir / f"{Path(path).stem}-{direction}.png"
-        if not cv2.imwrite(str(target), cv2.cvtColor(to_uint8_rgb(output)[0], cv2.COLOR_RGB2BGR)):
+        result = to_uint8_rgb(output)[0]
+        width, height = (size, size) if size else (image.shape[1], image.shape[0])
+        if (width, height) != (result.shape[1], result.shape[0]):
+            shrink = width * height < result.shape[0] * result.shape[1]
+            result = cv2.resize(result, (width, height), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_CUBIC)
+        if not cv2.imwrite(str(target), cv2.cvtColor(result, cv2.COLOR_RGB2BGR)):
             raise TranslateError(f"cannot write {target}")
         written.append(target)
     return written

@@ -115,7 +115,8 @@ def create_app(settings: Settings, health, curator: Curator | None = None) -> Fl
         counts = db.counts() if db else {}
         return page("status.html", tables=status_tables(counts), problems=(
             db.videos_needing_attention() if db else []), trainer=trainer_summary(train_root, models),
-            health=health(), curated=dict(counts.get("curated", [])))
+            health=health(), curated=dict(counts.get("curated", [])), copies=db.copies(limit=50) if db else [],
+            copy_count=db.copy_count() if db else 0)
 
     @app.get("/pairs")
     def pairs():

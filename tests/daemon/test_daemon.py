@@ -83,10 +83,14 @@ def test_ingests_a_clip_serves_metrics_and_stops_cleanly(tmp_path, daemon_factor
     out = capsys.readouterr().out
     assert "videos: 1" in out and "domain=movie  status=done  count=1" in out
     assert f"patches: {len(patches)}" in out
+    assert main(["health", "--config", str(d.config_path)]) == 0  # what the image's HEALTHCHECK runs
+    assert capsys.readouterr().out.startswith(f"ok: http://{d.listen}/healthz")
 
     assert d.stop(signal.SIGINT) == 0
     assert d.alive_children() == []
     assert "stopped" in d.log_text()
+    assert main(["health", "--config", str(d.config_path), "--timeout", "2"]) == 1
+    assert "no daemon answers" in capsys.readouterr().err
 
 
 def test_a_killed_stage_is_restarted_and_work_continues(tmp_path, daemon_factory):
@@ -134,6 +138,26 @@ def test_malformed_messages_are_counted_and_the_receiver_survives(tmp_path, daem
     assert d.value("humanstyle_stage_restarts_total", stage="index") == 0
     drop_clip(tmp_path, "movie", "still-works.mp4", 1)
     d.wait_for(lambda: d.value("humanstyle_videos_total", status="done") == 1, 120, "a video after bad input")
+    assert d.stop() == 0
+
+
+def test_a_second_daemon_on_the_same_data_folder_refuses_and_touches_nothing(tmp_path, daemon_factory):
+    """Issue 30, item 1: a second daemon used to overwrite the first's metric files (its /healthz went to 503)."""
+    import subprocess
+    import sys
+
+    from tests.harness import ROOT, daemon_env
+
+    d = daemon_factory()
+    metric_files = sorted((tmp_path / "run" / "metrics").iterdir())
+    second = subprocess.run([sys.executable, "-m", "humanstyle.daemon.cli", "run", "--config", str(d.config_path)],
+                            capture_output=True, text=True, env=daemon_env(), cwd=ROOT, timeout=120)
+    assert second.returncode == 2, second.stderr
+    assert "is in use by another daemon" in second.stderr and f"pid {d.proc.pid}" in second.stderr
+    assert str(d.config_path) in second.stderr
+    assert sorted((tmp_path / "run" / "metrics").iterdir()) == metric_files
+    health = d.health()
+    assert health["status"] == "ok" and all(s["ready"] == s["processes"] for s in health["stages"].values())
     assert d.stop() == 0
 
 

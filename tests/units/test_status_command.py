@@ -31,6 +31,8 @@ pairs: 3
 curated: 2
   verdict=bad  count=1
   verdict=good  count=1
+patches waiting to be paired: 5
+copies not processed: 0
 """
 
 
@@ -58,3 +60,50 @@ def test_status_prints_every_section_with_exact_counts(tmp_path, capsys):
     cat.close()
     assert main(["status", "--config", str(settings.source)]) == 0
     assert capsys.readouterr().out == EXPECTED
+
+
+def test_health_asks_where_the_daemon_listens_on_loopback_when_it_listens_everywhere():
+    from humanstyle.daemon.cli import health_url
+
+    assert health_url("127.0.0.1:9108") == "http://127.0.0.1:9108/healthz"
+    assert health_url("0.0.0.0:9200") == "http://127.0.0.1:9200/healthz"
+    assert health_url("[::]:9108") == "http://[::1]:9108/healthz"
+    assert health_url("[::1]:9300") == "http://[::1]:9300/healthz"
+    assert health_url("myhost:80") == "http://myhost:80/healthz"
+
+
+def test_a_copy_is_counted_where_it_was_dropped_and_shown_with_its_original(tmp_path, capsys):
+    """Issue 30, item 2: the same clip dropped into movie and game. The copy is not processed for game either (the
+    same footage on both sides would pair each person with themselves); it is counted under game, where it was
+    dropped, and `status` and the status page name it with its original."""
+    from humanstyle.daemon import config
+    from humanstyle.daemon.cli import main
+    from humanstyle.daemon.web.app import create_app
+    from humanstyle.stages import counters
+    from humanstyle.stages.index import IndexHandler
+    from humanstyle.stages.records import Discovered
+    from tests.conftest import fast_sections, write_config
+
+    cfg = write_config(tmp_path, fast_sections(tmp_path))
+    settings = config.load(cfg)
+    index = IndexHandler(settings)
+    game_before = counters.VIDEOS.labels("game", "duplicate")._value.get()
+    movie_before = counters.VIDEOS.labels("movie", "duplicate")._value.get()
+    for domain in ("movie", "game"):
+        index.on_discovered(Discovered(path=f"/w/{domain}/clip.mp4", domain=domain, size=10, mtime=1.0,
+                                       fingerprint="same-bytes", rejected=""))
+    assert counters.VIDEOS.labels("game", "duplicate")._value.get() == game_before + 1
+    assert counters.VIDEOS.labels("movie", "duplicate")._value.get() == movie_before
+    assert [v.path for v in index.catalog.videos_with_status("queued")] == ["/w/movie/clip.mp4"]
+    assert [tuple(r) for r in index.catalog.copies()] == [("/w/game/clip.mp4", "game", 1, "/w/movie/clip.mp4",
+                                                          "movie")]
+    index.close()
+
+    assert main(["status", "--config", str(cfg)]) == 0
+    out = capsys.readouterr().out
+    assert "copies not processed: 1" in out
+    assert "/w/game/clip.mp4 (in game): a copy of video 1, /w/movie/clip.mp4 (in movie)" in out
+
+    client = create_app(settings, lambda: {"status": "ok", "uptime_s": 0, "stages": {}}).test_client()
+    page = client.get("/", headers={"Host": settings.metrics.listen}).get_data(as_text=True)
+    assert "Copies not processed (1)" in page and "video 1: clip.mp4" in page

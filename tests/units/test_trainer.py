@@ -233,9 +233,16 @@ def test_daemon_trainer_picks_up_new_data_and_checkpoints_on_stop(tmp_path):
     assert main(["translate", "--checkpoint", str(latest), "--direction", "movie2game", "--out", str(out),
                  "--config", cfg, *map(str, inputs)]) == 0
     images = sorted(out.glob("*.png"))
-    assert len(images) == 2 and cv2.imread(str(images[0])).shape == (32, 32, 3)
+    # The generator works at 32 px (pix2pix_image_size); what comes back has the input's size (48 px) by default.
+    assert len(images) == 2 and cv2.imread(str(images[0])).shape == (48, 48, 3)
+    sized = tmp_path / "sized"
+    assert main(["translate", "--checkpoint", str(latest), "--direction", "movie2game", "--out", str(sized),
+                 "--size", "100", "--config", cfg, str(inputs[0])]) == 0
+    assert cv2.imread(str(next(sized.glob("*.png")))).shape == (100, 100, 3)
     assert main(["translate", "--checkpoint", str(latest), "--direction", "up2down", "--out", str(out),
                  "--config", cfg, str(inputs[0])]) == 1
+    assert main(["translate", "--checkpoint", str(latest), "--direction", "movie2game", "--out", str(out),
+                 "--size", "0", "--config", cfg, str(inputs[0])]) == 1
 
 
 def wait_until(predicate, timeout: float, what: str) -> None:
@@ -286,7 +293,8 @@ def test_the_trainer_refreshes_on_its_timer_alone_and_checkpoints_on_shutdown(tm
         images = sorted(folder.glob("*.png"))
         assert len(images) == 2
         out[model, direction] = cv2.imread(str(images[0]))
-    assert out["pix2pix", "movie2game"].shape == (32, 32, 3)
+    # Every output at its input's size (48 px patches), whatever size the model trained at.
+    assert out["pix2pix", "movie2game"].shape == (48, 48, 3)
     assert out["cyclegan", "movie2game"].shape == out["cyclegan", "game2movie"].shape == (48, 48, 3)
     assert not np.array_equal(out["cyclegan", "movie2game"], out["cyclegan", "game2movie"]), \
         "both directions gave the same image: one generator used for both"

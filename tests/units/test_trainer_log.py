@@ -1,6 +1,6 @@
 """What the trainer tells a person: the data each model waits for, when it starts, the missing validation split,
-validation passes and checkpoints in the log; the same in state.json and validation.jsonl for the web page; and a
-pair marked bad leaves its datasets at the next refresh."""
+validation passes, checkpoints and the data growing in the log; the same in state.json and validation.jsonl for
+the web page; and a pair marked bad leaves its datasets at the next refresh."""
 
 from __future__ import annotations
 
@@ -31,6 +31,8 @@ def test_the_log_says_what_each_model_waits_for_then_that_it_starts(tmp_path, ca
     with caplog.at_level(logging.INFO, logger="humanstyle.train"):
         trainer.refresh(cat)
     assert "pix2pix-movie2game: training from step 0 on 7 pairs" in caplog.text
+    assert "pix2pix-movie2game, pix2pix-game2movie: 7 training pairs (+4)" in caplog.text  # the data grew
+    assert "cyclegan: 7 movie and 7 game training patches (+4, +4)" in caplog.text
     # val_fraction 0: nothing to validate on, and it says so instead of never choosing a best checkpoint.
     assert "pix2pix-movie2game has no validation pairs yet (train.val_fraction = 0.0)" in caplog.text
     assert "no best checkpoint" in read_state(settings.paths.data_dir / "train")["models"]["cyclegan"][

@@ -131,10 +131,10 @@ class Fabric:
             else:
                 sock.connect(ep)
 
-    def sender(self, queue: str, names: list[str], bind: bool) -> Sender:
+    def sender(self, queue: str, names: list[str], bind: bool, stop_grace_s: float | None = None) -> Sender:
         sock = self._socket(zmq.PUSH, queue)
         self._attach(sock, names, bind)
-        return Sender(sock, queue, self)
+        return Sender(sock, queue, self, stop_grace_s)
 
     def receiver(self, queue: str, names: list[str], bind: bool) -> Receiver:
         sock = self._socket(zmq.PULL, queue)
@@ -163,8 +163,9 @@ class Fabric:
 
 
 class Sender:
-    def __init__(self, sock: zmq.Socket, queue: str | None, fabric: Fabric) -> None:
+    def __init__(self, sock: zmq.Socket, queue: str | None, fabric: Fabric, stop_grace_s: float | None = None) -> None:
         self.sock, self.queue, self.fabric = sock, queue, fabric
+        self.stop_grace_s = stop_grace_s  # see send()
 
     def try_send(self, msg: Record) -> bool:
         """Send only if the queue has room right now."""
@@ -178,7 +179,10 @@ class Sender:
 
     def send(self, msg: Record, grace_s: float | None = None) -> None:
         """Send, blocking while the queue is full (back-pressure). Once a stop is requested the send gives up
-        after the grace period (default: the configured shutdown timeout) by raising Stopping."""
+        after a grace by raising Stopping: `grace_s`, else the sender's `stop_grace_s` (short where the receiver
+        stops too: waiting for it is waiting for nothing), else half the configured shutdown timeout (a receiver
+        that drains, the index, still gets the rest). Waiting the whole timeout raced the supervisor's kill at that
+        very deadline (issue 30: detect and classify killed on every Ctrl-C)."""
         frames = wire.encode(msg)
         deadline = None
         while True:
@@ -189,7 +193,9 @@ class Sender:
                 if self.sock.socket_type == zmq.PUB:
                     return  # PUB never blocks: a subscriber that is away misses the event
                 if self.fabric.stop.set:
-                    grace = self.fabric.settings.supervisor.shutdown_timeout_s if grace_s is None else grace_s
+                    grace = grace_s if grace_s is not None else self.stop_grace_s
+                    if grace is None:
+                        grace = self.fabric.settings.supervisor.shutdown_timeout_s / 2
                     deadline = deadline or time.monotonic() + grace
                     if time.monotonic() > deadline:
                         raise Stopping(f"{self.queue} is full and the stage is stopping") from None

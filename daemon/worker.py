@@ -27,6 +27,7 @@ from humanstyle.stages.records import Record
 log = logging.getLogger("humanstyle.worker")
 DEFAULT_WAIT_MS = 200
 MAX_PER_SOCKET = 64  # records taken from one socket before the others (and the tick) get a turn
+STOPPED_RECEIVER_GRACE_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,9 @@ class Output:
     bind: bool
     carries: tuple[type[Record], ...]
     publish: bool = False
+    # Whether the receiver keeps receiving after a stop request (the index drains: drain_s); a send to one that
+    # does not gives up after STOPPED_RECEIVER_GRACE_S once this process is stopping.
+    receiver_drains: bool = False
 
 
 @dataclass(frozen=True)
@@ -114,7 +118,9 @@ class Worker:
         senders: dict[type[Record], Sender] = {}
         for out in spec.outputs:
             names = out.names(settings, index)
-            sender = self.fab.publisher(names[0]) if out.publish else self.fab.sender(out.queue, names, bind=out.bind)
+            grace = None if out.receiver_drains else STOPPED_RECEIVER_GRACE_S
+            sender = (self.fab.publisher(names[0]) if out.publish
+                      else self.fab.sender(out.queue, names, bind=out.bind, stop_grace_s=grace))
             senders.update(dict.fromkeys(out.carries, sender))
         self.outbox = SocketOutbox(spec.stage, senders, stop)
         self.poller = zmq.Poller()
@@ -164,6 +170,10 @@ class Worker:
             receiver, accepts = self._by_socket[sock]
             pending = _Pending()
             for _ in range(MAX_PER_SOCKET):
+                if self.stop.set and not self.spec.drain_s:
+                    # Stopping: take no more work (each record may be a model call of seconds); what is left in
+                    # the queue is redone at the next start, as after a kill, and the process leaves in time.
+                    break
                 record = receiver.recv(timeout_ms=0)
                 if record is None:
                     break

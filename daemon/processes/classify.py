@@ -13,6 +13,6 @@ SPEC = ProcessSpec(
     inputs=(Input("patches", lambda s, i: [f"patches.{k}" for k in range(s.detect.workers)], bind=False,
                   accepts=(Patch, WindowDone, VideoEnd)),),
     outputs=(Output("classified", lambda s, i: ["classified"], bind=False,
-                    carries=(Classified, WindowDone, VideoEnd)),),
+                    carries=(Classified, WindowDone, VideoEnd), receiver_drains=True),),
     setup=torch_threads_for("classify"),
 )

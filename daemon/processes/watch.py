@@ -9,5 +9,6 @@ from humanstyle.stages.watch import WatchHandler
 SPEC = ProcessSpec(
     "watch",
     build=lambda settings, index: WatchHandler(settings),
-    outputs=(Output("discovered", lambda s, i: ["discovered"], bind=False, carries=(Discovered,)),),
+    outputs=(Output("discovered", lambda s, i: ["discovered"], bind=False, carries=(Discovered,),
+                    receiver_drains=True),),
 )

@@ -15,10 +15,11 @@ gets close enough to propose candidates, which the index then scores exactly (`s
 The template is the Procrustes mean of the stored poses that show the most keypoints (one per index, fitted when
 the FAISS index is trained), so it follows the view: a back view's template has its shoulders the other way round.
 
-The FAISS index is IVF with 8-bit scalar quantisation (34 bytes a pose): lists of nearby poses, `nprobe` of them
-visited per query. It is retrained from every stored pose when the index has grown `RETRAIN_GROWTH` times since the
-last training (the lists follow the data), and lives in memory only: the pose index rebuilds it at open from the
-poses it reads anyway.
+The FAISS index is IVF: lists of nearby poses, `nprobe` of them visited per query, holding each pose as 34 floats
+(136 bytes) up to FLAT_MAX_ROWS poses and as 8-bit codes (34 bytes) beyond, where memory matters more than the
+2x faster search of plain floats (bench/README.md, "Pairing at scale"). It is retrained from every stored pose
+when the index has grown `RETRAIN_GROWTH` times since the last training (the lists follow the data), and lives in
+memory only: the pose index rebuilds it at open from the poses it reads anyway.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ RETRAIN_GROWTH = 4
 TRAIN_POINTS_PER_LIST = 40  # k-means sample per list (FAISS warns below 39)
 TEMPLATE_SAMPLE = 20_000
 EMBED_CHUNK = 262_144  # rows embedded per step: bounds the float64 temporaries (~100 MB)
+FLAT_MAX_ROWS = 2_000_000  # plain float vectors up to here (272 MB), 8-bit codes beyond
 
 
 SEARCH_METHODS = ("auto", "exact", "faiss")
@@ -155,7 +157,10 @@ class CandidateIndex:
         vectors = embed(masks[usable], z[usable], self.template)
         nlist = max(1, min(lists_for(rows), len(usable) // TRAIN_POINTS_PER_LIST))
         quantizer = faiss.IndexFlatL2(DIM)
-        index = faiss.IndexIVFScalarQuantizer(quantizer, DIM, nlist, faiss.ScalarQuantizer.QT_8bit)
+        if rows <= FLAT_MAX_ROWS:
+            index = faiss.IndexIVFFlat(quantizer, DIM, nlist)
+        else:
+            index = faiss.IndexIVFScalarQuantizer(quantizer, DIM, nlist, faiss.ScalarQuantizer.QT_8bit)
         index.cp.seed = seed
         index.train(vectors)
         index.nprobe = min(self.nprobe, nlist)

@@ -431,9 +431,9 @@ class PoseIndex:
                 at += n
             row, done = row + count, done + count
         self._idset.add(records["id"])
-        first, self._rows = self._rows, row
+        self._rows = row
         if self._ann is not None:
-            self._ann.add(*self.poses_at(np.arange(first, row)))
+            self._ann.add(records["mask"], records["z"])
 
     # -- writes
     def contains(self, ids: np.ndarray) -> np.ndarray:
@@ -493,12 +493,17 @@ class PoseIndex:
         rows = np.asarray(rows, dtype=np.int64)
         masks = np.empty(len(rows), dtype=np.int32)
         z = np.empty((len(rows), NUM_KEYPOINTS), dtype=np.complex64)
-        for chunk in np.unique(rows // self.chunk_rows):
-            sel = rows // self.chunk_rows == chunk
-            local = rows[sel] % self.chunk_rows
+        for chunk, sel, local in self._by_chunk(rows):
             masks[sel] = self._masks[chunk][local]
             z[sel] = self._z[chunk][local // self.block_rows, :, local % self.block_rows]
         return masks, z
+
+    def _by_chunk(self, rows: np.ndarray):
+        """(chunk, selection of `rows` in it, their rows within the chunk) for each chunk the rows fall in."""
+        chunks, local = np.divmod(rows, self.chunk_rows)
+        for chunk in np.unique(chunks):
+            sel = chunks == chunk
+            yield chunk, sel, local[sel]
 
     def search(self, masks: np.ndarray, z: np.ndarray, top_k: int, min_similarity: float
                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -518,8 +523,11 @@ class PoseIndex:
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         usable = [q for q in range(len(masks)) if self._rows and masks[q] != 0]
         # One pass over the stored poses per batch, unless the batch's per-mask tables (32 bytes per distinct
-        # stored mask and query) would exceed TABLE_BUDGET: then one pass per group of queries that fits.
-        group = max(1, TABLE_BUDGET // (32 * max(1, len(self._distinct))))
+        # stored mask and query) would exceed TABLE_BUDGET: then one pass per group of queries that fits. A FAISS
+        # search builds tables for its candidates' masks only, so its batch stays whole (one FAISS call).
+        group = len(usable) or 1
+        if self.method == "exact":
+            group = max(1, TABLE_BUDGET // (32 * max(1, len(self._distinct))))
         parts = []
         for first in range(0, len(usable), group):
             parts += self._search_group(usable[first : first + group], masks, z, top_k, min_similarity)
@@ -570,7 +578,7 @@ class PoseIndex:
         buffers = self._buffers(max(queries[q].missing.shape[1] for q in live))
         found = {}
         for q, rows in zip(live, rows_of, strict=True):
-            best = found[q] = _Candidates(top_k, floor)
+            best = _Candidates(top_k, floor)
             for start in range(0, len(rows), self.block_rows):
                 part = rows[start : start + self.block_rows]
                 block, mask_ids = self._gather(part)
@@ -584,12 +592,9 @@ class PoseIndex:
         """Rows as a keypoint-major block (complex64 (17, n)) and their mask ids, for the float32 pass."""
         block = np.empty((NUM_KEYPOINTS, len(rows)), dtype=np.complex64)
         mask_ids = np.empty(len(rows), dtype=np.int32)
-        chunks, local = np.divmod(rows, self.chunk_rows)
-        for chunk in np.unique(chunks):
-            sel = chunks == chunk
-            at = local[sel]
-            block[:, sel] = self._z[chunk][at // self.block_rows, :, at % self.block_rows].T
-            mask_ids[sel] = self._mask_ids[chunk][at]
+        for chunk, sel, local in self._by_chunk(rows):
+            block[:, sel] = self._z[chunk][local // self.block_rows, :, local % self.block_rows].T
+            mask_ids[sel] = self._mask_ids[chunk][local]
         return block, mask_ids
 
     def _scan_all(self, live: list[int], queries: dict[int, _Query], top_k: int, floor: float
@@ -652,9 +657,8 @@ class PoseIndex:
 
     def _ids_at(self, rows: np.ndarray) -> np.ndarray:
         out = np.empty(len(rows), dtype=np.int64)
-        for chunk in np.unique(rows // self.chunk_rows):
-            sel = rows // self.chunk_rows == chunk
-            out[sel] = self._ids[chunk][rows[sel] % self.chunk_rows]
+        for chunk, sel, local in self._by_chunk(rows):
+            out[sel] = self._ids[chunk][local]
         return out
 
     def _score_step(self, chunk: int, start: int, stop: int, query: _Query, b: _Buffers) -> np.ndarray:

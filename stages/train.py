@@ -502,11 +502,9 @@ class RankLoop:
             log.warning("train process %d: the processes did not read the same data up to %s; keeping the current "
                         "data", self.group.rank, watermark)
             return False
-        before = (len(self.trainer.data.pairs["train"]), len(self.trainer.data.side_a["train"]),
-                  len(self.trainer.data.side_b["train"]))
+        before = self.trainer.train_sizes()
         self.trainer.apply(delta)
-        data = self.trainer.data
-        after = (len(data.pairs["train"]), len(data.side_a["train"]), len(data.side_b["train"]))
+        after = self.trainer.train_sizes()
         if after != before:
             log.info("train process %d/%d: data up to pair %d, patch %d: %d training pairs, %d/%d patches, at steps "
                      "%s", self.group.rank, self.group.world, watermark[0], watermark[1], *after,

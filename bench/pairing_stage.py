@@ -69,7 +69,8 @@ def build(settings: config.Settings, n: int, rng: np.random.Generator) -> dict:
             with catalog.transaction():
                 cur = catalog.db.cursor()
                 cur.executemany(_sql(catalog), rows)
-            first = int(catalog.db.execute(_sql_max(catalog), (d, VIEW)).fetchone()[0]) - len(kp) + 1
+            last = catalog.dialect.execute("SELECT MAX(id) FROM patches WHERE domain = ? AND view = ?", (d, VIEW))
+            first = int(last.fetchone()[0]) - len(kp) + 1
             index.commit_batch(np.arange(first, first + len(kp)), d, VIEW, kp)
     index.close()
     catalog.close()
@@ -77,15 +78,12 @@ def build(settings: config.Settings, n: int, rng: np.random.Generator) -> dict:
 
 
 def _sql(catalog: Catalog) -> str:
+    """The bulk insert in the driver's own placeholders (executemany goes to the driver: the dialect has none)."""
     sql = ("INSERT INTO patches (video_id, domain, window_index, frame_index, person_index, kind, timestamp, box, "
            "square, score, view, reason, keypoint_score, keypoints, path, indexed, created_at) "
            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
     return sql.replace("?", "%s") if catalog.dialect.__class__.__name__.startswith("Postgres") else sql
 
-
-def _sql_max(catalog: Catalog) -> str:
-    sql = "SELECT MAX(id) FROM patches WHERE domain = ? AND view = ?"
-    return sql.replace("?", "%s") if catalog.dialect.__class__.__name__.startswith("Postgres") else sql
 
 
 def insert_new(target: str | Path, count: int, first_frame: int, seed: int, rate: float = 0.0,

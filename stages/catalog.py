@@ -46,6 +46,8 @@ SCHEMA = "".join(ddl.format(**SQLiteDialect.types) + ";\n" for ddl in MIGRATIONS
 
 UNFINISHED = ("queued", "processing")
 PAIR_ORDERS = ("recent", "similarity", "similarity_asc")  # Catalog.pair_page's sort orders
+# A copy: a file whose content is a video already known under another path.
+COPIES = "FROM files f JOIN videos v ON v.id = f.video_id WHERE f.path != v.path"
 
 
 @dataclass(frozen=True)
@@ -150,12 +152,10 @@ class Catalog:
         (path, domain it was dropped into, video_id, original path, original domain). None is processed again."""
         self._current()
         return self._q(f"SELECT f.path, {self.files_domain_sql} AS domain, v.id AS video_id, v.path AS original, "
-                       "v.domain AS original_domain FROM files f JOIN videos v ON v.id = f.video_id "
-                       "WHERE f.path != v.path ORDER BY f.path LIMIT ?", (limit,)).fetchall()
+                       f"v.domain AS original_domain {COPIES} ORDER BY f.path LIMIT ?", (limit,)).fetchall()
 
     def copy_count(self) -> int:
-        return int(self._q("SELECT COUNT(*) FROM files f JOIN videos v ON v.id = f.video_id "
-                           "WHERE f.path != v.path").fetchone()[0])
+        return int(self._q(f"SELECT COUNT(*) {COPIES}").fetchone()[0])
 
     def video(self, video_id: int) -> Video | None:
         row = self._q("SELECT * FROM videos WHERE id = ?", (video_id,)).fetchone()

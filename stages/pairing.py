@@ -105,6 +105,7 @@ class PairingHandler:
         self.csv = PairsCsv(settings.paths.data_dir / "pairs.csv", self.domains)
         self.index: PairingIndex | None = None
         self.verdicts_seen = -1
+        self.pairs_total = 0
         self.out: Outbox | None = None
         self._backlog_at = -BACKLOG_EVERY_S
 
@@ -133,6 +134,9 @@ class PairingHandler:
             self.index = self._open()
             self._rebuild()
         self.verdicts_seen = self.catalog.watermark()[2]
+        # Counted once: this stage is the only writer of pairs, so it keeps the total for its events itself rather
+        # than counting a table that grows with the catalog after every batch.
+        self.pairs_total = self.catalog.pair_count()
         self.csv.rewrite(self.catalog.pairs())
         for domain in self.domains:
             for view in VIEWS:
@@ -182,12 +186,13 @@ class PairingHandler:
         started = time.monotonic()
         rows, added = self.pair_batch()
         read = len(rows)
+        self.pairs_total += added
         if added:
-            out.send(PairsAppended(count=added, total=self.catalog.pair_count()))
+            out.send(PairsAppended(count=added, total=self.pairs_total))
         if read:
             out.unit_done(started)
         self.follow_verdicts()
-        self.publish_backlog(force=bool(read))
+        self.publish_backlog()
         if read < self.settings.pair.batch:
             out.pause(IDLE_WAIT_S)
 
@@ -241,9 +246,10 @@ class PairingHandler:
             self.csv.rewrite(self.catalog.pairs())
             self.verdicts_seen = seen
 
-    def publish_backlog(self, force: bool = False) -> None:
+    def publish_backlog(self) -> None:
+        """The backlog gauge, on a timer: counting the backlog costs what the backlog holds, not for every batch."""
         now = time.monotonic()
-        if force or now - self._backlog_at >= BACKLOG_EVERY_S:
+        if now - self._backlog_at >= BACKLOG_EVERY_S:
             self._backlog_at = now
             PAIRING_BACKLOG.set(self.catalog.unindexed_count())
 

@@ -188,5 +188,6 @@ def test_a_step_sends_one_event_per_batch_and_publishes_the_backlog(baseline, tm
     handler.step(out)
     events = out.take()
     assert len(events) == 1 and isinstance(events[0], PairsAppended) and events[0].count > 0
+    assert events[0].total == handler.catalog.pair_count()  # kept by the stage, not counted per batch
     assert counters.PAIRING_BACKLOG._value.get() == waiting - 400
     handler.close()

@@ -27,6 +27,11 @@ Watermark = tuple[int, int, int]  # (pair id, patch id, verdict change)
 _MOD = 1 << 64
 
 
+def _fold(total: int) -> int:
+    """A sum of item hashes as the digest processes compare: non-zero, 63 bits."""
+    return ((total % _MOD) >> 1) or 1
+
+
 def _item_hash(kind: str, split: str, item: PairPaths | Path) -> int:
     text = repr(tuple(item) if isinstance(item, PairPaths) else item)
     digest = hashlib.blake2b(f"{kind}\0{split}\0{text}".encode(), digest_size=8).digest()
@@ -46,7 +51,7 @@ class DataDelta:
 
     @property
     def digest(self) -> int:
-        return (self.digest_sum >> 1) or 1
+        return _fold(self.digest_sum)
 
     def __bool__(self) -> bool:
         return bool(self.pairs or self.dropped or self.patches)
@@ -67,7 +72,7 @@ class TrainingData:
     @property
     def digest(self) -> int:
         """A non-zero 63-bit fingerprint of what the datasets hold, for processes to check they built the same."""
-        return (self.digest_sum >> 1) or 1
+        return _fold(self.digest_sum)
 
     def has_pair(self, pair_id: int, split: str) -> bool:
         ids = self.pair_ids[split]
@@ -154,4 +159,4 @@ def data_digest(data: TrainingData) -> int:
     for kind, part in (("pair", data.pairs), ("side0", data.side_a), ("side1", data.side_b)):
         for split in SPLITS:
             total += sum(_item_hash(kind, split, item) for item in part[split])
-    return ((total % _MOD) >> 1) or 1
+    return _fold(total)

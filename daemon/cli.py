@@ -109,6 +109,7 @@ def cmd_status(settings: config.Settings, args: argparse.Namespace) -> int:
     counts = catalog.counts()
     copies, copy_count = catalog.copies(limit=20), catalog.copy_count()
     unpaired = catalog.unindexed_count()
+    in_progress = catalog.videos_in_progress()
     catalog.close()
     sections = [("videos", ("domain", "status")), ("patches", ("domain", "view")),
                 ("rejections", ("domain", "reason")), ("pairs", ("view",)), ("curated", ("verdict",))]
@@ -119,6 +120,11 @@ def cmd_status(settings: config.Settings, args: argparse.Namespace) -> int:
         for row in rows:
             print("  " + "  ".join(f"{c}={v}" for c, v in zip(cols, row[:-1], strict=True)) + f"  count={row[-1]}")
     print(f"patches waiting to be paired: {unpaired}")
+    print(f"videos in progress: {len(in_progress)}")
+    for row in in_progress:
+        of = f" of {row['windows_expected']}" if row["windows_expected"] else ""
+        print(f"  video {row['id']} ({row['domain']}, attempt {row['attempt']}): {row['windows']}{of} windows done, "
+              f"{row['path']}")
     print(f"copies not processed: {copy_count}")
     for row in copies:
         print(f"  {row['path']} (in {row['domain'] or '?'}): a copy of video {row['video_id']}, {row['original']} "

@@ -71,7 +71,7 @@ def bind_address(listen: str) -> str:
 def failed_window_done(item: Item) -> WindowDone:
     video_id, attempt, window_index = item.key
     return WindowDone(video_id=video_id, attempt=attempt, domain=item.domain, window_index=window_index,
-                      patches=0, anchor_hit=False, frames=1)
+                      patches=0, anchor_hit=False, frames=1, windows_expected=0)
 
 
 def check_result(item: Item, records: list[Record]) -> tuple[list[Record], list[Patch], WindowDone]:

@@ -80,6 +80,10 @@ class Catalog:
         self.verdict_sql = absent.get(("pairs", "verdict"), "p.verdict")
         self.verdict_seq_sql = absent.get(("pairs", "verdict_seq"), "p.verdict_seq")
         self.files_domain_sql = absent.get(("files", "domain"), "f.domain")
+        self.progress_sql = (f"SELECT id, path, domain, attempt, windows, "
+                             f"{absent.get(('videos', 'windows_expected'), 'windows_expected')} AS windows_expected, "
+                             f"{absent.get(('videos', 'started_at'), 'started_at')} AS started_at FROM videos "
+                             "WHERE status = 'processing' ORDER BY id LIMIT ?")
         self.pair_rows_sql = (f"SELECT p.id, p.view, p.similarity, p.a_patch_id, p.b_patch_id, {mirrored} AS mirrored, "
                               "a.path AS a_path, b.path AS b_path FROM pairs p JOIN patches a ON a.id = p.a_patch_id "
                               "JOIN patches b ON b.id = p.b_patch_id")
@@ -173,6 +177,22 @@ class Catalog:
             "UPDATE videos SET status = ?, reason = ?, attempt = COALESCE(?, attempt), "
             "windows = COALESCE(?, windows), frames_read = COALESCE(?, frames_read), updated_at = ? WHERE id = ?",
             (status, reason, attempt, windows, frames_read, time.time(), video_id))
+
+    def start_attempt(self, video_id: int, attempt: int) -> None:
+        """A video handed to the decoders: 'processing', its progress from zero."""
+        now = time.time()
+        self._q("UPDATE videos SET status = 'processing', reason = '', attempt = ?, windows = 0, windows_expected = 0, "
+                "started_at = ?, updated_at = ? WHERE id = ?", (attempt, now, now, video_id))
+
+    def set_progress(self, video_id: int, windows: int, windows_expected: int) -> None:
+        """Windows done so far of a video in progress, and what its container promises (0: unknown)."""
+        self._q("UPDATE videos SET windows = ?, windows_expected = ?, updated_at = ? WHERE id = ? "
+                "AND status = 'processing'", (windows, windows_expected, time.time(), video_id))
+
+    def videos_in_progress(self, limit: int = 50) -> list[Row]:
+        """Videos being processed: (id, path, domain, attempt, windows done, windows_expected, started_at)."""
+        self._current()
+        return self._q(self.progress_sql, (limit,)).fetchall()
 
     # --- patches -----------------------------------------------------------------------------------------------
     def patch_id(self, video_id: int, frame_index: int, person_index: int) -> int | None:

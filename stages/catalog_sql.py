@@ -112,6 +112,12 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(8, "files.domain: the domain folder a file was found in (a copy shows where it was dropped)", (
         "ALTER TABLE files ADD COLUMN domain TEXT NOT NULL DEFAULT ''",
     ), adds_column=("files", "domain", "''")),
+    Migration(9, "videos.windows_expected: what the container promises, so progress shows 'done of expected'", (
+        "ALTER TABLE videos ADD COLUMN windows_expected {int} NOT NULL DEFAULT 0",
+    ), adds_column=("videos", "windows_expected", "0")),
+    Migration(10, "videos.started_at: when the current attempt began, so progress shows the time left", (
+        "ALTER TABLE videos ADD COLUMN started_at {real} NOT NULL DEFAULT 0",
+    ), adds_column=("videos", "started_at", "0")),
 )
 LATEST = MIGRATIONS[-1].version
 

@@ -489,11 +489,11 @@ def decode_windows(path: str | os.PathLike[str], anchor_every_s: float = 1.0, bu
 # ---------------------------------------------------------------------------------------------------------------
 # The decode stage: jobs in, windows out, then the video's video_end.
 
-def window_record(window: DecodedWindow, video: dict) -> Window:
+def window_record(window: DecodedWindow, video: dict, windows_expected: int | None = None) -> Window:
     """The record of a decoded window; `video` holds video_id, attempt and domain."""
     return Window(**video, frames=np.stack(window.frames), window_index=window.window_index,
                   anchor_index=window.anchor_index, frame_indices=list(window.frame_indices),
-                  timestamps=[round(t, 4) for t in window.timestamps_s])
+                  timestamps=[round(t, 4) for t in window.timestamps_s], windows_expected=windows_expected or 0)
 
 
 class DecodeHandler:
@@ -540,7 +540,7 @@ def decode_job(job: Job, settings: DecodeSettings, out: Outbox) -> None:
             for window in decoder:
                 started = tick
                 DECODE_SECONDS.labels(domain).inc(time.monotonic() - tick)
-                out.send(window_record(window, video))
+                out.send(window_record(window, video, decoder.expected_windows))
                 sent += 1
                 WINDOWS_SENT.labels(domain).inc()
                 FRAMES_DECODED.labels(domain).inc(len(window.frames))

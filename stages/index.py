@@ -63,10 +63,18 @@ class VideoProgress:
     end: VideoEnd | None = None  # the decoder's video_end
     expected: dict[int, int] = field(default_factory=dict)  # window index -> patches announced
     seen: dict[int, set] = field(default_factory=dict)  # window index -> {(frame, person)}
+    windows_expected: int = 0  # what the container promises (0: unknown)
+    shown: tuple[int, int] = (0, 0)  # the progress last written to the catalog
 
-    def on_window_done(self, window_index: int, patches: int) -> None:
-        self.expected[window_index] = patches
+    def on_window_done(self, done: WindowDone) -> None:
+        self.expected[done.window_index] = done.patches
+        self.windows_expected = done.windows_expected
         self.last_activity = time.monotonic()
+
+    @property
+    def progress(self) -> tuple[int, int]:
+        """(windows done, windows expected) for the status page."""
+        return len(self.expected), self.windows_expected
 
     def on_patch(self, window_index: int, frame_index: int, person_index: int) -> None:
         self.seen.setdefault(window_index, set()).add((frame_index, person_index))
@@ -97,6 +105,7 @@ class IndexHandler:
         self.in_flight: dict[int, VideoProgress] = {}
         self.out: Outbox | None = None
         self._backlog_at = 0.0
+        self._progress_at = 0.0
         self.routes = {Discovered: Route(self.each(self.on_discovered)),
                        Classified: Route(self.in_transaction(self.on_result), batch=PATCH_BATCH),
                        WindowDone: Route(self.each(self.on_result)),
@@ -138,6 +147,7 @@ class IndexHandler:
     def tick(self, out: Outbox) -> int:
         self.guarded(self.dispatch)
         self.guarded(self.check_stalls)
+        self.guarded(self.publish_progress)
         self.publish_backlog()
         return 0
 
@@ -218,6 +228,21 @@ class IndexHandler:
             for status in UNFINISHED:
                 VIDEOS_UNFINISHED.labels(domain, status).set(counts.get((domain, status), 0))
 
+    def publish_progress(self, every_s: float = 2.0) -> None:
+        """Each video's windows done of expected, into the catalog, for the status page and `humanstyle status`."""
+        now = time.monotonic()
+        if now - self._progress_at < every_s:
+            return
+        self._progress_at = now
+        changed = [p for p in self.in_flight.values() if p.progress != p.shown]
+        if not changed:
+            return
+        with self.catalog.transaction():
+            for progress in changed:
+                self.catalog.set_progress(progress.video.id, *progress.progress)
+        for progress in changed:
+            progress.shown = progress.progress
+
     def dispatch(self) -> None:
         """Hand queued videos to the decoders while fewer than watch.max_in_flight are being processed."""
         free = self.settings.watch.max_in_flight - len(self.in_flight)
@@ -230,7 +255,7 @@ class IndexHandler:
             job = Job(video_id=video.id, attempt=attempt, path=video.path, domain=video.domain, start_window=0)
             if not self.out.try_send(job):
                 return  # no decoder is ready: try again on the next turn
-            self.catalog.set_video_status(video.id, "processing", attempt=attempt)
+            self.catalog.start_attempt(video.id, attempt)
             if video.status == "queued":
                 VIDEOS.labels(video.domain, "processing").inc()
             self.in_flight[video.id] = VideoProgress(video, attempt)
@@ -291,7 +316,7 @@ class IndexHandler:
                 progress.on_patch(record.window_index, record.frame_index, record.person_index)
         elif isinstance(record, WindowDone):
             if progress:
-                progress.on_window_done(record.window_index, record.patches)
+                progress.on_window_done(record)
         elif progress:
             progress.on_end(record)
         if progress and progress.complete:

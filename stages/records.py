@@ -99,6 +99,7 @@ class Window(VideoWork):
     anchor_index: int
     frame_indices: list
     timestamps: list
+    windows_expected: int  # what the container's duration promises (0: it gives none), for progress
     frames: np.ndarray = array("uint8")
 
     def check(self) -> None:
@@ -134,6 +135,7 @@ class WindowDone(VideoWork):
     patches: int
     anchor_hit: bool
     frames: int
+    windows_expected: int  # the window's, passed on: the index shows each video's progress from it
 
 
 @dataclass(frozen=True, kw_only=True)

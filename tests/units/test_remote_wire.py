@@ -23,7 +23,7 @@ VIDEO = {"video_id": 3, "attempt": 1, "domain": "movie"}
 def window(n: int = 3, size=(320, 240)) -> Window:
     frames = np.stack([draw_frame(i, size) for i in range(n)])
     return Window(**VIDEO, window_index=2, anchor_index=n - 1, frame_indices=list(range(n)),
-                  timestamps=[i / 8 for i in range(n)], frames=frames)
+                  timestamps=[i / 8 for i in range(n)], frames=frames, windows_expected=5)
 
 
 def patch(frame: int, person: int, side: int = 64) -> Patch:
@@ -40,7 +40,7 @@ def classified(frame: int, person: int) -> Classified:
 
 
 def done(patches: int) -> WindowDone:
-    return WindowDone(**VIDEO, window_index=2, patches=patches, anchor_hit=True, frames=1)
+    return WindowDone(**VIDEO, window_index=2, patches=patches, anchor_hit=True, frames=1, windows_expected=5)
 
 
 def roundtrip(record, codec: str):

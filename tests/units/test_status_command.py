@@ -32,6 +32,7 @@ curated: 2
   verdict=bad  count=1
   verdict=good  count=1
 patches waiting to be paired: 5
+videos in progress: 0
 copies not processed: 0
 """
 
@@ -107,3 +108,33 @@ def test_a_copy_is_counted_where_it_was_dropped_and_shown_with_its_original(tmp_
     client = create_app(settings, lambda: {"status": "ok", "uptime_s": 0, "stages": {}}).test_client()
     page = client.get("/", headers={"Host": settings.metrics.listen}).get_data(as_text=True)
     assert "Copies not processed (1)" in page and "video 1: clip.mp4" in page
+
+
+def test_progress_of_videos_in_progress_reaches_the_catalog_and_status(tmp_path, capsys):
+    """Issue 30, item 6: the index writes each video's windows done of expected (from the decoder's container
+    duration, carried by window_done), so `status` and the status page show videos in progress."""
+    from humanstyle.daemon import config
+    from humanstyle.daemon.cli import main
+    from humanstyle.stages.index import IndexHandler
+    from humanstyle.stages.records import Discovered, WindowDone
+    from tests.conftest import fast_sections, write_config
+
+    class Accepting:
+        def try_send(self, record) -> bool:
+            return True
+
+    cfg = write_config(tmp_path, fast_sections(tmp_path))
+    index = IndexHandler(config.load(cfg))
+    index.out = Accepting()
+    index.on_discovered(Discovered(path="/w/movie/long.mp4", domain="movie", size=10, mtime=1.0,
+                                   fingerprint="long", rejected=""))
+    index.dispatch()
+    for w in range(3):
+        index.on_result(WindowDone(video_id=1, attempt=1, domain="movie", window_index=w, patches=0,
+                                   anchor_hit=False, frames=1, windows_expected=10))
+    index.publish_progress(every_s=0)
+    [row] = index.catalog.videos_in_progress()
+    assert (row["windows"], row["windows_expected"], row["attempt"]) == (3, 10, 1) and row["started_at"] > 0
+    index.close()
+    assert main(["status", "--config", str(cfg)]) == 0
+    assert "video 1 (movie, attempt 1): 3 of 10 windows done, /w/movie/long.mp4" in capsys.readouterr().out

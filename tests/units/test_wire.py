@@ -15,7 +15,7 @@ LIMIT = 1 << 20
 def window_msg(frames=None):
     frames = np.arange(2 * 4 * 6 * 3, dtype=np.uint8).reshape(2, 4, 6, 3) if frames is None else frames
     return Window(frames=frames, video_id=3, attempt=1, domain="movie", window_index=7, anchor_index=191,
-                  frame_indices=[180, 191], timestamps=[7.5, 7.96])
+                  frame_indices=[180, 191], timestamps=[7.5, 7.96], windows_expected=12)
 
 
 def frames_of(msg):

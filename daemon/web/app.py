@@ -9,6 +9,7 @@ patch id or model name only. Reads open the catalog read-only; verdicts go throu
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 import time
@@ -116,7 +117,8 @@ def create_app(settings: Settings, health, curator: Curator | None = None) -> Fl
         return page("status.html", tables=status_tables(counts), problems=(
             db.videos_needing_attention() if db else []), trainer=trainer_summary(train_root, models),
             health=health(), curated=dict(counts.get("curated", [])), copies=db.copies(limit=50) if db else [],
-            copy_count=db.copy_count() if db else 0)
+            copy_count=db.copy_count() if db else 0, train_enabled=settings.train.enabled,
+            in_progress=video_progress(db.videos_in_progress() if db else [], time.time()))
 
     @app.get("/pairs")
     def pairs():
@@ -216,6 +218,7 @@ def create_app(settings: Settings, health, curator: Curator | None = None) -> Fl
 
     app.jinja_env.filters["basename"] = lambda p: os.path.basename(p or "")
     app.jinja_env.filters["clock"] = clock
+    app.jinja_env.filters["duration"] = duration
     return app
 
 
@@ -248,19 +251,71 @@ def trainer_summary(root: Path, models: tuple[str, ...]) -> list[dict]:
     return [{"model": m, **state.get(m, {})} for m in models]
 
 
-def curve(points: list[tuple[int, float]], width: int = 480, height: int = 140, pad: int = 6) -> dict | None:
-    """An SVG polyline of a validation curve (lower is better), scaled into width x height."""
+def nice_ticks(low: float, high: float, count: int = 4) -> list[float]:
+    """About `count` round values (1, 2 or 5 times a power of ten apart) covering [low, high]."""
+    span = (high - low) or abs(high) or 1.0
+    raw = span / max(count - 1, 1)
+    power = 10 ** math.floor(math.log10(raw))
+    step = next(m * power for m in (1, 2, 5, 10) if m * power >= raw)
+    first = math.floor(low / step) * step
+    ticks = [first + i * step for i in range(int(math.ceil((high - first) / step - 1e-9)) + 1)]
+    return ticks if len(ticks) > 1 else [first, first + step]
+
+
+def curve(points: list[tuple[int, float]], width: int = 480, height: int = 170) -> dict | None:
+    """A validation curve (lower is better) as SVG parts: the polyline, and ticks with labels on both axes (step
+    below, score at the left), the axes spanning round values around the data."""
     if not points:
         return None
+    left, right, top, bottom = 56, 26, 10, 38  # room for the score labels at the left, the step labels below
     steps = [p[0] for p in points]
     scores = [p[1] for p in points]
-    x0, x1 = min(steps), max(steps)
-    y0, y1 = min(scores), max(scores)
-    xs = (width - 2 * pad) / ((x1 - x0) or 1)
-    ys = (height - 2 * pad) / ((y1 - y0) or 1)
-    coords = " ".join(f"{pad + (s - x0) * xs:.1f},{height - pad - (v - y0) * ys:.1f}" for s, v in points)
-    return {"points": coords, "width": width, "height": height, "first_step": x0, "last_step": x1,
-            "low": y0, "high": y1, "last": scores[-1], "n": len(points)}
+    yticks = nice_ticks(min(scores), max(scores), 5)
+    xticks = nice_ticks(min(steps), max(steps))
+    x0, x1, y0, y1 = xticks[0], xticks[-1], yticks[0], yticks[-1]
+    sx = (width - left - right) / ((x1 - x0) or 1)
+    sy = (height - top - bottom) / ((y1 - y0) or 1)
+
+    def x(step: float) -> float:
+        return round(left + (step - x0) * sx, 1)
+
+    def y(score: float) -> float:
+        return round(height - bottom - (score - y0) * sy, 1)
+
+    digits = max(0, -math.floor(math.log10((yticks[1] - yticks[0]) or 1)))
+    return {"points": " ".join(f"{x(s)},{y(v)}" for s, v in points), "width": width, "height": height,
+            "left": left, "right": width - right, "top": top, "bottom": height - bottom,
+            "xticks": [{"at": x(t), "label": f"{t:,.0f}"} for t in xticks],
+            "yticks": [{"at": y(t), "label": f"{t:.{digits}f}"} for t in yticks],
+            "first_step": steps[0], "last_step": steps[-1], "low": min(scores), "high": max(scores),
+            "last": scores[-1], "n": len(points)}
+
+
+def video_progress(rows, now: float) -> list[dict]:
+    """Videos in progress with their share done and time left (at the pace of the attempt so far; None until a
+    window is done or when the container gives no length)."""
+    out = []
+    for r in rows:
+        done, expected, started = r["windows"], r["windows_expected"], r["started_at"]
+        left = None
+        if done and expected > done and started and now > started:
+            left = (expected - done) * (now - started) / done
+        out.append({"id": r["id"], "path": r["path"], "domain": r["domain"], "attempt": r["attempt"],
+                    "done": done, "expected": expected, "left_s": left,
+                    "elapsed_s": now - started if started else None})
+    return out
+
+
+def duration(seconds: float | None) -> str:
+    """A span of time as a person reads it: 45 s, 3 min 20 s, 1 h 05 min."""
+    if seconds is None:
+        return "—"
+    s = int(round(seconds))
+    if s < 60:
+        return f"{s} s"
+    if s < 3600:
+        return f"{s // 60} min {s % 60:02d} s"
+    return f"{s // 3600} h {s % 3600 // 60:02d} min"
 
 
 def clock(seconds: float | None) -> str:

@@ -1,7 +1,8 @@
 """Patch images for the web page, found by patch id only (never by a path from the request), and their thumbnails.
 
-A thumbnail is made on first request and cached as `data_dir/thumbs/<id // 1000>/<id>.jpg`, written atomically: a
-patch's image never changes once written (its name comes from its key), so neither does its thumbnail.
+A thumbnail is made on first request and cached as `data_dir/thumbs/<side>/<id // 1000>/<id>.jpg`, written
+atomically: a patch's image never changes once written (its name comes from its key), so neither does its
+thumbnail. The side is in the path so that a new side never serves an old, smaller thumbnail.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import cv2
 
 from humanstyle.models.files import atomic_write_bytes
 
-THUMB_SIDE = 160
+THUMB_SIDE = 256  # a pair card's image is up to ~270 CSS pixels wide (style.css: ol.pairs)
 
 
 def patch_file(data_dir: Path, rel: str) -> Path | None:
@@ -28,7 +29,7 @@ def patch_file(data_dir: Path, rel: str) -> Path | None:
 
 def thumbnail(data_dir: Path, patch_id: int, source: Path, side: int = THUMB_SIDE) -> Path | None:
     """The cached thumbnail of a patch, made now when missing; None when the source cannot be read."""
-    cached = data_dir / "thumbs" / f"{patch_id // 1000:04d}" / f"{patch_id}.jpg"
+    cached = data_dir / "thumbs" / str(side) / f"{patch_id // 1000:04d}" / f"{patch_id}.jpg"
     if cached.is_file():
         return cached
     image = cv2.imread(str(source), cv2.IMREAD_COLOR)

@@ -19,6 +19,7 @@ import pytest
 
 from humanstyle.daemon import config
 from humanstyle.daemon.web.app import create_app
+from humanstyle.daemon.web.images import THUMB_SIDE
 from humanstyle.stages.catalog import Catalog
 from humanstyle.stages.train_state import append_validation, write_state
 from tests.catalog_rows import add_patch
@@ -125,7 +126,7 @@ def test_pairs_pages_by_cursor_and_refuses_bad_parameters(site):
 def test_rejections_and_training_views(site):
     client, _, ids, settings = site
     html = get(client, "/rejections")
-    section = html[html.index('id="reason-side_view"'):html.index('id="reason-conflicting_orientation"')]
+    section = html[html.index('id="reason-side_view"'):html.index('id="reasons-none"')]
     assert f"/img/patch/{ids[3]}/thumb" in section and "movie 1, game 0" in section
     root = settings.paths.data_dir / "train"
     assert "no sample grid yet" in get(client, "/training")
@@ -142,11 +143,58 @@ def test_rejections_and_training_views(site):
     assert client.get("/img/sample/..%2Fcheckpoints", headers=HOST).status_code == 404
 
 
+def test_zero_count_reasons_share_one_line_and_the_curve_has_labelled_axes(site):
+    client, _, _, settings = site
+    html = get(client, "/rejections")
+    assert 'id="reason-side_view"' in html and 'id="reason-no_person"' not in html
+    assert re.search(r'id="reasons-none">No patch rejected yet for: no_person, [a-z_, ]*classify_error\.', html)
+    root = settings.paths.data_dir / "train"
+    for step, score in ((0, 0.43), (1500, 0.2), (3000, 0.11)):
+        append_validation(root, "pix2pix-movie2game", step, score)
+    panel = get(client, "/training")
+    panel = panel[panel.index('id="model-pix2pix-movie2game"'):panel.index('id="model-pix2pix-game2movie"')]
+    labels = re.findall(r'<text [^>]*>([^<]+)</text>', panel)
+    assert labels[:5] == ["0.1", "0.2", "0.3", "0.4", "0.5"], labels  # round values around the data, low to high
+    assert {"0", "1,000", "2,000", "3,000", "training step", "L1"} <= set(labels)
+
+
+def test_nice_ticks_cover_the_data_with_round_steps():
+    from humanstyle.daemon.web.app import nice_ticks
+    assert nice_ticks(0.108, 0.43, 5) == pytest.approx([0.1, 0.2, 0.3, 0.4, 0.5])
+    assert nice_ticks(0, 3000) == [0, 1000, 2000, 3000]
+    one = nice_ticks(0.25, 0.25)  # one point still spans an axis
+    assert len(one) >= 2 and one[0] <= 0.25 <= one[-1]
+
+
+def test_status_lists_videos_in_progress_with_the_time_left(site):
+    client, _, _, settings = site
+    cat = Catalog(settings.paths.catalog)
+    video, _ = cat.add_video("fp-long", "/w/movie/long take.mp4", "movie", 1, 0.0)
+    cat.start_attempt(video.id, 2)
+    cat.set_progress(video.id, 30, 120)
+    cat._q("UPDATE videos SET started_at = started_at - 60 WHERE id = ?", (video.id,))
+    cat.close()
+    html = get(client, "/")
+    section = html[html.index('id="in-progress"'):]
+    assert "long take.mp4" in section and "attempt 2" in section
+    assert '<progress value="30" max="120"></progress>' in section and "30 of 120" in section
+    assert re.search(r"3 min 0\d s", section)  # 90 windows left at 2 s a window
+
+
+def test_the_trainer_card_says_training_is_off_instead_of_dashes(tmp_path):
+    settings = config.load(write_config(tmp_path, fast_sections(
+        tmp_path, metrics={"listen": "127.0.0.1:9108"}, train={"enabled": False})))
+    html = get(create_app(settings, lambda: HEALTH).test_client(), "/")
+    card = html[html.index('id="trainer"'):]
+    card = card[:card.index("</div>")]
+    assert "train.enabled is off" in card and "—" not in card
+
+
 def test_images_by_id_with_cached_thumbnails(site):
     client, _, ids, settings = site
     resp = client.get(f"/img/patch/{ids[0]}/thumb", headers=HOST)
     assert resp.status_code == 200 and resp.mimetype == "image/jpeg"
-    cached = settings.paths.data_dir / "thumbs" / "0000" / f"{ids[0]}.jpg"
+    cached = settings.paths.data_dir / "thumbs" / str(THUMB_SIDE) / "0000" / f"{ids[0]}.jpg"
     assert cached.is_file() and cv2.imread(str(cached)).shape == (96, 96, 3)
     assert client.get(f"/img/patch/{ids[0]}/full", headers=HOST).mimetype == "image/png"
     for url in ("/img/patch/999/thumb", f"/img/patch/{ids[0]}/huge", "/img/patch/..%2Fcatalog.sqlite/full",

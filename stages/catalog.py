@@ -80,10 +80,15 @@ class Catalog:
         self.verdict_sql = absent.get(("pairs", "verdict"), "p.verdict")
         self.verdict_seq_sql = absent.get(("pairs", "verdict_seq"), "p.verdict_seq")
         self.files_domain_sql = absent.get(("files", "domain"), "f.domain")
-        self.progress_sql = (f"SELECT id, path, domain, attempt, windows, "
-                             f"{absent.get(('videos', 'windows_expected'), 'windows_expected')} AS windows_expected, "
-                             f"{absent.get(('videos', 'started_at'), 'started_at')} AS started_at FROM videos "
-                             "WHERE status = 'processing' ORDER BY id LIMIT ?")
+        # Windows done: those of its segments, finished or in progress (renewed every few seconds).
+        done = ("(SELECT COALESCE(SUM(s.windows), 0) FROM segments s WHERE s.video_id = v.id)"
+                if self.version >= 12 else "v.windows")
+        attempt = ("(SELECT COALESCE(MAX(s.attempt), 0) FROM segments s WHERE s.video_id = v.id)"
+                   if self.version >= 12 else "v.attempt")
+        self.progress_sql = (f"SELECT v.id, v.path, v.domain, {attempt} AS attempt, {done} AS windows, "
+                             f"{absent.get(('videos', 'windows_expected'), 'v.windows_expected')} AS windows_expected, "
+                             f"{absent.get(('videos', 'started_at'), 'v.started_at')} AS started_at FROM videos v "
+                             "WHERE v.status = 'processing' ORDER BY v.id LIMIT ?")
         self.pair_rows_sql = (f"SELECT p.id, p.view, p.similarity, p.a_patch_id, p.b_patch_id, {mirrored} AS mirrored, "
                               "a.path AS a_path, b.path AS b_path FROM pairs p JOIN patches a ON a.id = p.a_patch_id "
                               "JOIN patches b ON b.id = p.b_patch_id")
@@ -178,19 +183,9 @@ class Catalog:
             "windows = COALESCE(?, windows), frames_read = COALESCE(?, frames_read), updated_at = ? WHERE id = ?",
             (status, reason, attempt, windows, frames_read, time.time(), video_id))
 
-    def start_attempt(self, video_id: int, attempt: int) -> None:
-        """A video handed to the decoders: 'processing', its progress from zero."""
-        now = time.time()
-        self._q("UPDATE videos SET status = 'processing', reason = '', attempt = ?, windows = 0, windows_expected = 0, "
-                "started_at = ?, updated_at = ? WHERE id = ?", (attempt, now, now, video_id))
-
-    def set_progress(self, video_id: int, windows: int, windows_expected: int) -> None:
-        """Windows done so far of a video in progress, and what its container promises (0: unknown)."""
-        self._q("UPDATE videos SET windows = ?, windows_expected = ?, updated_at = ? WHERE id = ? "
-                "AND status = 'processing'", (windows, windows_expected, time.time(), video_id))
-
     def videos_in_progress(self, limit: int = 50) -> list[Row]:
-        """Videos being processed: (id, path, domain, attempt, windows done, windows_expected, started_at)."""
+        """Videos being processed: (id, path, domain, attempt (the highest of its segments'), windows done,
+        windows_expected, started_at: when its first segment was claimed)."""
         self._current()
         return self._q(self.progress_sql, (limit,)).fetchall()
 
@@ -202,22 +197,27 @@ class Catalog:
 
     def add_patch(self, fields: dict, keypoints: np.ndarray | None, path: str) -> tuple[int, bool]:
         """Insert a patch row unless its key exists; returns (patch id, indexed flag)."""
-        existing = self._q(
-            "SELECT id, indexed FROM patches WHERE video_id = ? AND frame_index = ? AND person_index = ?",
-            (fields["video_id"], fields["frame_index"], fields["person_index"])).fetchone()
+        key = (fields["video_id"], fields["frame_index"], fields["person_index"])
+        find = "SELECT id, indexed FROM patches WHERE video_id = ? AND frame_index = ? AND person_index = ?"
+        existing = self._q(find, key).fetchone()
         if existing:
             return existing["id"], bool(existing["indexed"])
         blob = None if keypoints is None else np.asarray(keypoints, np.float32).tobytes()  # keypoints_of reads it
         paired = int(fields["view"] == "REJECTED")  # nothing to pair: the pairing stage never sees it
-        cur = self._q(
+        # ON CONFLICT: another machine may write the same key meanwhile (a segment whose lease it took over).
+        row = self._q(
             "INSERT INTO patches (video_id, domain, window_index, frame_index, person_index, kind, timestamp, "
             "box, square, score, view, reason, keypoint_score, keypoints, path, created_at, indexed) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (video_id, frame_index, person_index) DO NOTHING RETURNING id",
             (fields["video_id"], fields["domain"], fields["window_index"], fields["frame_index"],
              fields["person_index"], fields["kind"], fields["timestamp"], json.dumps(fields["box"]),
              json.dumps(fields["square"]), fields["score"], fields["view"], fields["reason"],
-             fields["keypoint_score"], blob, path, time.time(), paired))
-        return int(cur.fetchone()[0]), bool(paired)
+             fields["keypoint_score"], blob, path, time.time(), paired)).fetchone()
+        if row is None:
+            existing = self._q(find, key).fetchone()
+            return existing["id"], bool(existing["indexed"])
+        return int(row[0]), bool(paired)
 
     def mark_indexed(self, patch_ids: list[int]) -> None:
         """The pairing stage is done with these patches (their pairs are recorded)."""

@@ -25,6 +25,13 @@ DECODE_SECONDS = Counter("humanstyle_decode_seconds", "Wall time spent decoding"
 VIDEOS_UNFINISHED = Gauge("humanstyle_videos_unfinished", "Videos queued or processing, from the catalog",
                           ["domain", "status"], multiprocess_mode="livemax")
 VIDEO_SECONDS = Counter("humanstyle_video_seconds_ingested", "Seconds of footage fully processed", ["domain"])
+BACKLOG_SECONDS = Gauge("humanstyle_backlog_video_seconds", "Seconds of footage not ingested yet (pending and leased "
+                        "segments), from the catalog: the figure to scale ingest machines on",
+                        multiprocess_mode="livemax")
+SEGMENTS = Counter("humanstyle_segments", "Segments this machine claimed and finished, by outcome (claimed, done, "
+                   "partial, failed, released, lost: its lease ran out and another machine took it)", ["outcome"])
+LEASES_TAKEN_OVER = Counter("humanstyle_leases_expired", "Segments this machine claimed after another machine's "
+                            "lease on them ran out")
 
 # --- detection and classification -------------------------------------------------------------------------------------
 FRAMES_DETECTED = Counter("humanstyle_frames_detected", "Frames run through the person detector",

@@ -64,6 +64,7 @@ from humanstyle.stages.counters import DECODE_SECONDS, ERRORS, FRAMES_DECODED, F
 from humanstyle.stages.handler import Outbox, Route, Stopping
 from humanstyle.stages.records import Job, VideoEnd, Window
 from humanstyle.stages.settings import DecodeSettings
+from humanstyle.stages.storage import Storage, StorageError
 from humanstyle.stages.vocabulary import NOT_A_VIDEO_REASONS
 
 log = logging.getLogger("humanstyle.decode")
@@ -138,6 +139,7 @@ class DecodeSummary:
     windows: int  # windows yielded
     fps_used: float
     windows_dropped: int = 0  # windows lost to retrieve failures or a cut
+    frames_own: int = 0  # frames grabbed from start_window on: the segment's share of the video
 
 
 def plan_window(first_index: int, n: int, burst_frames: int = 4) -> WindowPlan:
@@ -287,6 +289,11 @@ def probe_video(path: str | os.PathLike[str]) -> VideoInfo:
 # --- decoding -------------------------------------------------------------------------------------
 
 
+def windows_in(duration_s: float | None, anchor_every_s: float) -> int:
+    """Windows a duration holds (the last, partial second is a window too); 0 for no duration."""
+    return max(1, math.ceil(duration_s / anchor_every_s - TIME_EPS_S)) if duration_s else 0
+
+
 def _fit(frame: np.ndarray, max_side: int | None) -> np.ndarray:
     """Downsize so the longer side is max_side (INTER_AREA: averages, no aliasing); never upscale."""
     h, w = frame.shape[:2]
@@ -342,17 +349,20 @@ class WindowDecoder:
     """
 
     def __init__(self, path: str | os.PathLike[str], anchor_every_s: float = 1.0, burst_frames: int = 4,
-                 max_side: int | None = None, start_window: int = 0) -> None:
-        if anchor_every_s <= 0 or burst_frames < 0 or start_window < 0 or (max_side or 0) < 0:
-            raise ValueError("need anchor_every_s > 0, burst_frames >= 0, start_window >= 0, max_side >= 0")
+                 max_side: int | None = None, start_window: int = 0, end_window: int = 0) -> None:
+        if anchor_every_s <= 0 or burst_frames < 0 or start_window < 0 or (max_side or 0) < 0 or end_window < 0:
+            raise ValueError("need anchor_every_s > 0, burst_frames >= 0, start_window >= 0, max_side >= 0, "
+                             "end_window >= 0")
         self.path = Path(path)
         self.info = probe_video(path)
         self.anchor_every_s = anchor_every_s
         self.burst_frames = burst_frames
         self.max_side = max_side
         self.start_window = start_window
+        self.end_window = end_window  # exclusive; 0 = to the end of the file
         self.summary: DecodeSummary | None = None
         self._frames_read = 0
+        self._frames_skipped = 0  # grabbed outside the segment (before start_window, at end_window)
         self._windows = 0
         self._cap: cv2.VideoCapture | None = _open(path, self.info.container)
         self._gen = self._run()
@@ -380,8 +390,7 @@ class WindowDecoder:
     @property
     def expected_windows(self) -> int | None:
         """Windows the container's duration promises (for progress bars); None when it gives none."""
-        d = self.info.duration_s
-        return max(1, math.ceil(d / self.anchor_every_s - TIME_EPS_S)) if d else None
+        return windows_in(self.info.duration_s, self.anchor_every_s) or None
 
     def _start_window(self, w: int, first_index: int, t: float, gap: float) -> _Window:
         end = (w + 1) * self.anchor_every_s
@@ -420,7 +429,7 @@ class WindowDecoder:
         win: _Window | None = None
         dropped = 0
         cut = False
-        idx = -1
+        idx = w = -1
         try:
             while cap.grab():
                 idx += 1
@@ -428,7 +437,11 @@ class WindowDecoder:
                 t = clock.stamp(_pos_ms(cap))
                 w = math.floor((t + TIME_EPS_S) / period)
                 if w < self.start_window:
-                    continue  # grab-only: a restart skips windows already done
+                    self._frames_skipped += 1
+                    continue  # grab-only: a restart, or a later segment, skips the windows before its own
+                if self.end_window and w >= self.end_window:
+                    self._frames_skipped += 1  # the next segment's first frame
+                    break  # the segment's last window ends here: it is finished below like any other
                 if win is None or w != win.index:
                     if win is not None:
                         done = self._finish(win, at_end=False)
@@ -451,8 +464,9 @@ class WindowDecoder:
                 if idx in win.burst:
                     win.held[idx] = (t, frame)
                 win.latest, win.latest_may_end = (idx, t, frame), may_end
+            ended_early = self.end_window and w >= self.end_window  # not the file's end: nothing was cut
             if win is not None:
-                done = self._finish(win, at_end=True)
+                done = self._finish(win, at_end=not ended_early)
                 if done is None:
                     dropped += 1
                     cut = not win.failed
@@ -463,17 +477,20 @@ class WindowDecoder:
         if idx < 0:
             raise NotAVideo("no_frames", "no frame decoded")
         frames_end = clock.last + clock.gap
-        if cut or (hint and hint - frames_end > TRUNCATION_TOLERANCE_FRAMES * clock.gap + TIME_EPS_S):
+        short = hint and hint - frames_end > TRUNCATION_TOLERANCE_FRAMES * clock.gap + TIME_EPS_S
+        truncated = short and not ended_early
+        if cut or truncated:
             status, reason = "partial", "truncated"
         elif dropped:
             status, reason = "partial", "decode_error"
         else:
             status, reason = "done", None
-        self.summary = DecodeSummary(status, reason, self._frames_read, self._windows, self.info.fps, dropped)
+        self.summary = DecodeSummary(status, reason, self._frames_read, self._windows, self.info.fps, dropped,
+                                     self._frames_read - self._frames_skipped)
 
 
 def decode_windows(path: str | os.PathLike[str], anchor_every_s: float = 1.0, burst_frames: int = 4,
-                   max_side: int | None = None, start_window: int = 0) -> WindowDecoder:
+                   max_side: int | None = None, start_window: int = 0, end_window: int = 0) -> WindowDecoder:
     """Probe (raising NotAVideo at once) and return a WindowDecoder: iterate it for DecodedWindow objects,
     then read `.summary`. Unused frames are only grab()bed, never retrieved or converted. max_side None or 0
     means frames keep their size.
@@ -483,17 +500,17 @@ def decode_windows(path: str | os.PathLike[str], anchor_every_s: float = 1.0, bu
                 ...
         dec.summary.status
     """
-    return WindowDecoder(path, anchor_every_s, burst_frames, max_side, start_window)
+    return WindowDecoder(path, anchor_every_s, burst_frames, max_side, start_window, end_window)
 
 
 # ---------------------------------------------------------------------------------------------------------------
 # The decode stage: jobs in, windows out, then the video's video_end.
 
-def window_record(window: DecodedWindow, video: dict, windows_expected: int | None = None) -> Window:
+def window_record(window: DecodedWindow, video: dict) -> Window:
     """The record of a decoded window; `video` holds video_id, attempt and domain."""
     return Window(**video, frames=np.stack(window.frames), window_index=window.window_index,
                   anchor_index=window.anchor_index, frame_indices=list(window.frame_indices),
-                  timestamps=[round(t, 4) for t in window.timestamps_s], windows_expected=windows_expected or 0)
+                  timestamps=[round(t, 4) for t in window.timestamps_s])
 
 
 class DecodeHandler:
@@ -501,18 +518,37 @@ class DecodeHandler:
 
     passes = ()
 
-    def __init__(self, settings: DecodeSettings) -> None:
+    def __init__(self, settings: DecodeSettings, storage: Storage | None = None) -> None:
         self.settings = settings
+        self.storage = storage  # where a job's `source` is read from (a local copy, downloaded once)
         # Each window is a unit of work (latency, /healthz's "last work"), not each video: a long video must not
         # look like a stalled decoder.
         self.routes = {Job: Route(self.decode, units_done_by_handler=True)}
 
     def decode(self, jobs: list[Job], out: Outbox) -> None:
         for job in jobs:
-            decode_job(job, self.settings, out)
+            decode_job(job, self.settings, out, self.storage)
 
 
-def decode_job(job: Job, settings: DecodeSettings, out: Outbox) -> None:
+def local_copy(job: Job, storage: Storage | None, tries: int = 3) -> str:
+    """The file to decode: the job's path, or its storage object's local copy (downloaded once per machine; a
+    failed download is tried again with back-off, then raises StorageError)."""
+    if not job.source:
+        return job.path
+    if storage is None:
+        raise StorageError(f"video {job.video_id} is in storage ({job.source}) but this decoder has none")
+    for attempt in range(tries):
+        try:
+            return str(storage.fetch([job.source])[0])
+        except OSError as exc:
+            if attempt == tries - 1:
+                raise StorageError(f"cannot download {storage.uri(job.source)}: {exc}") from None
+            log.warning("video %d: download failed (%s), trying again", job.video_id, exc)
+            time.sleep(2 ** attempt)
+    raise AssertionError("unreachable")
+
+
+def decode_job(job: Job, settings: DecodeSettings, out: Outbox, storage: Storage | None = None) -> None:
     """Decode one video into windows, then send its video_end (unless the stage is stopping: an unfinished video
     stays 'processing' and is redone on the next start). A file that cannot be decoded ends failed or partial with
     a reason; it never takes the stage down."""
@@ -520,12 +556,18 @@ def decode_job(job: Job, settings: DecodeSettings, out: Outbox) -> None:
     domain = job.domain
 
     def end(status: str, reason: str, windows: int = 0, frames_read: int = 0, duration_s: float = 0.0) -> None:
-        out.send(VideoEnd(**video, windows=windows, frames_read=frames_read, status=status, reason=reason,
-                          duration_s=round(duration_s, 3)))
+        out.send(VideoEnd(**video, start_window=job.start_window, windows=windows, frames_read=frames_read,
+                          status=status, reason=reason, duration_s=round(duration_s, 3)))
 
     try:
-        decoder = decode_windows(job.path, settings.anchor_every_s, settings.burst_frames, settings.max_side or None,
-                                 job.start_window)
+        path = local_copy(job, storage)
+    except StorageError as exc:
+        log.error("video %d: %s", job.video_id, exc)
+        ERRORS.labels("decode", "storage").inc()
+        return end("failed", "unreadable")
+    try:
+        decoder = decode_windows(path, settings.anchor_every_s, settings.burst_frames, settings.max_side or None,
+                                 job.start_window, job.end_window)
     except NotAVideo as exc:
         log.warning("video %d is not decodable: %s", job.video_id, exc)
         return end("failed", exc.reason)
@@ -540,7 +582,7 @@ def decode_job(job: Job, settings: DecodeSettings, out: Outbox) -> None:
             for window in decoder:
                 started = tick
                 DECODE_SECONDS.labels(domain).inc(time.monotonic() - tick)
-                out.send(window_record(window, video, decoder.expected_windows))
+                out.send(window_record(window, video))
                 sent += 1
                 WINDOWS_SENT.labels(domain).inc()
                 FRAMES_DECODED.labels(domain).inc(len(window.frames))
@@ -559,4 +601,4 @@ def decode_job(job: Job, settings: DecodeSettings, out: Outbox) -> None:
     if summary.status != "done":
         log.warning("video %d decoded partially (%s): %d windows", job.video_id, summary.reason, summary.windows)
     end(summary.status, summary.reason or "", summary.windows, summary.frames_read,
-        summary.frames_read / summary.fps_used)
+        summary.frames_own / summary.fps_used)

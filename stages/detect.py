@@ -160,15 +160,14 @@ def detect_window(detector, window: Window, margin: float, patch_size: int) -> t
                 box=[round(v, 2) for v in det.box], square=[round(float(v), 2) for v in sq.square],
                 score=round(det.score, 5), image=sq.image, mask=sq.mask.astype(np.uint8) * 255))
     done = WindowDone(**video, window_index=window.window_index, patches=len(patches), anchor_hit=bool(anchor_dets),
-                      frames=len(per_frame), windows_expected=window.windows_expected)
+                      frames=len(per_frame))
     return patches, done
 
 
 def failed_window(window: Window) -> WindowDone:
     """The WindowDone of a window that could not be detected: no patches, so the video still completes."""
     return WindowDone(video_id=window.video_id, attempt=window.attempt, domain=window.domain,
-                      window_index=window.window_index, patches=0, anchor_hit=False, frames=1,
-                      windows_expected=window.windows_expected)
+                      window_index=window.window_index, patches=0, anchor_hit=False, frames=1)
 
 
 def build_detector(settings: DetectSettings):

@@ -1,32 +1,42 @@
-"""The index stage: the single writer of videos and patches.
+"""The index stage: the writer of videos, segments and patches.
 
-It owns the catalog's videos and patches. It turns discovered files into video rows, hands videos to the decoders
-(a bounded number at a time, so a folder of 50 videos never floods memory), receives classified patches and
-writes each patch file and its row (the pairing stage follows those rows: stages/pairing.py), and records the
-verdicts people give pairs on the web page. It also decides when a video is finished: the decoder's `video_end`
-says how many windows there were, each window's `window_done` says how many patches to expect, and the video is
-done once all of them arrived.
+It turns discovered files into video rows split into segments (stages/segments.py), claims segments with a lease
+and hands them to the decoders (a bounded number at a time, so a folder of 50 videos never floods memory),
+receives classified patches and writes each patch file and its row (the pairing stage follows those rows:
+stages/pairing.py), and records the verdicts people give pairs on the web page. It decides when a segment is
+finished: the decoder's `video_end` says how many windows the segment had, each window's `window_done` says how
+many patches to expect, and the segment is done once all of them arrived; a video is finished with its segments.
 
-Recovery: every write is keyed (video fingerprint; video, frame, person), so redoing a video after a crash, a
-restarted stage or a stall never duplicates anything.
+On one machine (`ingest.role = "all"`) one index does all of it. Across machines the coordinator's index
+registers and finishes videos, and each ingest machine's index claims segments and writes their patches, all
+through the shared catalog.
+
+Recovery: every write is keyed (video fingerprint; video and segment; video, frame, person), so redoing a segment
+after a crash, a restarted stage, a stall or on another machine never duplicates anything.
 """
 
 from __future__ import annotations
 
 import logging
+import socket
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from humanstyle.stages.catalog import UNFINISHED, Video, open_catalog
 from humanstyle.stages.counters import (
+    BACKLOG_SECONDS,
     ERRORS,
     FILES_REJECTED,
+    LEASES_TAKEN_OVER,
     MESSAGES_REJECTED,
     PAIRS_CURATED,
+    SEGMENTS,
     VIDEO_SECONDS,
     VIDEOS,
     VIDEOS_UNFINISHED,
 )
+from humanstyle.stages.decode import probe_video, windows_in
 from humanstyle.stages.handler import Outbox, Route
 from humanstyle.stages.records import (
     Classified,
@@ -36,10 +46,10 @@ from humanstyle.stages.records import (
     Record,
     StageRestarted,
     VideoEnd,
-    VideoWaiting,
     WindowDone,
 )
 from humanstyle.stages.results import ResultWriter
+from humanstyle.stages.segments import Segment, Segments
 from humanstyle.stages.settings import PipelineSettings
 from humanstyle.stages.vocabulary import LABELS
 
@@ -54,27 +64,18 @@ PATCH_BATCH = 32  # classified patches written per catalog transaction (bench/RE
 
 
 @dataclass
-class VideoProgress:
-    """What has arrived for one video, whatever the order and however often it is replayed."""
+class SegmentProgress:
+    """What has arrived for one segment this machine holds, whatever the order and however often it is replayed."""
 
-    video: Video
-    attempt: int
+    segment: Segment
     last_activity: float = field(default_factory=time.monotonic)
     end: VideoEnd | None = None  # the decoder's video_end
     expected: dict[int, int] = field(default_factory=dict)  # window index -> patches announced
     seen: dict[int, set] = field(default_factory=dict)  # window index -> {(frame, person)}
-    windows_expected: int = 0  # what the container promises (0: unknown)
-    shown: tuple[int, int] = (0, 0)  # the progress last written to the catalog
 
-    def on_window_done(self, done: WindowDone) -> None:
-        self.expected[done.window_index] = done.patches
-        self.windows_expected = done.windows_expected
+    def on_window_done(self, window_index: int, patches: int) -> None:
+        self.expected[window_index] = patches
         self.last_activity = time.monotonic()
-
-    @property
-    def progress(self) -> tuple[int, int]:
-        """(windows done, windows expected) for the status page."""
-        return len(self.expected), self.windows_expected
 
     def on_patch(self, window_index: int, frame_index: int, person_index: int) -> None:
         self.seen.setdefault(window_index, set()).add((frame_index, person_index))
@@ -85,6 +86,10 @@ class VideoProgress:
         self.last_activity = time.monotonic()
 
     @property
+    def windows_done(self) -> int:
+        return len(self.expected)
+
+    @property
     def complete(self) -> bool:
         # Counted, not ranged: a window the decoder had to drop leaves a gap in the indices.
         if self.end is None or len(self.expected) < self.end.windows:
@@ -93,26 +98,34 @@ class VideoProgress:
 
 
 class IndexHandler:
-    """Discovered files, classified patches, window and video ends, restart notices and verdicts in; jobs out.
-    Each tick hands queued videos to the decoders, redoes stalled ones and refreshes the backlog gauge."""
+    """Discovered files, classified patches, window and segment ends, restart notices and verdicts in; jobs out.
+
+    Two duties, by `ingest.role`: registering (all, coordinator) turns discovered files into videos and their
+    segments and finishes a video once its segments are; ingesting (all, ingest) claims segments, hands them to the
+    decoders, writes what comes back and finishes each segment. Each tick claims, renews the leases it holds, redoes
+    stalled segments and refreshes the gauges."""
 
     passes = ()
 
     def __init__(self, settings: PipelineSettings) -> None:
         self.settings = settings
+        role = settings.ingest.role
+        self.registers, self.ingests = role != "ingest", role != "coordinator"
+        self.owner = settings.ingest.name or socket.gethostname()
+        self.lease_s = settings.ingest.lease_s
+        self.segment_windows = round(settings.ingest.segment_s / settings.decode.anchor_every_s)
         self.catalog = open_catalog(settings, role="index")
+        self.segments = Segments(self.catalog)
         self.results = ResultWriter(settings, self.catalog)
-        self.in_flight: dict[int, VideoProgress] = {}
+        self.in_flight: dict[tuple[int, int], SegmentProgress] = {}
         self.out: Outbox | None = None
-        self._backlog_at = 0.0
-        self._progress_at = 0.0
+        self._every: dict[str, float] = {}
         self.routes = {Discovered: Route(self.each(self.on_discovered)),
                        Classified: Route(self.in_transaction(self.on_result), batch=PATCH_BATCH),
                        WindowDone: Route(self.each(self.on_result)),
                        VideoEnd: Route(self.each(self.on_result)),
                        StageRestarted: Route(self.each(self.on_control)),
-                       PairVerdict: Route(self.each(self.on_verdict)),
-                       VideoWaiting: Route(self.each(self.on_waiting))}
+                       PairVerdict: Route(self.each(self.on_verdict))}
 
     def each(self, handler):
         def handle(records: list, out: Outbox) -> None:
@@ -140,16 +153,34 @@ class IndexHandler:
         return handle
 
     def start(self, out: Outbox) -> None:
-        # Videos left 'processing' by a previous run are redone first by dispatch() (writes are idempotent).
+        # The segments this machine held before a restart go back to the claim at once (writes are idempotent);
+        # videos queued before segments existed are split now.
         self.out = out
         self.guarded(lambda: self.results.recover())
+        if self.ingests:
+            self.guarded(lambda: self.segments.release(self.owner))
+        if self.registers:
+            self.guarded(self.segment_old_videos)
 
     def tick(self, out: Outbox) -> int:
-        self.guarded(self.dispatch)
-        self.guarded(self.check_stalls)
-        self.guarded(self.publish_progress)
-        self.publish_backlog()
+        if self.ingests:
+            self.guarded(self.dispatch)
+            self.guarded(self.check_stalls)
+            if self.due("renew", min(2.0, self.lease_s / 3)):
+                self.guarded(self.renew)
+        if self.registers:
+            if self.due("finish", 1.0):
+                self.guarded(self.finish_videos)
+            if self.due("backlog", 5.0):
+                self.publish_backlog()
         return 0
+
+    def due(self, what: str, every_s: float) -> bool:
+        now = time.monotonic()
+        if now - self._every.get(what, 0.0) < every_s:
+            return False
+        self._every[what] = now
+        return True
 
     def close(self) -> None:
         self.catalog.close()
@@ -211,82 +242,93 @@ class IndexHandler:
             FILES_REJECTED.labels(found.rejected).inc()
             log.warning("video %d (%s) failed: %s", video.id, found.path, found.rejected)
         else:
-            log.info("queued video %d: %s", video.id, found.path)
+            count = self.register(video)
+            log.info("queued video %d in %d segment%s: %s", video.id, count, "" if count == 1 else "s", found.path)
 
-    def publish_backlog(self, every_s: float = 5.0) -> None:
-        """Videos waiting or in progress, per domain, as a gauge (counters cannot show a backlog)."""
-        now = time.monotonic()
-        if now - self._backlog_at < every_s:
-            return
-        self._backlog_at = now
+    def register(self, video: Video) -> int:
+        """Split a queued video into segments by the length its container gives (one segment when it gives none:
+        the decoder says what is there); with shared storage, upload it first so that every machine can read it."""
+        windows = expected_windows(video.path, self.settings.decode.anchor_every_s)
+        source = ""
+        if not self.results.storage.is_local:
+            source = video_object_name(video.fingerprint, video.path)
+            if not self.results.storage.exists(source):
+                self.results.storage.upload(Path(video.path), source)
+        return self.segments.register(video.id, windows, self.segment_windows, source)
+
+    def segment_old_videos(self) -> None:
+        for video_id in self.segments.unsegmented():
+            video = self.catalog.video(video_id)
+            if video is not None:
+                self.register(video)
+
+    def publish_backlog(self) -> None:
+        """Videos waiting or in progress per domain, and the seconds of video not ingested yet, as gauges (counters
+        cannot show a backlog)."""
         try:
             counts = {(d, s): n for d, s, n in self.catalog.counts()["videos"]}
+            backlog = self.segments.backlog_windows() * self.settings.decode.anchor_every_s
         except self.catalog.errors:  # a gauge can wait for the catalog to come back
             self.catalog.rollback()
             return
         for domain in self.settings.domains:
             for status in UNFINISHED:
                 VIDEOS_UNFINISHED.labels(domain, status).set(counts.get((domain, status), 0))
-
-    def publish_progress(self, every_s: float = 2.0) -> None:
-        """Each video's windows done of expected, into the catalog, for the status page and `humanstyle status`."""
-        now = time.monotonic()
-        if now - self._progress_at < every_s:
-            return
-        self._progress_at = now
-        changed = [p for p in self.in_flight.values() if p.progress != p.shown]
-        if not changed:
-            return
-        with self.catalog.transaction():
-            for progress in changed:
-                self.catalog.set_progress(progress.video.id, *progress.progress)
-        for progress in changed:
-            progress.shown = progress.progress
+        BACKLOG_SECONDS.set(backlog)
 
     def dispatch(self) -> None:
-        """Hand queued videos to the decoders while fewer than watch.max_in_flight are being processed."""
+        """Claim segments while fewer than watch.max_in_flight are held, and hand them to the decoders."""
         free = self.settings.watch.max_in_flight - len(self.in_flight)
         if free <= 0 or self.out is None:
             return
-        redo = [v for v in self.catalog.videos_with_status("processing") if v.id not in self.in_flight]
-        queued = self.catalog.videos_with_status("queued", limit=free)
-        for video in (redo + queued)[:free]:
-            attempt = video.attempt + 1
-            job = Job(video_id=video.id, attempt=attempt, path=video.path, domain=video.domain, start_window=0)
-            if not self.out.try_send(job):
-                return  # no decoder is ready: try again on the next turn
-            self.catalog.start_attempt(video.id, attempt)
-            if video.status == "queued":
-                VIDEOS.labels(video.domain, "processing").inc()
-            self.in_flight[video.id] = VideoProgress(video, attempt)
-            log.info("video %d: decoding (attempt %d)", video.id, attempt)
+        claimed = self.segments.claim(self.owner, free, self.lease_s)
+        for i, seg in enumerate(claimed):
+            SEGMENTS.labels("claimed").inc()
+            if seg.taken_over:
+                LEASES_TAKEN_OVER.inc()
+                log.warning("segment %d:%d: took it over, the lease of the machine holding it ran out", *seg.key)
+            if seg.attempt > MAX_ATTEMPTS:
+                log.error("segment %d:%d: giving up after %d attempts", *seg.key, seg.attempt - 1)
+                self.segments.finish(self.owner, seg.key, "failed", "stalled", 0, 0.0)
+                SEGMENTS.labels("failed").inc()
+                continue
+            job = Job(video_id=seg.video_id, attempt=seg.attempt, path=seg.path, source=seg.source,
+                      domain=seg.domain, start_window=seg.start_window, end_window=seg.end_window)
+            if not self.out.try_send(job):  # no decoder is ready: these go back, to be claimed again
+                for rest in claimed[i:]:
+                    self.segments.release(self.owner, rest.key)
+                return
+            self.in_flight[seg.key] = SegmentProgress(seg)
+            log.info("segment %d:%d (windows %d-%s): decoding (attempt %d)", *seg.key, seg.start_window,
+                     seg.end_window - 1 if seg.end_window else "end", seg.attempt)
 
-    def redo(self, video_id: int, why: str) -> None:
-        progress = self.in_flight.pop(video_id, None)
-        if progress is None:
+    def renew(self) -> None:
+        """Extend the leases held (with each segment's windows done, for the status page); a segment whose lease
+        ran out and went to another machine is dropped here: that machine finishes it."""
+        progress = {key: p.windows_done for key, p in self.in_flight.items()}
+        for key in self.segments.renew(self.owner, progress, self.lease_s):
+            self.in_flight.pop(key, None)
+            SEGMENTS.labels("lost").inc()
+            log.warning("segment %d:%d: its lease ran out and another machine took it over", *key)
+
+    def redo(self, key: tuple[int, int], why: str) -> None:
+        """Give a segment back to the claim (this machine, or another, takes it again with the next attempt)."""
+        if self.in_flight.pop(key, None) is None:
             return
-        if progress.attempt >= MAX_ATTEMPTS:
-            log.error("video %d: giving up after %d attempts (%s)", video_id, progress.attempt, why)
-            self.finish(progress, "failed", "stalled")
-            return
-        log.warning("video %d: redoing (%s)", video_id, why)
-        # status stays 'processing': dispatch() picks it up again before new videos
+        log.warning("segment %d:%d: redoing (%s)", *key, why)
+        self.segments.release(self.owner, key)
+        SEGMENTS.labels("released").inc()
 
     def check_stalls(self) -> None:
         timeout = self.settings.watch.stall_timeout_s
         now = time.monotonic()
-        for vid, progress in list(self.in_flight.items()):
+        for key, progress in list(self.in_flight.items()):
             if now - progress.last_activity > timeout:
-                self.redo(vid, f"no progress for {timeout:.0f} s")
-
-    def on_waiting(self, notice: VideoWaiting) -> None:
-        progress = self.in_flight.get(notice.video_id)
-        if progress is not None:
-            progress.last_activity = time.monotonic()
+                self.redo(key, f"no progress for {timeout:.0f} s")
 
     def on_control(self, notice: StageRestarted) -> None:
-        for vid in list(self.in_flight):
-            self.redo(vid, f"a {notice.stage} process was restarted")
+        for key in list(self.in_flight):
+            self.redo(key, f"a {notice.stage} process was restarted")
 
     # --- curation ----------------------------------------------------------------------------------------------
     def on_verdict(self, verdict: PairVerdict) -> None:
@@ -301,8 +343,18 @@ class IndexHandler:
             log.info("pair %d marked %s", verdict.pair_id, verdict.verdict)
 
     # --- results -----------------------------------------------------------------------------------------------
+    def progress_of(self, video_id: int, window_index: int) -> SegmentProgress | None:
+        for progress in self.in_flight.values():
+            if progress.segment.video_id == video_id and progress.segment.holds(window_index):
+                return progress
+        return None
+
     def on_result(self, record: Classified | WindowDone | VideoEnd) -> None:
-        progress = self.in_flight.get(record.video_id)
+        if isinstance(record, VideoEnd):
+            progress = next((p for p in self.in_flight.values() if p.segment.video_id == record.video_id
+                             and p.segment.start_window == record.start_window), None)
+        else:
+            progress = self.progress_of(record.video_id, record.window_index)
         if isinstance(record, Classified):
             # Names of patch files come from the domain and the view: only known ones, and only for known videos.
             if record.domain not in self.settings.domains or record.view not in LABELS:
@@ -316,23 +368,47 @@ class IndexHandler:
                 progress.on_patch(record.window_index, record.frame_index, record.person_index)
         elif isinstance(record, WindowDone):
             if progress:
-                progress.on_window_done(record)
+                progress.on_window_done(record.window_index, record.patches)
         elif progress:
             progress.on_end(record)
         if progress and progress.complete:
-            end = progress.end
-            self.finish(progress, end.status if end else "done", end.reason if end else "")
+            self.finish_segment(progress)
 
-    def finish(self, progress: VideoProgress, status: str, reason: str) -> None:
-        end = progress.end
-        video = progress.video
-        self.catalog.set_video_status(video.id, status, reason, windows=end.windows if end else None,
-                                      frames_read=end.frames_read if end else None)
-        self.in_flight.pop(video.id, None)
-        VIDEOS.labels(video.domain, status).inc()
-        if status == "failed" and reason:
-            FILES_REJECTED.labels(reason).inc()
-        if end and end.duration_s:
-            VIDEO_SECONDS.labels(video.domain).inc(end.duration_s)
-        log.info("video %d %s%s: %d windows", video.id, status, f" ({reason})" if reason else "",
-                 end.windows if end else 0)
+    def finish_segment(self, progress: SegmentProgress) -> None:
+        end, seg = progress.end, progress.segment
+        self.in_flight.pop(seg.key, None)
+        if not self.segments.finish(self.owner, seg.key, end.status, end.reason, end.windows, end.duration_s):
+            log.warning("segment %d:%d: finished here, but another machine holds it now", *seg.key)
+            return
+        SEGMENTS.labels(end.status).inc()
+        log.info("segment %d:%d %s%s: %d windows", *seg.key, end.status, f" ({end.reason})" if end.reason else "",
+                 end.windows)
+        if self.registers:
+            self.finish_videos()
+
+    def finish_videos(self) -> None:
+        for video in self.segments.finish_videos():
+            VIDEOS.labels(video.domain, video.status).inc()
+            if video.status == "failed" and video.reason:
+                FILES_REJECTED.labels(video.reason).inc()
+            if video.seconds:
+                VIDEO_SECONDS.labels(video.domain).inc(video.seconds)
+            log.info("video %d %s%s: %d windows", video.id, video.status,
+                     f" ({video.reason})" if video.reason else "", video.windows)
+
+
+def expected_windows(path: str, anchor_every_s: float) -> int:
+    """Windows the container's duration promises; 0 when it gives none or cannot be read (the decoder then finds
+    out, and says why it fails)."""
+    try:
+        return windows_in(probe_video(path).duration_s, anchor_every_s)
+    except Exception:  # not a video, unreadable: one segment, decided by the decoder
+        return 0
+
+
+def video_object_name(fingerprint: str, path: str) -> str:
+    """A video's name in shared storage: from its content (names from the watch folder are untrusted), keeping a
+    known extension so that the decoder's sniffing and FFmpeg see the same kind of file."""
+    suffix = Path(path).suffix.lower()
+    suffix = suffix if suffix[1:].isalnum() and len(suffix) <= 6 else ""
+    return f"videos/{fingerprint[:2]}/{fingerprint}{suffix}"

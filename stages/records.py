@@ -66,18 +66,23 @@ class Discovered(Record):
 
 @dataclass(frozen=True, kw_only=True)
 class Job(Record):
-    """indexer -> decoder: decode this video from window `start_window` on."""
+    """indexer -> decoder: decode one segment of a video, windows `start_window` up to `end_window` (exclusive; 0 =
+    to the end of the file). The file is `path`, or the storage's object `source` when that is set."""
 
     TYPE: ClassVar[str] = "job"
     video_id: int
     attempt: int
     path: str
+    source: str
     domain: str
     start_window: int
+    end_window: int
 
     def check(self) -> None:
-        if self.start_window < 0:
-            raise RecordError("bad_field", "job.start_window < 0")
+        if self.start_window < 0 or self.end_window < 0:
+            raise RecordError("bad_field", "job.start_window and job.end_window must be >= 0")
+        if self.end_window and self.end_window <= self.start_window:
+            raise RecordError("bad_field", "job.end_window must be past job.start_window (or 0)")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -99,7 +104,6 @@ class Window(VideoWork):
     anchor_index: int
     frame_indices: list
     timestamps: list
-    windows_expected: int  # what the container's duration promises (0: it gives none), for progress
     frames: np.ndarray = array("uint8")
 
     def check(self) -> None:
@@ -116,9 +120,11 @@ class Window(VideoWork):
 
 @dataclass(frozen=True, kw_only=True)
 class VideoEnd(VideoWork):
-    """decoder -> detector -> classifier -> indexer: the decoder is finished with a video."""
+    """decoder -> detector -> classifier -> indexer: the decoder is finished with a segment of a video (the one
+    starting at `start_window`)."""
 
     TYPE: ClassVar[str] = "video_end"
+    start_window: int
     windows: int
     frames_read: int
     status: str
@@ -135,7 +141,6 @@ class WindowDone(VideoWork):
     patches: int
     anchor_hit: bool
     frames: int
-    windows_expected: int  # the window's, passed on: the index shows each video's progress from it
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -219,18 +224,8 @@ class PairVerdict(Record):
             raise RecordError("bad_field", "pair_verdict.pair_id < 1")
 
 
-@dataclass(frozen=True, kw_only=True)
-class VideoWaiting(Record):
-    """head -> indexer: this video's work waits at the head for a free worker. Waiting for workers (none joined yet,
-    or all busy) is a backlog, not a stall: the index does not redo the video for it."""
-
-    TYPE: ClassVar[str] = "video_waiting"
-    video_id: int
-
-
 RECORD_TYPES: dict[str, type[Record]] = {cls.TYPE: cls for cls in (
-    Discovered, Job, Window, VideoEnd, WindowDone, Patch, Classified, PairsAppended, StageRestarted, PairVerdict,
-    VideoWaiting)}
+    Discovered, Job, Window, VideoEnd, WindowDone, Patch, Classified, PairsAppended, StageRestarted, PairVerdict)}
 
 
 def is_int(value: Any) -> bool:

@@ -186,6 +186,23 @@ class TrainSettings:
     refresh_every_s: float = opt(30.0, "dataset refresh period even without pair events", min=1, max=86400)
 
 
+ROLES = ("all", "coordinator", "ingest")
+
+
+@dataclass(frozen=True)
+class IngestSettings:
+    role: str = opt("all", 'what this machine does: "all" (one machine: everything), "coordinator" (watches, splits '
+                    'videos into segments, pairs, trains, serves the page; needs catalog.url) or "ingest" (claims '
+                    'segments from the shared catalog and decodes, detects and classifies them; needs catalog.url)',
+                    choices=ROLES)
+    segment_s: float = opt(60.0, "seconds of video per segment, the unit of work a machine claims (whole windows: a "
+                           "multiple of decode.anchor_every_s)", min=1, max=86400)
+    lease_s: float = opt(30.0, "a segment whose machine did not renew its lease this long goes to another machine",
+                         min=3, max=3600)
+    name: str = opt("", "this machine's name in the leases (/healthz, the status page); empty = the host name. "
+                    "Unique per machine: a restarted machine takes its own segments back at once")
+
+
 @dataclass(frozen=True)
 class PipelineSettings:
     paths: PathsSettings = field(default_factory=PathsSettings)
@@ -197,6 +214,7 @@ class PipelineSettings:
     classify: ClassifySettings = field(default_factory=ClassifySettings)
     pair: PairSettings = field(default_factory=PairSettings)
     train: TrainSettings = field(default_factory=TrainSettings)
+    ingest: IngestSettings = field(default_factory=IngestSettings)
 
     @property
     def domains(self) -> tuple[str, str]:

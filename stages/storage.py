@@ -89,6 +89,13 @@ class Storage:
         files; a remote PUT leaves nothing); returns how many. For the folder's one writer, at its start."""
         return remove_interrupted_writes(self.local_path(folder)) if self.is_local else 0
 
+    def upload(self, local: Path, name: str) -> None:
+        """Copy a local file (a watched video) into the storage as `name`; readers see the object whole or not at
+        all. Only for a remote storage: the data folder's files are read where they are."""
+        if self.is_local:
+            raise StorageError(f"upload({name!r}): the storage is the data folder, nothing to upload to")
+        self.fs.put_file(str(local), self._remote(name))
+
     def publish(self, name: str) -> None:
         """Make the local file of `name` (written at `local_path(name)`) visible in the storage."""
         if not self.is_local:

@@ -6,6 +6,7 @@ from humanstyle.daemon.config import Settings
 from humanstyle.daemon.worker import Input, Output, ProcessSpec
 from humanstyle.stages.decode import DecodeHandler
 from humanstyle.stages.records import Job, VideoEnd, Window
+from humanstyle.stages.storage import open_storage
 
 
 def setup(settings: Settings, index: int) -> None:
@@ -16,7 +17,7 @@ def setup(settings: Settings, index: int) -> None:
 
 SPEC = ProcessSpec(
     "decode",
-    build=lambda settings, index: DecodeHandler(settings.decode),
+    build=lambda settings, index: DecodeHandler(settings.decode, open_storage(settings)),
     inputs=(Input("jobs", lambda s, i: ["jobs"], bind=False, accepts=(Job,)),),
     outputs=(Output("windows", lambda s, i: [f"windows.{i}"], bind=True, carries=(Window, VideoEnd)),),
     setup=setup,

@@ -13,7 +13,6 @@ from humanstyle.stages.records import (
     PairVerdict,
     StageRestarted,
     VideoEnd,
-    VideoWaiting,
     WindowDone,
 )
 
@@ -23,7 +22,7 @@ SPEC = ProcessSpec(
     inputs=(Input("discovered", lambda s, i: ["discovered"], bind=True, accepts=(Discovered,)),
             Input("classified", lambda s, i: ["classified"], bind=True, accepts=(Classified, WindowDone, VideoEnd)),
             Input("control", lambda s, i: ["control"], bind=True,
-                  accepts=(StageRestarted, PairVerdict, VideoWaiting))),
+                  accepts=(StageRestarted, PairVerdict))),
     outputs=(Output("jobs", lambda s, i: ["jobs"], bind=True, carries=(Job,)),),
     drain_s=1.0,
 )

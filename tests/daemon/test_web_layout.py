@@ -24,6 +24,7 @@ import pytest
 from humanstyle.daemon import config
 from humanstyle.daemon.web.app import create_app
 from humanstyle.stages.catalog import Catalog
+from humanstyle.stages.segments import Segments
 from humanstyle.stages.train_state import append_validation, write_state
 from humanstyle.stages.vocabulary import VIEWS
 from tests.catalog_rows import add_patch
@@ -62,8 +63,10 @@ def fill(tmp_path: Path) -> config.Settings:
     (data / rel).parent.mkdir(parents=True)
     cv2.imwrite(str(data / rel), rng.integers(0, 255, (256, 256, 3), dtype=np.uint8))
     add_patch(cat, movie.id, "movie", 99, "REJECTED", reason="side_view", path=rel)
-    cat.start_attempt(busy.id, 1)
-    cat.set_progress(busy.id, 12, 60)
+    segments = Segments(cat)
+    segments.register(busy.id, 60, 60)
+    held = segments.claim("m1", 1, 30.0)[0]
+    segments.renew("m1", {held.key: 12}, 30.0)
     cat.close()
     root = data / "train"
     for step, score in ((0, 0.43), (500, 0.3), (1000, 0.2), (1500, 0.16)):

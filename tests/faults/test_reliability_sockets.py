@@ -50,9 +50,9 @@ def valid(type_: str) -> Record:
     return {
         "discovered": lambda: Discovered(path="/nowhere/x.mp4", domain="movie", size=1, mtime=1.0,
                                          fingerprint="f" * 64, rejected=""),
-        "job": lambda: Job(**common, path="/nowhere/x.mp4", start_window=0),
+        "job": lambda: Job(**common, path="/nowhere/x.mp4", source="", start_window=0, end_window=0),
         "window": lambda: Window(frames=np.zeros((1, 8, 8, 3), np.uint8), **common, window_index=0, anchor_index=3,
-                                 frame_indices=[3], timestamps=[0.1], windows_expected=0),
+                                 frame_indices=[3], timestamps=[0.1]),
         "patch": lambda: Patch(image=img, mask=mask, **patch_fields),
         "classified": lambda: Classified(image=img, mask=mask, keypoints=np.zeros((17, 3), np.float32),
                                          **patch_fields, view="REJECTED", reason="no_person", keypoint_score=0.0),

@@ -134,7 +134,7 @@ def test_ten_seconds_give_ten_windows(clip10: Path, fake_capture) -> None:
         assert w.frames[0].shape == (240, 320, 3) and w.frames[0].dtype == "uint8"
         assert w.timestamps_s == pytest.approx([i / 24 for i in w.frame_indices])
     assert_frames_match(windows)
-    assert summary == decode.DecodeSummary("done", None, 240, 10, 24.0)
+    assert summary == decode.DecodeSummary("done", None, 240, 10, 24.0, 0, 240)
     # 5 planned frames per window are converted, plus every frame of the last second (the end-of-file
     # safety net): 9 * 5 + 24; the rest are grab()-only.
     assert len(retrieves) - 1 == 9 * 5 + 24  # - 1: probe_video's first frame

@@ -76,3 +76,25 @@ def test_a_restart_redoes_exactly_the_same_windows(name: str) -> None:
         assert [(w.window_index, w.frame_indices, w.timestamps_s) for w in tail] == \
                [(w.window_index, w.frame_indices, w.timestamps_s) for w in full[start:]]
         assert summary.status == "done"
+
+
+@pytest.mark.parametrize("clip", CLIPS, ids=lambda c: c.name)
+@pytest.mark.parametrize("size", [1, 2, 3])
+def test_segments_together_are_the_whole_video(clip: RealClip, size: int) -> None:
+    """Segments of `size` windows (the last one to the end of the file, as stages/segments.py plans them) give
+    exactly the windows, frames and pixels of one decode from start to end, and the whole video's status."""
+    import numpy as np
+
+    from humanstyle.stages.segments import plan
+
+    full, whole = decode(clip)
+    expected = decode_windows(clip.path).expected_windows or 0
+    parts = [decode(clip, start_window=a, end_window=b) for a, b in plan(expected, size)]
+    joined = [w for windows, _ in parts for w in windows]
+    assert [(w.window_index, w.frame_indices, w.timestamps_s) for w in joined] == \
+           [(w.window_index, w.frame_indices, w.timestamps_s) for w in full]
+    assert all(np.array_equal(a, b) for x, y in zip(joined, full, strict=True)
+               for a, b in zip(x.frames, y.frames, strict=True))
+    statuses = {s.status for _, s in parts}
+    assert ("partial" if "partial" in statuses else "done") == whole.status
+    assert sum(s.frames_own for _, s in parts) == whole.frames_own

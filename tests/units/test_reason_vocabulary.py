@@ -23,7 +23,7 @@ def test_file_reasons_cover_what_watch_decode_and_index_report():
     assert not_a_video <= set(NOT_A_VIDEO_REASONS), not_a_video - set(NOT_A_VIDEO_REASONS)
     produced = not_a_video | {"decode_error"}
     produced |= literals("stages/watch.py", r'rejected = "([a-z_]+)"')
-    produced |= literals("stages/index.py", r'self\.finish\(progress, "failed", "([a-z_]+)"\)')
+    produced |= literals("stages/index.py", r'self\.segments\.finish\(self\.owner, seg\.key, "failed", "([a-z_]+)"')
     assert produced <= set(FILE_REASONS), produced - set(FILE_REASONS)
 
 

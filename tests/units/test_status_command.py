@@ -111,30 +111,39 @@ def test_a_copy_is_counted_where_it_was_dropped_and_shown_with_its_original(tmp_
 
 
 def test_progress_of_videos_in_progress_reaches_the_catalog_and_status(tmp_path, capsys):
-    """Issue 30, item 6: the index writes each video's windows done of expected (from the decoder's container
-    duration, carried by window_done), so `status` and the status page show videos in progress."""
+    """Issue 30, item 6: a video is registered with the windows its container promises, and the index renews its
+    segments' leases with their windows done, so `status` and the status page show videos in progress."""
     from humanstyle.daemon import config
     from humanstyle.daemon.cli import main
     from humanstyle.stages.index import IndexHandler
-    from humanstyle.stages.records import Discovered, WindowDone
+    from humanstyle.stages.records import Discovered, Job, WindowDone
     from tests.conftest import fast_sections, write_config
+    from tests.real_clips import CLIPS
 
     class Accepting:
+        def __init__(self) -> None:
+            self.sent: list = []
+
         def try_send(self, record) -> bool:
+            self.sent.append(record)
             return True
 
-    cfg = write_config(tmp_path, fast_sections(tmp_path))
+    clip = next(c for c in CLIPS if c.name == "bikes.mp4")
+    cfg = write_config(tmp_path, fast_sections(tmp_path, ingest={"segment_s": 2.0}))
     index = IndexHandler(config.load(cfg))
     index.out = Accepting()
-    index.on_discovered(Discovered(path="/w/movie/long.mp4", domain="movie", size=10, mtime=1.0,
-                                   fingerprint="long", rejected=""))
+    index.on_discovered(Discovered(path=str(clip.path), domain="movie", size=10, mtime=1.0, fingerprint="bikes",
+                                   rejected=""))
     index.dispatch()
+    jobs = [r for r in index.out.sent if isinstance(r, Job)]
+    assert [(j.start_window, j.end_window) for j in jobs] == [(0, 2), (2, 4)]  # watch.max_in_flight = 2
     for w in range(3):
         index.on_result(WindowDone(video_id=1, attempt=1, domain="movie", window_index=w, patches=0,
-                                   anchor_hit=False, frames=1, windows_expected=10))
-    index.publish_progress(every_s=0)
+                                   anchor_hit=False, frames=1))
+    index.renew()
     [row] = index.catalog.videos_in_progress()
-    assert (row["windows"], row["windows_expected"], row["attempt"]) == (3, 10, 1) and row["started_at"] > 0
+    assert (row["windows"], row["windows_expected"], row["attempt"]) == (3, clip.expected_windows, 1)
+    assert row["started_at"] > 0
     index.close()
     assert main(["status", "--config", str(cfg)]) == 0
-    assert "video 1 (movie, attempt 1): 3 of 10 windows done, /w/movie/long.mp4" in capsys.readouterr().out
+    assert f"video 1 (movie, attempt 1): 3 of {clip.expected_windows} windows done" in capsys.readouterr().out

@@ -21,6 +21,7 @@ from humanstyle.daemon import config
 from humanstyle.daemon.web.app import create_app
 from humanstyle.daemon.web.images import THUMB_SIDE
 from humanstyle.stages.catalog import Catalog
+from humanstyle.stages.segments import Segments
 from humanstyle.stages.train_state import append_validation, write_state
 from tests.catalog_rows import add_patch
 from tests.conftest import fast_sections, write_config
@@ -170,8 +171,12 @@ def test_status_lists_videos_in_progress_with_the_time_left(site):
     client, _, _, settings = site
     cat = Catalog(settings.paths.catalog)
     video, _ = cat.add_video("fp-long", "/w/movie/long take.mp4", "movie", 1, 0.0)
-    cat.start_attempt(video.id, 2)
-    cat.set_progress(video.id, 30, 120)
+    segments = Segments(cat)
+    segments.register(video.id, 120, 60)
+    first = segments.claim("m1", 1, 30.0)[0]
+    segments.release("m1", first.key)  # redone: its second attempt
+    segments.claim("m1", 1, 30.0)
+    segments.renew("m1", {first.key: 30}, 30.0)
     cat._q("UPDATE videos SET started_at = started_at - 60 WHERE id = ?", (video.id,))
     cat.close()
     html = get(client, "/")

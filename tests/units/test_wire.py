@@ -15,7 +15,7 @@ LIMIT = 1 << 20
 def window_msg(frames=None):
     frames = np.arange(2 * 4 * 6 * 3, dtype=np.uint8).reshape(2, 4, 6, 3) if frames is None else frames
     return Window(frames=frames, video_id=3, attempt=1, domain="movie", window_index=7, anchor_index=191,
-                  frame_indices=[180, 191], timestamps=[7.5, 7.96], windows_expected=12)
+                  frame_indices=[180, 191], timestamps=[7.5, 7.96])
 
 
 def frames_of(msg):
@@ -43,9 +43,11 @@ def test_the_header_is_json_not_pickle():
 
 def test_sender_side_validation_catches_bugs():
     with pytest.raises(wire.WireError, match="bad_field"):
-        wire.encode(Job(video_id=1, attempt=1, path="/v.mp4", domain="movie", start_window="0"))
+        wire.encode(Job(video_id=1, attempt=1, path="/v.mp4", source="", domain="movie", start_window="0",
+                        end_window=0))
     with pytest.raises(wire.WireError, match="bad_field"):
-        wire.encode(Job(video_id=1, attempt=1, path="/v.mp4", domain="movie", start_window=-1))
+        wire.encode(Job(video_id=1, attempt=1, path="/v.mp4", source="", domain="movie", start_window=-1,
+                        end_window=0))
 
 
 def test_schemas_follow_the_records():

@@ -6,6 +6,8 @@
 # HUMANSTYLE_TEST_POSTGRES_CTL (a script: `$HUMANSTYLE_TEST_POSTGRES_CTL restart -m immediate` crashes and restarts
 # the server) and HUMANSTYLE_TEST_S3_ENDPOINT (http://127.0.0.1:PORT, any credentials).
 # Run by hand for a development shell:  source .ci/services.sh && start_services .venv
+# HS_LISTEN (default 127.0.0.1) binds both elsewhere, and HS_PG_HBA (a CIDR) lets PostgreSQL clients from there in:
+# the scale-out test starts its own pair for machines in network namespaces (tests/scale_helpers.py).
 
 _hs_free_port() {
     "$1/bin/python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
@@ -45,9 +47,12 @@ start_postgres() {
     cat >"$HS_PG_DIR/ctl" <<EOF
 #!/bin/sh
 exec $HS_PG_AS "$bin/pg_ctl" -D "$HS_PG_DIR/data" -l "$HS_PG_DIR/server.log" -w -t 60 \
-    -o "-h 127.0.0.1 -p $port -k $HS_PG_DIR -c fsync=off -c max_connections=200" "\$@"
+    -o "-h ${HS_LISTEN:-127.0.0.1} -p $port -k $HS_PG_DIR -c fsync=off -c max_connections=200" "\$@"
 EOF
     chmod 755 "$HS_PG_DIR/ctl"
+    if [ -n "${HS_PG_HBA:-}" ]; then
+        echo "host all all ${HS_PG_HBA} trust" >>"$HS_PG_DIR/data/pg_hba.conf"
+    fi
     "$HS_PG_DIR/ctl" start >/dev/null || { cat "$HS_PG_DIR/server.log"; return 1; }
     export HUMANSTYLE_TEST_POSTGRES_URL="postgresql://humanstyle@127.0.0.1:$port/postgres"
     export HUMANSTYLE_TEST_POSTGRES_CTL="$HS_PG_DIR/ctl"
@@ -58,7 +63,7 @@ start_s3() {
     local venv=$1 port i
     port=$(_hs_free_port "$venv")
     HS_S3_LOG=$(mktemp /tmp/humanstyle-s3.XXXXXX.log)
-    "$venv/bin/moto_server" -H 127.0.0.1 -p "$port" >"$HS_S3_LOG" 2>&1 &
+    "$venv/bin/moto_server" -H "${HS_LISTEN:-127.0.0.1}" -p "$port" >"$HS_S3_LOG" 2>&1 &
     HS_S3_PID=$!
     for i in $(seq 1 100); do
         if "$venv/bin/python" -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:$port/')" \

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import sys
@@ -25,6 +26,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("run", help="run the daemon in the foreground (Ctrl-C stops it cleanly)")
+    p.add_argument("--role", choices=("all", "coordinator", "ingest"),
+                   help="what this machine does, instead of ingest.role: all (one machine), coordinator (watch, "
+                   "register, pair, train, serve the page) or ingest (claim segments and run the models)")
     _add_config(p)
     p = sub.add_parser("check-config", help="validate the config and print the effective settings")
     _add_config(p)
@@ -37,9 +41,6 @@ def build_parser() -> argparse.ArgumentParser:
     from humanstyle.daemon import commands
 
     commands.add_subcommands(sub, _add_config)
-    from humanstyle.daemon import scale_commands
-
-    scale_commands.add_subcommands(sub, _add_config, commands.HANDLERS)
     # `humanstyle COMMAND --help` opens with the line the command list shows, and says where the rest is written.
     helps = {action.dest: action.help for action in sub._choices_actions}
     for name, command in sub.choices.items():
@@ -170,18 +171,19 @@ def cmd_health(settings: config.Settings, args: argparse.Namespace) -> int:
 def cmd_run(settings: config.Settings, args: argparse.Namespace) -> int:
     from humanstyle.daemon.preflight import check_folders, check_weights_in_child
 
-    if not settings.head.listen:  # a head runs no model: its workers check their own weights
+    if args.role:
+        settings = dataclasses.replace(settings, ingest=dataclasses.replace(settings.ingest, role=args.role))
+        config.cross_check(settings)
+    if settings.ingest.role != "coordinator":  # a coordinator runs no model: its ingest machines check their own
         check_weights_in_child(settings)  # raises ConfigError naming the missing file, before any video is touched
     check_folders(settings)
-    return run_supervisor(settings, "head" if settings.head.listen else "daemon")
+    return run_supervisor(settings, "daemon")
 
 
 DAEMON_LOCK = "daemon.lock"  # in the data folder: held by the running daemon's supervisor
 
 # The supervisor of each kind of process tree, imported only once the environment below is set.
-SUPERVISORS = {"daemon": ("humanstyle.daemon.supervisor", "Supervisor"),
-               "head": ("humanstyle.daemon.head", "HeadSupervisor"),
-               "worker": ("humanstyle.daemon.agent", "WorkerSupervisor")}
+SUPERVISORS = {"daemon": ("humanstyle.daemon.supervisor", "Supervisor")}
 
 
 def run_supervisor(settings: config.Settings, kind: str) -> int:

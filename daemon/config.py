@@ -10,6 +10,7 @@ starts (the CLI turns `ConfigError` into exit code 2).
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -69,41 +70,6 @@ class LogSettings:
 
 
 @dataclass(frozen=True)
-class HeadSettings:
-    listen: str = opt("", '"host:port" where workers on other machines join (humanstyle worker); empty = no workers: '
-                      "this daemon runs the model stages itself. When set, it runs no detect or classify process and "
-                      "hands every window to the workers that joined")
-    secret_key: str = opt("", "the head's CURVE secret key file (humanstyle keys makes one); required when listen is "
-                          "not a loopback address", path=True)
-    authorized_keys: str = opt("", "folder of the public key files (*.key) of the workers allowed to join; re-read "
-                               "when it changes, so a worker is admitted without a restart", path=True)
-    frame_codec: str = opt("png", "how frames and patches travel between head and workers: png (lossless), jpeg "
-                           "(lossy, about 5x fewer bytes) or raw", choices=("png", "jpeg", "raw"))
-    jpeg_quality: int = opt(95, "JPEG quality when frame_codec = jpeg", min=50, max=100)
-    encode_threads: int = opt(0, "threads compressing frames and expanding results; 0 = the machine's cores",
-                              min=0, max=256)
-    max_queued_windows: int = opt(8, "windows compressed and waiting for a worker; the decoders wait beyond it",
-                                  min=1, max=10_000)
-    heartbeat_s: float = opt(1.0, "seconds between heartbeats in each direction", min=0.1, max=60)
-    worker_timeout_s: float = opt(10.0, "a worker not heard from this long is gone: its windows are redone by others",
-                                  min=1, max=3600)
-
-
-@dataclass(frozen=True)
-class WorkerSettings:
-    head: str = opt("", '"host:port" of the head to join (its head.listen); read by humanstyle worker')
-    name: str = opt("", "this worker's name on the head's /healthz and /metrics; empty = the host name")
-    stages: list[str] = opt(["detect", "classify"], "model stages this worker runs (detect, classify or both); "
-                            "how many processes of each: detect.workers and classify.workers")
-    prefetch: int = opt(1, "windows held beyond one per process of its first stage, so the next one is already "
-                        "here when a process gets free", min=0, max=64)
-    secret_key: str = opt("", "this worker's CURVE secret key file (humanstyle keys); required when head is not a "
-                          "loopback address", path=True)
-    head_key: str = opt("", "the head's public key file (its .key), to know it is talking to the real head",
-                        path=True)
-
-
-@dataclass(frozen=True)
 class Settings(PipelineSettings):
     """The pipeline's sections (stages.settings) and the daemon's own."""
 
@@ -111,8 +77,6 @@ class Settings(PipelineSettings):
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
     supervisor: SupervisorSettings = field(default_factory=SupervisorSettings)
     log: LogSettings = field(default_factory=LogSettings)
-    head: HeadSettings = field(default_factory=HeadSettings)
-    worker: WorkerSettings = field(default_factory=WorkerSettings)
     source: Path | None = None  # the file these settings came from (None = built-in defaults)
 
 
@@ -160,7 +124,7 @@ def _check_value(key: str, raw: Any, fld: dataclasses.Field, hint: Any, base: Pa
     raise ConfigError(f"{key}: unsupported type {expected}")  # pragma: no cover - declaration bug
 
 
-def _cross_checks(s: Settings) -> None:
+def cross_check(s: Settings) -> None:
     import re
 
     domains = s.watch.domains
@@ -184,11 +148,31 @@ def _cross_checks(s: Settings) -> None:
     if s.storage.url and not re.fullmatch(r"[a-z][a-z0-9+.-]*://.+", s.storage.url):
         raise ConfigError(f"storage.url = {s.storage.url!r}: expected empty (the data folder) or an fsspec URL such "
                           'as "s3://bucket/prefix"')
+    if s.ingest.role != "all" and not s.catalog.url:
+        raise ConfigError(f'ingest.role = "{s.ingest.role}": machines share their work through the catalog, so '
+                          'catalog.url must name a PostgreSQL server ("postgresql://user@host/db")')
+    windows = s.ingest.segment_s / s.decode.anchor_every_s
+    if abs(windows - round(windows)) > 1e-6:
+        raise ConfigError(f"ingest.segment_s = {s.ingest.segment_s}: expected a multiple of decode.anchor_every_s "
+                          f"({s.decode.anchor_every_s}), so that no window straddles two segments")
     if s.detect.max_size < s.detect.min_size:
         raise ConfigError(f"detect.max_size = {s.detect.max_size}: expected >= detect.min_size ({s.detect.min_size})")
-    from humanstyle.daemon.keys import check_key_settings
+    q = s.queues
+    if q.transport == "tcp" and not is_loopback(q.tcp_host):
+        raise ConfigError(f"queues.tcp_host = {q.tcp_host!r} is not a loopback address: the queues join the processes "
+                          "of one machine and are not encrypted; keep them on 127.0.0.1. Machines share work through "
+                          "the catalog (ingest.role, catalog.url)")
 
-    check_key_settings(s)
+
+def is_loopback(host: str) -> bool:
+    """True for addresses only this machine can reach. Host names other than localhost count as reachable."""
+    host = host.strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def parse_listen(value: str, key: str = "metrics.listen") -> tuple[str, int]:
@@ -220,7 +204,7 @@ def from_dict(data: dict[str, Any], base: Path, source: Path | None = None) -> S
             values[key] = _check_value(f"{name}.{key}", raw, fld, hints[key], base)
         built[name] = cls(**values)
     settings = Settings(**built, source=source)
-    _cross_checks(settings)
+    cross_check(settings)
     return settings
 
 

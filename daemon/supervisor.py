@@ -22,7 +22,7 @@ from humanstyle.daemon.config import Settings
 log = logging.getLogger("humanstyle.supervisor")
 
 FATAL_EXIT = 78  # a child exits with this (StageFatal) when its config cannot work: restarting would not help
-WORKER_STAGES = ("decode", "detect", "classify", "dispatch")  # hold work the index must redo when they restart
+WORKER_STAGES = ("decode", "detect", "classify")  # hold work the index must redo when they restart
 
 
 @dataclass
@@ -41,14 +41,17 @@ class Child:
 
 
 def plan_children(settings: Settings) -> list[Child]:
-    children = [Child("index", 0), Child("pairing", 0), Child("watch", 0)]
-    children += [Child("decode", i) for i in range(settings.decode.workers)]
-    if settings.head.listen:  # a head: workers on other machines run the models, its dispatcher hands them windows
-        children.append(Child("dispatch", 0))
-    else:
+    """The processes of this machine's role: one machine runs every stage; a coordinator watches, registers and
+    pairs (and trains when train.enabled); an ingest machine claims segments and runs the model stages."""
+    role = settings.ingest.role
+    children = [Child("index", 0)]
+    if role != "ingest":
+        children += [Child("pairing", 0), Child("watch", 0)]
+    if role != "coordinator":
+        children += [Child("decode", i) for i in range(settings.decode.workers)]
         children += [Child("detect", i) for i in range(settings.detect.workers)]
         children += [Child("classify", i) for i in range(settings.classify.workers)]
-    if settings.train.enabled:
+    if settings.train.enabled and role != "ingest":
         children.append(Child("train", 0))
     return children
 
@@ -67,6 +70,11 @@ class Supervisor:
         self.ctx = mp.get_context("spawn")
         self.started = time.time()
         self._control = None
+        self._leases: tuple[float, dict] | None = None
+        self._leases_lock = threading.Lock()
+        from humanstyle.daemon.web.app import CatalogReader
+
+        self._lease_reader = CatalogReader(settings)
 
     # --- lifecycle ---------------------------------------------------------------------------------------------
     def run(self) -> int:
@@ -226,8 +234,41 @@ class Supervisor:
         healthy = all(s["alive"] == s["ready"] == s["processes"] for s in stages.values())
         healthy = healthy and not self.stopping.is_set()
         backlog = gauge_value(samples, "humanstyle_pairing_backlog_patches")
-        return {"status": "ok" if healthy else "degraded", "uptime_s": round(time.time() - self.started, 1),
-                "stages": stages, "pairing": {"backlog_patches": None if backlog is None else int(backlog)}}
+        answer = {"status": "ok" if healthy else "degraded", "uptime_s": round(time.time() - self.started, 1),
+                  "role": self.settings.ingest.role, "stages": stages,
+                  "pairing": {"backlog_patches": None if backlog is None else int(backlog)}}
+        if self.settings.ingest.role != "ingest":
+            answer["ingest"] = self.leases()
+        return answer
+
+    def leases(self) -> dict:
+        """The machines ingesting (from the catalog's leases), the backlog in video seconds and the leases taken
+        over: read at most every 2 s, on read-only connections of its own."""
+        now = time.monotonic()
+        if self._leases is not None and now - self._leases[0] < 2.0:
+            return self._leases[1]
+        from humanstyle.stages.segments import Segments
+
+        with self._leases_lock:
+            for attempt in (1, 2):  # a connection the server dropped (a restart) fails once, then reconnects
+                reader = None
+                try:
+                    reader = self._lease_reader()  # one read-only connection per server thread
+                    if reader is None:
+                        return {"machines": [], "backlog_video_s": None, "leases_expired": 0}
+                    segs = Segments(reader)
+                    view = {"machines": segs.machines(),
+                            "backlog_video_s": segs.backlog_windows() * self.settings.decode.anchor_every_s,
+                            "leases_expired": segs.expired_total()}
+                    break
+                except Exception as exc:  # the catalog is away (a restarting server): say so, keep serving
+                    if reader is not None:
+                        reader.rollback()
+                    if attempt == 2:
+                        return {"machines": [], "backlog_video_s": None, "leases_expired": None,
+                                "error": str(exc)[:200]}
+            self._leases = (now, view)
+            return view
 
     def _serve_http(self):
         """The web page, /metrics and /healthz on metrics.listen (daemon.web)."""

@@ -173,7 +173,9 @@ def connect_catalog(data_dir: Path, catalog_url: str = ""):
     return sqlite3.connect(f"file:{data_dir / 'catalog.sqlite'}?mode=ro", uri=True, timeout=5)
 
 
-def snapshot(data_dir: Path, catalog_url: str = "") -> Snapshot:
+def snapshot(data_dir: Path, catalog_url: str = "", stored: set[str] | None = None) -> Snapshot:
+    """What the run left: from the catalog (SQLite in the data folder, or `catalog_url`), pairs.csv and the patch
+    files (in the data folder, or `stored`: every object name in shared storage)."""
     db = connect_catalog(data_dir, catalog_url)
     try:
         q = db.execute
@@ -205,14 +207,16 @@ def snapshot(data_dir: Path, catalog_url: str = "") -> Snapshot:
         expected_files.add(str(Path(p).with_suffix(".mask.png")))
     on_disk = set()
     patch_root = data_dir / "patches"
-    if patch_root.exists():
+    if stored is not None:
+        on_disk = {name for name in stored if name.startswith("patches/")}
+    elif patch_root.exists():
         for f in patch_root.rglob("*"):
             if f.is_file():
                 on_disk.add(str(f.relative_to(data_dir)))
     return Snapshot(
         videos=videos, video_paths=paths, video_domains=domains, patches=patches, pairs=pairs,
         duplicates=duplicates, orphan_files=sorted(on_disk - expected_files), rows_without_files=sorted(
-            p for p in expected_files if not (data_dir / p).is_file()),
+            p for p in expected_files if p not in on_disk),
         csv_rows=csv_rows, csv_mismatches=mismatches,
         counts={"videos": len(videos), "patches": len(prow), "pairs": len(pair_rows),
                 "patches_of_unknown_videos": unpatched})

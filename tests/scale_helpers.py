@@ -1,11 +1,11 @@
-"""A head and workers on "other machines" for tests and bench/scale.py: key files, configs, worker processes, and the
-network between them.
+"""Machines of a cluster for tests and bench/scale.py: daemon processes on "other hosts", the servers they share
+(PostgreSQL and S3), and the network between them.
 
-Two networks: `Namespaces` gives each worker host its own network namespace joined to the head (the root namespace)
-by a veth pair with its own addresses, so a worker really connects over an interface that can be cut
-(`ip link set ... down`); it needs root and iproute2. `Loopback` runs the same workers over 127.0.0.1 where namespaces
-cannot be made; there a cut link is played by stopping the worker's processes (SIGSTOP): from the head's side both
-are a worker that falls silent with its connection open.
+Two networks: `Namespaces` gives each ingest host its own network namespace joined to the root namespace (where the
+coordinator and the servers run) by a veth pair with its own addresses, so a machine really connects over an
+interface that can be cut (`ip link set ... down`); it needs root and iproute2. `Loopback` runs the same machines
+over 127.0.0.1 where namespaces cannot be made; there a cut link is played by stopping the machine's processes
+(SIGSTOP): from the catalog's side both are a machine that stops renewing its leases.
 """
 
 from __future__ import annotations
@@ -23,47 +23,12 @@ import urllib.request
 from pathlib import Path
 
 from tests.conftest import free_port, write_config
-from tests.harness import ROOT, Daemon, daemon_env
-
-HEARTBEAT_S, WORKER_TIMEOUT_S = 0.5, 3.0
+from tests.harness import ROOT, daemon_env
 
 
-def make_keys(folder: Path, workers: tuple[str, ...] = ("workers",), others: tuple[str, ...] = ()) -> Path:
-    """Key pairs for a head, its authorized workers and `others` (not authorized); returns the folder."""
-    from humanstyle.daemon.keys import make_keypair
-
-    (folder / "authorized").mkdir(parents=True, exist_ok=True)
-    make_keypair(folder, "head")
-    for name in (*workers, *others):
-        make_keypair(folder, name)
-    for name in workers:
-        shutil.copy(folder / f"{name}.key", folder / "authorized" / f"{name}.key")
-    return folder
-
-
-def head_sections(sections: dict[str, dict], listen: str, keys: Path | None, **head: object) -> dict[str, dict]:
-    out = {k: dict(v) for k, v in sections.items()}
-    out["head"] = {"listen": listen, "heartbeat_s": HEARTBEAT_S, "worker_timeout_s": WORKER_TIMEOUT_S, **head}
-    if keys is not None:
-        out["head"].update(secret_key=str(keys / "head.key_secret"), authorized_keys=str(keys / "authorized"))
-    return out
-
-
-def worker_sections(sections: dict[str, dict], folder: Path, head: str, name: str, metrics: str,
-                    keys: Path | None, key_name: str = "workers", **worker: object) -> dict[str, dict]:
-    """A worker's config: the model sections of `sections` (so it computes what a single machine would), its own
-    runtime folder and metrics address."""
-    out = {k: dict(v) for k, v in sections.items() if k in ("detect", "classify", "queues", "supervisor", "watch")}
-    out["paths"] = {"runtime_dir": str(folder / "run")}
-    out["metrics"] = {"listen": metrics}
-    out["worker"] = {"head": head, "name": name, **worker}
-    if keys is not None:
-        out["worker"].update(secret_key=str(keys / f"{key_name}.key_secret"), head_key=str(keys / "head.key"))
-    return out
-
-
-class Worker:
-    """`humanstyle worker` as a process group of its own (so a kill takes the whole machine's processes)."""
+class Machine:
+    """`humanstyle run` on another "machine": its own folder, config and metrics address, a process group of its own
+    (so a kill takes all of its processes), started under `prefix` (`ip netns exec NS` for a host of its own)."""
 
     def __init__(self, folder: Path, sections: dict[str, dict], prefix: list[str] = (),
                  env: dict[str, str] | None = None) -> None:
@@ -72,16 +37,15 @@ class Worker:
         self.folder = folder
         self.config = write_config(folder, sections)
         self.listen = sections["metrics"]["listen"]
-        self.name = sections["worker"]["name"]
         self.prefix = list(prefix)
         self.proc: subprocess.Popen | None = None
+        self.log_path = folder / "daemon.log"
 
-    def start(self) -> Worker:
-        self.log = open(self.folder / "worker.log", "ab")
-        self.proc = subprocess.Popen([*self.prefix, sys.executable, "-m", "humanstyle.daemon.cli", "worker", "--config",
+    def start(self) -> Machine:
+        self.log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen([*self.prefix, sys.executable, "-m", "humanstyle.daemon.cli", "run", "--config",
                                       str(self.config)], stdout=self.log, stderr=subprocess.STDOUT,
-                                     env=self.env or daemon_env(),
-                                     cwd=ROOT, start_new_session=True)
+                                     env=self.env or daemon_env(), cwd=ROOT, start_new_session=True)
         return self
 
     def signal(self, sig: int) -> None:
@@ -90,7 +54,7 @@ class Worker:
                 os.killpg(self.proc.pid, sig)
 
     def kill(self) -> None:
-        """kill -9 of every process of the worker: a machine that vanishes."""
+        """kill -9 of every process of the machine: a machine that vanishes."""
         if self.proc is None:
             return
         with contextlib.suppress(ProcessLookupError):
@@ -117,22 +81,63 @@ class Worker:
         try:
             with urllib.request.urlopen(f"http://{self.listen}/healthz", timeout=5) as resp:
                 return json.load(resp)
+        except urllib.error.HTTPError as exc:  # 503: degraded, with its JSON
+            return json.loads(exc.read())
         except OSError:
             return None
 
-    def log_text(self) -> str:
-        return (self.folder / "worker.log").read_text(errors="replace")
 
+class Services:
+    """A PostgreSQL and an S3 (moto) server of the test's own, started by .ci/services.sh bound to `listen` and
+    letting PostgreSQL clients from `clients` (a CIDR) in: the shared catalog and storage of machines on other
+    hosts. `restart_postgres()` crashes and restarts the server (pg_ctl restart -m immediate)."""
 
-def head_workers(head: Daemon) -> dict[str, dict]:
-    """The head's /healthz worker table by worker name."""
-    health = head.health() or {}
-    return {w["name"]: w for w in health.get("workers", [])}
+    def __init__(self, listen: str, clients: str) -> None:
+        self.listen, self.clients = listen, clients
+        self.info: dict[str, str] = {}
+
+    def __enter__(self) -> Services:
+        script = ('source .ci/services.sh && start_services "$VENV" >&2 && echo "PG_URL=$HUMANSTYLE_TEST_POSTGRES_URL" '
+                  '&& echo "PG_CTL=$HUMANSTYLE_TEST_POSTGRES_CTL" && echo "PG_DIR=$HS_PG_DIR" '
+                  '&& echo "S3=$HUMANSTYLE_TEST_S3_ENDPOINT" && echo "S3_PID=$HS_S3_PID" && echo "S3_LOG=$HS_S3_LOG"')
+        env = {**os.environ, "VENV": str(Path(sys.executable).parent.parent), "HS_LISTEN": self.listen,
+               "HS_PG_HBA": self.clients}
+        out = subprocess.run(["bash", "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, timeout=180)
+        self.info = dict(line.split("=", 1) for line in out.stdout.splitlines() if "=" in line)
+        if out.returncode != 0 or not self.info.get("PG_URL", "").startswith("postgresql://") or \
+                not self.info.get("S3", "").startswith("http"):
+            self.__exit__()
+            raise RuntimeError(f"could not start the services: {out.stderr[-2000:]}")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.info.get("PG_CTL"):
+            subprocess.run([self.info["PG_CTL"], "stop", "-m", "immediate"], capture_output=True)
+            shutil.rmtree(self.info["PG_DIR"], ignore_errors=True)
+        if self.info.get("S3_PID"):
+            with contextlib.suppress(ProcessLookupError, ValueError):
+                os.kill(int(self.info["S3_PID"]), signal.SIGKILL)
+            with contextlib.suppress(OSError):
+                os.unlink(self.info["S3_LOG"])
+
+    def postgres_url(self, host: str, database: str) -> str:
+        """The URL of `database` as seen from `host` (the address the server is reached at)."""
+        port = self.info["PG_URL"].rsplit(":", 1)[1].split("/")[0]
+        return f"postgresql://humanstyle@{host}:{port}/{database}"
+
+    def s3_endpoint(self, host: str) -> str:
+        return f"http://{host}:{self.info['S3'].rsplit(':', 1)[1]}"
+
+    def restart_postgres(self) -> None:
+        subprocess.run([self.info["PG_CTL"], "restart", "-m", "immediate"], check=True, capture_output=True,
+                       timeout=120)
 
 
 # --- networks -------------------------------------------------------------------------------------------------------
 class Loopback:
-    """Worker hosts on this machine's loopback; a link cut is SIGSTOP of the worker's processes."""
+    """Hosts on this machine's loopback; a link cut is SIGSTOP of the machine's processes."""
+
+    services_listen, clients = "127.0.0.1", "127.0.0.1/32"
 
     def __init__(self, hosts: int) -> None:
         self.hosts = hosts
@@ -143,11 +148,9 @@ class Loopback:
     def __exit__(self, *exc: object) -> None:
         pass
 
-    def head_listen(self, port: int) -> str:
-        return f"127.0.0.1:{port}"
-
-    def head_address(self, host: int, port: int) -> str:
-        return f"127.0.0.1:{port}"
+    def root_address(self, host: int) -> str:
+        """Where host `host` reaches the root host (the coordinator's and the servers')."""
+        return "127.0.0.1"
 
     def metrics_listen(self, host: int) -> str:
         return f"127.0.0.1:{free_port()}"
@@ -155,16 +158,16 @@ class Loopback:
     def prefix(self, host: int) -> list[str]:
         return []
 
-    def cut(self, host: int, worker: Worker) -> None:
-        worker.signal(signal.SIGSTOP)
+    def cut(self, host: int, machine: Machine) -> None:
+        machine.signal(signal.SIGSTOP)
 
-    def restore(self, host: int, worker: Worker) -> None:
-        worker.signal(signal.SIGCONT)
+    def restore(self, host: int, machine: Machine) -> None:
+        machine.signal(signal.SIGCONT)
 
 
 class Namespaces:
-    """Worker hosts 1..n, each a network namespace with address 10.R.i.2, joined by a veth pair to the root namespace
-    (10.R.i.1), where the head runs. Removed on exit."""
+    """Hosts 1..n, each a network namespace with address 10.R.i.2, joined by a veth pair to the root namespace
+    (10.R.i.1), where the coordinator and the servers run. Removed on exit."""
 
     def __init__(self, hosts: int) -> None:
         self.hosts = hosts
@@ -219,11 +222,14 @@ class Namespaces:
                 subprocess.run(["ip", "netns", "del", name], capture_output=True)
         self.made.clear()
 
-    def head_listen(self, port: int) -> str:
-        return f"0.0.0.0:{port}"  # every interface: a non-loopback bind, so CURVE keys are required
+    services_listen = "0.0.0.0"  # the servers answer on every veth's root side
 
-    def head_address(self, host: int, port: int) -> str:
-        return f"10.{self.subnet}.{host}.1:{port}"
+    @property
+    def clients(self) -> str:
+        return f"10.{self.subnet}.0.0/16"
+
+    def root_address(self, host: int) -> str:
+        return f"10.{self.subnet}.{host}.1"
 
     def metrics_listen(self, host: int) -> str:
         return f"10.{self.subnet}.{host}.2:{free_port()}"  # reachable from the root namespace over the veth
@@ -231,10 +237,10 @@ class Namespaces:
     def prefix(self, host: int) -> list[str]:
         return ["ip", "netns", "exec", self.ns(host)]
 
-    def cut(self, host: int, worker: Worker) -> None:
+    def cut(self, host: int, machine: Machine) -> None:
         _ip("link", "set", self.veth(host), "down")
 
-    def restore(self, host: int, worker: Worker) -> None:
+    def restore(self, host: int, machine: Machine) -> None:
         _ip("link", "set", self.veth(host), "up")
 
 

@@ -16,7 +16,7 @@ import secrets
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from humanstyle.daemon.keys import is_loopback as is_loopback_address
+from humanstyle.daemon.config import is_loopback as is_loopback_address
 
 
 def is_loopback(host: str) -> bool:

@@ -183,6 +183,13 @@ class IndexHandler:
         return True
 
     def close(self) -> None:
+        # A stopping machine gives its segments back at once rather than letting their leases run out.
+        if self.ingests and self.in_flight:
+            try:
+                released = self.segments.release(self.owner)
+                log.info("index: gave %d segment(s) back for another machine", released)
+            except self.catalog.errors:
+                self.catalog.rollback()
         self.catalog.close()
 
     def guarded(self, work, *args) -> bool:

@@ -1,40 +1,41 @@
-"""Scale-out benchmark: bytes on the wire per video second for each frame codec, and windows per second of the
-single-machine daemon (ipc) against a head with 1 and 2 workers (tcp, CURVE).
+"""Scale-out benchmark: bytes on the wire per video second, and a cluster of ingest machines on these 2 cores.
 
-    python bench/scale.py                # cpu: wire on 10 s of the 720p benchmark clip; daemons on a small clip
-    python bench/scale.py --mode cuda    # cuda: wire as above; daemons on 60 s of the 720p clip, on the GPU
-    python bench/scale.py --out bench/results/scale_cpu.json
+    python bench/scale.py                      # ~4 min here; writes nothing unless --out
+    python bench/scale.py --out bench/results/scale.json
+    python bench/scale.py --smoke              # CI: tiny sizes, 1 and 2 machines
+    HS_BENCH_DEBUG=1 python bench/scale.py ... # keep the work folder (logs, configs), give up after 2 minutes
 
-1. Wire (no daemon). The benchmark clip of bench/gpu_ingest.py (1280x720, panning textured background, four walking
-   figures, mp4v) decoded exactly as the decode stage does (one window per second: the anchor and 4 burst frames,
-   decode.max_side 1280), then every window packed as the head sends it (daemon.remote: a `work` message) with each
-   codec: raw (the frames as they are: what the issue's 13.8 MB per window is), png (lossless), jpeg q95 and q90
-   (lossy). Per codec: bytes per video second head -> worker, compression and expansion milliseconds per window on one
-   thread, and the largest and mean pixel error. The way back (worker -> head, the `result` messages) is measured on
-   the worst case the detector can send: the real Mask R-CNN at its default input size with random weights, score
-   threshold 0 and 4 persons per frame, so every anchor bursts and every window returns 20 patches of 256 px
-   (stages.detect.detect_window, as a detector does), classified with empty keypoints; on the first
-   --result-windows windows.
-2. Daemons, on one clip dropped as a movie and as a game video (weights "none", score threshold 0: every anchor
-   bursts): the single-machine daemon over ipc with its default processes (1 decode, 1 detect, 1 classify), then a
-   head (2 decoders) with 1 and with 2 workers over tcp on this machine (CURVE keys, PNG frames), each worker running
-   1 detect and 1 classify process. Timed from the moment the clips are moved into the watch folder (every model
-   built and idle) until the catalog says both are done. Windows per second = windows decoded / that time; bytes per
-   video second from the head's humanstyle_remote_bytes_total over the seconds of footage ingested. On a machine
-   with fewer cores than the processes need, more workers cannot be faster: the JSON records the core count and
-   the load average, and bench/README.md says what the numbers mean.
+1. Wire (no server). What crosses the network per second of video now that every machine decodes its own share:
+   the compressed video in (the benchmark clip of bench/gpu_ingest.py: 1280x720, panning textured background, four
+   walking figures, mp4v, as its file holds it), and the patches out (each a 256 px PNG and its mask PNG, cut from
+   the clip's decoded frames where its figures stand, exactly as stages/results.py writes them) for 1 and for 4
+   people per frame with every anchor bursting (the anchor and 4 burst frames per window), plus the catalog row of
+   each patch (its size measured in PostgreSQL in part 2). The head/worker path sent 4.4 MB per video second of PNG
+   frames to the workers alone (bench/results/scale_cpu.json).
+2. Cluster. The servers (PostgreSQL and moto's S3, tests/scale_helpers.Services), a real coordinator
+   (`humanstyle run --role coordinator`: watch, register and upload, segments, pairing) and 1, 2, 4 and 8 ingest
+   machines. The ingest machines are a STAND-IN for the model stages: each claims segments with the real leases
+   (stages/segments.py), fetches the video from storage, decodes its segment with the real decoder, then sleeps
+   --model-ms per window in place of detection and classification (a GPU's latency), writes one patch per window
+   (real PNG to S3, real catalog row with a pose the coordinator pairs) and finishes the segment. Timed from the
+   drop of the clips until every video is done and every patch paired. Per run: video seconds per second, the CPU
+   seconds per video second of each part (coordinator, PostgreSQL, S3 server, the machines' decoding), and the
+   bytes downloaded (each machine downloads a whole video once, into its cache). The first ceiling is the part
+   that first uses the 2 cores: named in the output.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing as mp
 import os
 import platform
 import shutil
 import sys
 import tempfile
 import time
+import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -46,220 +47,289 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 import gpu_ingest  # noqa: E402  (the benchmark clip)
-import ingest as bench_ingest  # noqa: E402  (BenchDaemon)
 
-CODECS = (("raw", 95), ("png", 95), ("jpeg", 95), ("jpeg", 90))
-MODES = {
-    "cpu": {"size": (320, 240), "seconds": 8, "max_persons": 2, "patch_size": 64, "device": "cpu",
-            "settings": {"detect": {"min_size": 128, "max_size": 192, "proposals": 20, "threads": 1},
-                         "classify": {"proposals": 10, "threads": 1}}},
-    "cuda": {"size": (1280, 720), "seconds": 60, "max_persons": 4, "patch_size": 256, "device": "cuda",
-             "settings": {"detect": {"batch_size": 8}, "classify": {"batch_size": 16}}},
-}
-LIMIT = 256 * 1024 * 1024
+TICK = os.sysconf("SC_CLK_TCK")
+CREDENTIALS = {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench", "AWS_DEFAULT_REGION": "us-east-1"}
 
 
 # --- 1. the wire ----------------------------------------------------------------------------------------------------
-def decoded_windows(clip: Path) -> list:
+def wire(clip: Path, seconds: float) -> dict[str, Any]:
+    """Bytes per video second: the compressed video in, and the patches out for 1 and 4 people per frame."""
     import cv2
 
-    from humanstyle.stages.decode import decode_windows, window_record
+    from humanstyle.stages.decode import decode_windows
+    from humanstyle.stages.results import encode_png
 
     cv2.setNumThreads(1)
-    video = {"video_id": 1, "attempt": 1, "domain": "movie"}
     with decode_windows(clip, 1.0, 4, 1280) as dec:
-        return [window_record(w, video) for w in dec]
+        windows = list(dec)
+    h, w = windows[0].frames[0].shape[:2]
+    side = int(h * 0.8)
+    sizes = []
+    for win in windows:
+        for frame in win.frames:
+            for x in (0.1, 0.5, 0.8, 0.3):  # where bench/gpu_ingest.py's four figures start
+                x0 = int(min(max(0, x * w - side / 2), w - side))
+                crop = cv2.resize(frame[h - side:h, x0:x0 + side], (256, 256), interpolation=cv2.INTER_AREA)
+                mask = np.zeros((256, 256), np.uint8)
+                cv2.ellipse(mask, (128, 128), (50, 120), 0, 0, 360, 255, -1)  # a person-shaped mask
+                sizes.append(len(encode_png(crop)) + len(encode_png(mask)))
+    frames_per_window = np.mean([len(win.frames) for win in windows])
+    patch = float(np.mean(sizes))
+    video_in = clip.stat().st_size / seconds
+    return {"clip": f"{w}x{h} {seconds:g} s mp4v", "video_in_mb_per_s": round(video_in / 1e6, 3),
+            "patch_bytes": round(patch), "frames_per_window": round(float(frames_per_window), 2),
+            "patches_out_mb_per_s": {str(n): round(n * frames_per_window * patch / 1e6, 3) for n in (1, 4)}}
 
 
-def wire_codecs(windows: list, result_windows: int) -> dict[str, Any]:
-    from humanstyle.daemon import remote
-
-    seconds = len(windows)
-    rows = []
-    for codec, quality in CODECS:
-        sent, t_pack, t_unpack, err_max, err_sum, err_n = 0, 0.0, 0.0, 0, 0.0, 0
-        for w in windows:
-            t0 = time.perf_counter()
-            frames = remote.pack_record(w, codec, quality)
-            msg = remote.message("work", [frames], work="e.1", seq=1, kind="window")
-            t1 = time.perf_counter()
-            back = remote.unpack_record(remote.parse(msg)[1][0], LIMIT)
-            t2 = time.perf_counter()
-            sent += remote.framed_bytes(msg)
-            t_pack, t_unpack = t_pack + t1 - t0, t_unpack + t2 - t1
-            diff = np.abs(back.frames.astype(np.int16) - w.frames)
-            err_max, err_sum, err_n = max(err_max, int(diff.max())), err_sum + float(diff.sum()), err_n + diff.size
-        rows.append({"codec": codec if codec != "jpeg" else f"jpeg q{quality}", "lossless": codec in ("raw", "png"),
-                     "to_worker_mb_per_video_s": round(sent / seconds / 1e6, 3),
-                     "pack_ms_per_window": round(1000 * t_pack / len(windows), 1),
-                     "unpack_ms_per_window": round(1000 * t_unpack / len(windows), 1),
-                     "max_pixel_error": err_max, "mean_pixel_error": round(err_sum / err_n, 3)})
-    results = result_bytes(windows[:result_windows])
-    for row in rows:
-        row["to_head_mb_per_video_s"] = results[row["codec"]]
-    return {"video_seconds": seconds, "windows": len(windows), "codecs": rows,
-            "result_windows": min(result_windows, len(windows)),
-            "result_patches_per_window": results["patches_per_window"]}
+# --- 2. the cluster -------------------------------------------------------------------------------------------------
+def session_cpu(sid: int) -> float:
+    """CPU seconds of every live process in session `sid` (a daemon and its stage processes)."""
+    total = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            fields = open(f"/proc/{entry}/stat").read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[3]) == sid:  # fields after the name: state ppid pgrp session ...
+            total += int(fields[11]) + int(fields[12])
+    return total / TICK
 
 
-def result_bytes(windows: list) -> dict[str, float]:
-    """MB per video second of `result` messages for these windows, per codec, at the detector's worst case."""
-    import torch
-
-    from humanstyle.daemon import remote
-    from humanstyle.daemon.config import from_dict
-    from humanstyle.stages.classify import rejected
-    from humanstyle.stages.detect import build_detector, detect_window
-
-    torch.set_num_threads(os.cpu_count() or 1)
-    settings = from_dict({"detect": {"weights": "none", "score_threshold": 0.0, "max_persons": 4, "min_box_side": 1,
-                                     "device": "cpu"}}, ROOT)
-    detector = build_detector(settings.detect)
-    results = []
-    for w in windows:
-        patches, done = detect_window(detector, w, settings.detect.margin, settings.detect.patch_size)
-        results.append([rejected(p, "no_person") for p in patches] + [done])
-    out = {}
-    for codec, quality in CODECS:
-        total = sum(remote.framed_bytes(remote.message("result", [remote.pack_record(r, codec, quality) for r in rs],
-                                                       work="e.1")) for rs in results)
-        out[codec if codec != "jpeg" else f"jpeg q{quality}"] = round(total / len(windows) / 1e6, 3)
-    out["patches_per_window"] = round(sum(len(rs) - 1 for rs in results) / len(windows), 1)
-    return out
+def process_cpu(pid: int) -> float:
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICK
 
 
-# --- 2. the daemons -------------------------------------------------------------------------------------------------
-def job_sections(mode: dict[str, Any], folder: Path) -> dict[str, dict]:
-    """bench/ingest.py's daemon on the mode's device, every detection kept, the config's burst and margin."""
-    from humanstyle.stages.settings import DecodeSettings, DetectSettings
-
-    job = {"burst_frames": DecodeSettings().burst_frames, "score_threshold": 0.0, "max_persons": mode["max_persons"],
-           "min_box_side": 1, "patch_size": mode["patch_size"], "margin": DetectSettings().margin}
-    extra = {stage: {"device": mode["device"], **mode["settings"].get(stage, {})} for stage in ("detect", "classify")}
-    return bench_ingest.daemon_sections(folder, job, {**mode["settings"], **extra})
+def postmaster_session(pg_dir: str) -> int:
+    pid = int(Path(pg_dir, "data", "postmaster.pid").read_text().split()[0])
+    return int(open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[3])
 
 
-def free_port() -> int:
-    from tests.conftest import free_port as free
+def standin(name: str, config_path: str, model_ms: float, stop, results) -> None:
+    """An ingest machine whose model stages are a fixed sleep (see the module's docstring)."""
+    import cv2
 
-    return free()
+    from humanstyle.daemon import config
+    from humanstyle.stages.catalog import open_catalog
+    from humanstyle.stages.decode import decode_windows
+    from humanstyle.stages.records import Classified
+    from humanstyle.stages.results import ResultWriter
+    from humanstyle.stages.segments import Segments
+    from humanstyle.stages.storage import open_storage
+
+    cv2.setNumThreads(1)
+    settings = config.load(Path(config_path))
+    catalog = open_catalog(settings, role=f"standin-{name}")
+    segments, storage, writer = Segments(catalog), open_storage(settings), ResultWriter(settings, catalog)
+    rng = np.random.default_rng(abs(hash(name)) % 2**32)
+    pose = np.array([[128 + 30 * np.sin(k), 20 + 13 * k, 1.0] for k in range(17)], np.float32)
+    stats = {"decode_cpu_s": 0.0, "windows": 0, "segments": 0, "downloaded_bytes": 0, "grabbed_frames": 0,
+             "own_frames": 0}
+    fetched: set[str] = set()
+    started = time.process_time()
+    while not stop.is_set():
+        claimed = segments.claim(name, 1, settings.ingest.lease_s)
+        if not claimed:
+            time.sleep(0.05)
+            continue
+        seg = claimed[0]
+        path = storage.fetch([seg.source])[0]
+        if seg.source not in fetched:
+            fetched.add(seg.source)
+            stats["downloaded_bytes"] += path.stat().st_size
+        cpu = time.process_time()
+        dec = decode_windows(path, settings.decode.anchor_every_s, settings.decode.burst_frames,
+                             settings.decode.max_side or None, seg.start_window, seg.end_window)
+        with dec:
+            for window in dec:
+                stats["decode_cpu_s"] += time.process_time() - cpu
+                time.sleep(model_ms / 1000)  # the stand-in for detection and classification
+                image = cv2.resize(window.frames[-1], (256, 256))
+                noisy = pose.copy()
+                noisy[:, :2] += rng.normal(0, 2, (17, 2)).astype(np.float32)
+                patch = Classified(video_id=seg.video_id, attempt=seg.attempt, domain=seg.domain,
+                                   window_index=window.window_index, frame_index=window.anchor_index,
+                                   person_index=0, kind="anchor", timestamp=window.timestamps_s[-1],
+                                   box=[0, 0, 256, 256], square=[0, 0, 256, 256], score=0.9, image=image,
+                                   mask=np.full((256, 256), 255, np.uint8), keypoints=noisy,
+                                   view="FULL-BODY-FRONT", reason="", keypoint_score=0.9)
+                with catalog.transaction():
+                    writer.write_patch(patch)
+                stats["windows"] += 1
+                cpu = time.process_time()
+        summary = dec.summary
+        stats["grabbed_frames"] += summary.frames_read
+        stats["own_frames"] += summary.frames_own
+        segments.finish(name, seg.key, summary.status, summary.reason or "", summary.windows,
+                        summary.frames_own / summary.fps_used, summary.frames_own)
+        stats["segments"] += 1
+    stats["cpu_s"] = time.process_time() - started  # idle polling included: a few ms
+    results.put((name, stats))
+    catalog.close()
 
 
-def plain_env() -> dict[str, str]:
-    path = [str(ROOT), os.environ.get("PYTHONPATH", "")]
-    return {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in path if p)}
+def cluster_run(work: Path, clips: list[Path], machines: int, model_ms: float, services, segment_s: float) -> dict:
+    import s3fs
 
+    from tests.conftest import fast_sections, write_config
+    from tests.harness import daemon_env
+    from tests.reliability_helpers import all_finished, drop
+    from tests.scale_helpers import Machine
 
-def timed_run(name: str, work: Path, clip: Path, mode: dict[str, Any], workers: int) -> dict[str, Any]:
-    from tests.scale_helpers import Worker, head_sections, make_keys, wait, worker_sections
+    database, bucket = f"bench_{uuid.uuid4().hex[:8]}", f"bench-{uuid.uuid4().hex[:8]}"
+    import psycopg
 
-    folder = work / name
-    sections = job_sections(mode, folder)
-    keys, port, started = None, free_port(), []
-    if workers:
-        keys = make_keys(work / f"{name}-keys")
-        sections = head_sections(sections, f"127.0.0.1:{port}", keys, frame_codec="png")
-        sections["decode"] = {"workers": 2}
-    daemon = bench_ingest.BenchDaemon(folder, sections, seed=0).start()
+    with psycopg.connect(services.postgres_url("127.0.0.1", "postgres"), autocommit=True) as db:
+        db.execute(f"CREATE DATABASE {database}")
+    endpoint = services.s3_endpoint("127.0.0.1")
+    fs = s3fs.S3FileSystem(endpoint_url=endpoint, key="bench", secret="bench")
+    fs.mkdir(bucket)
+    url = services.postgres_url("127.0.0.1", database)
+    shared = {"catalog": {"url": url}, "storage": {"url": f"s3://{bucket}/hs", "endpoint_url": endpoint},
+              "ingest": {"segment_s": segment_s, "lease_s": 60.0}, "pair": {"min_similarity": -1.0, "top_k": 3},
+              "decode": {"burst_frames": 4, "max_side": 1280}}
+    coordinator_dir = work / f"coordinator-{machines}"
+    sections = fast_sections(coordinator_dir, **shared)
+    sections["ingest"]["role"] = "coordinator"
+    env = {**daemon_env(), **CREDENTIALS}
+    coordinator = Machine(coordinator_dir, sections, env=env).start()
+    os.environ.update(CREDENTIALS)
+    ctx = mp.get_context("spawn")
+    stop, results = ctx.Event(), ctx.Queue()
+    procs = []
     try:
-        for i in range(workers):
-            wsec = worker_sections(sections, work / f"{name}-w{i}", f"127.0.0.1:{port}", f"w{i}",
-                                   f"127.0.0.1:{free_port()}", keys)
-            wsec["paths"]["runtime_dir"] = str(work / f"{name}-w{i}" / "run")
-            started.append(Worker(work / f"{name}-w{i}", wsec, env=plain_env()).start())
-        h = daemon.harness
-        if workers:
-            wait(lambda: len((h.health() or {}).get("workers", [])) == workers
-                 and all((w.health() or {}).get("status") == "ok" for w in started), 600, "the workers",
-                 [w.folder / "worker.log" for w in started])
-        staged = work / f"{name}-staging"
-        staged.mkdir()
-        for domain, trailer in (("movie", b""), ("game", b"\0" * 16)):
-            copy = staged / f"{domain}.mp4"
-            shutil.copy(clip, copy)
-            with open(copy, "ab") as fh:
-                fh.write(trailer)
-        t0 = time.monotonic()
-        for domain in ("movie", "game"):
-            os.rename(staged / f"{domain}.mp4", folder / "watch" / domain / "clip.mp4")
-        h.wait_for(lambda: h.value("humanstyle_videos_total", status="done") >= 2, 3600, f"{name}: both videos")
-        wall = time.monotonic() - t0
-        windows = h.value("humanstyle_windows_sent_total")
-        video_s = h.value("humanstyle_video_seconds_ingested_total")
-        row = {"run": name, "transport": "tcp + CURVE, png" if workers else "ipc, raw", "workers": workers,
-               "wall_s": round(wall, 1), "windows": int(windows), "video_s": round(video_s, 1),
-               "windows_per_s": round(windows / wall, 2), "video_s_per_s": round(video_s / wall, 2),
-               "load_avg": [round(v, 2) for v in os.getloadavg()]}
-        if workers:
-            row["to_workers_mb_per_video_s"] = round(h.value("humanstyle_remote_bytes_total", direction="sent")
-                                                     / video_s / 1e6, 3)
-            row["to_head_mb_per_video_s"] = round(h.value("humanstyle_remote_bytes_total", direction="received")
-                                                  / video_s / 1e6, 3)
-            row["redone"] = int(h.value("humanstyle_remote_items_total", outcome="redone"))
-        else:
-            w, hh = mode["size"]
-            row["ipc_raw_mb_per_video_s"] = round(windows * 5 * w * hh * 3 / video_s / 1e6, 3)
-        return row
+        deadline = time.monotonic() + 120
+        while (coordinator.health() or {}).get("status") != "ok":
+            if time.monotonic() > deadline:
+                raise RuntimeError(coordinator.log_path.read_text()[-2000:])
+            time.sleep(0.5)
+        for i in range(machines):
+            folder = work / f"standin-{machines}-{i}"
+            folder.mkdir(parents=True)
+            cfg = write_config(folder, fast_sections(folder, **shared))
+            p = ctx.Process(target=standin, args=(f"m{i}", str(cfg), model_ms, stop, results))
+            p.start()
+            procs.append(p)
+        time.sleep(3)  # the stand-ins have imported and connected: the clock measures ingestion only
+        print(f"  {machines} machine(s): started, dropping {len(clips)} clips", file=sys.stderr, flush=True)
+        pg_sid = postmaster_session(services.info["PG_DIR"])
+        before = {"coordinator": session_cpu(coordinator.proc.pid), "postgresql": session_cpu(pg_sid),
+                  "s3": process_cpu(int(services.info["S3_PID"]))}
+        start = time.monotonic()
+        for k, clip in enumerate(clips):
+            drop(coordinator_dir, clip, ("movie", "game")[k % 2], name=f"{k}-{clip.name}", trailer=bytes([k]) * 16)
+        deadline = time.monotonic() + (120 if os.environ.get("HS_BENCH_DEBUG") else 900)
+        ingested = None
+        with psycopg.connect(url, autocommit=True) as db:
+            while not all_finished(coordinator_dir / "data", len(clips), url):
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the cluster did not finish: " + coordinator.log_path.read_text()[-2000:])
+                if ingested is None and db.execute(
+                        "SELECT COUNT(DISTINCT video_id) = %s AND COUNT(*) FILTER (WHERE status IN "
+                        "('pending', 'leased')) = 0 FROM segments", (len(clips),)).fetchone()[0]:
+                    ingested = time.monotonic() - start  # every segment finished: ingestion's own time
+                time.sleep(0.1)
+        wall = time.monotonic() - start
+        ingested = ingested or wall
+        after = {"coordinator": session_cpu(coordinator.proc.pid), "postgresql": session_cpu(pg_sid),
+                 "s3": process_cpu(int(services.info["S3_PID"]))}
+        with psycopg.connect(url) as db:
+            seconds = db.execute("SELECT COALESCE(SUM(seconds), 0) FROM segments").fetchone()[0]
+            row_bytes = db.execute("SELECT AVG(pg_column_size(p.*)) FROM patches p").fetchone()[0]
     finally:
-        for w in started:
-            w.kill()
-        gpu_ingest.stop(daemon)
+        stop.set()
+        stats = dict(results.get(timeout=60) for _ in procs) if procs else {}
+        for p in procs:
+            p.join(30)
+        coordinator.kill()
+        with psycopg.connect(services.postgres_url("127.0.0.1", "postgres"), autocommit=True) as db:
+            db.execute(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
+    windows = sum(s["windows"] for s in stats.values())
+    cpu = {part: round((after[part] - before[part]) / seconds, 4) for part in after}
+    decode = sum(s["decode_cpu_s"] for s in stats.values())
+    cpu["decode"] = round(decode / seconds, 4)
+    cpu["ingest_rest"] = round((sum(s["cpu_s"] for s in stats.values()) - decode) / seconds, 4)
+    grabbed = sum(s["grabbed_frames"] for s in stats.values())
+    own = sum(s["own_frames"] for s in stats.values())
+    return {"machines": machines, "video_s": round(seconds, 1), "ingest_s": round(ingested, 2),
+            "wall_s": round(wall, 2), "video_s_per_s": round(seconds / ingested, 2), "windows": windows,
+            "ideal_video_s_per_s": round(machines * 1000 / model_ms, 1),
+            "cpu_s_per_video_s": cpu, "cores_busy": round(sum(cpu.values()) * seconds / ingested, 2),
+            "grabbed_per_own_frame": round(grabbed / max(own, 1), 2),
+            "downloaded_mb_per_video_s": round(sum(s["downloaded_bytes"] for s in stats.values()) / seconds / 1e6, 3),
+            "row_bytes": round(float(row_bytes or 0))}
 
 
-# --- report ---------------------------------------------------------------------------------------------------------
-def print_report(report: dict[str, Any]) -> None:
-    wire = report["wire"]
-    print(f"\nwire: {wire['video_seconds']} s of the {report['wire_clip']} benchmark clip, "
-          f"results on {wire['result_windows']} windows ({wire['codecs'][0]['to_head_mb_per_video_s']} MB raw)")
-    print(f"{'codec':10s} {'to worker MB/vs':>16s} {'to head MB/vs':>14s} {'pack ms/win':>12s} {'unpack ms/win':>14s} "
-          f"{'max err':>8s} {'mean err':>9s}")
-    for r in wire["codecs"]:
-        print(f"{r['codec']:10s} {r['to_worker_mb_per_video_s']:16.2f} {r['to_head_mb_per_video_s']:14.2f} "
-              f"{r['pack_ms_per_window']:12.1f} {r['unpack_ms_per_window']:14.1f} {r['max_pixel_error']:8d} "
-              f"{r['mean_pixel_error']:9.3f}")
-    print(f"\ndaemons: {report['daemon_clip']} clip x 2 videos, {report['machine']['cpus']} cores")
-    print(f"{'run':14s} {'transport':18s} {'wall s':>7s} {'windows':>8s} {'win/s':>7s} {'vs/s':>6s} {'MB/vs out':>10s} "
-          f"{'MB/vs back':>11s}")
-    for r in report["runs"]:
-        out = r.get("to_workers_mb_per_video_s", r.get("ipc_raw_mb_per_video_s"))
-        print(f"{r['run']:14s} {r['transport']:18s} {r['wall_s']:7.1f} {r['windows']:8d} {r['windows_per_s']:7.2f} "
-              f"{r['video_s_per_s']:6.2f} {out:10.2f} {r.get('to_head_mb_per_video_s', 0):11.2f}")
+def ceiling(runs: list[dict], cores: int) -> str:
+    """The first limit the runs reach: the first run below 75 % of linear growth from one machine, named by the
+    part that uses the most CPU per video second (every part shares these cores), with the throughput the cores
+    allow at the CPU cost measured there."""
+    single = runs[0]["video_s_per_s"]
+    for run in runs[1:]:
+        efficiency = run["video_s_per_s"] / (run["machines"] * single)
+        if efficiency < 0.75:
+            cpu = run["cpu_s_per_video_s"]
+            part = max(cpu, key=cpu.get)
+            return (f"CPU, mostly {part}: at {run['machines']} machines {efficiency:.0%} of linear growth, "
+                    f"{run['cores_busy']} of {cores} cores busy, {sum(cpu.values()) * 1000:.0f} ms of CPU per video "
+                    f"second in all, so these cores allow at most ~{cores / sum(cpu.values()):.0f} video s/s")
+    return f"none up to {runs[-1]['machines']} machines"
+
+
+def print_report(report: dict) -> None:
+    w = report["wire"]
+    print(f"wire ({w['clip']}): video in {w['video_in_mb_per_s']} MB per video s; patches out "
+          f"{w['patches_out_mb_per_s']['1']} MB (1 person per frame) / {w['patches_out_mb_per_s']['4']} MB "
+          f"(4 people), {w['patch_bytes']} B per patch and mask")
+    print(f"{'machines':>8} {'video s/s':>9} {'ideal':>6} {'cores':>5} {'coord':>6} {'pg':>6} {'s3':>6} "
+          f"{'decode':>6} {'ingest':>6} {'grab/own':>8} {'dl MB/s':>7} {'tail s':>6}   (CPU s per video s; "
+          "ingest: STAND-IN models)")
+    for r in report["cluster"]:
+        c = r["cpu_s_per_video_s"]
+        print(f"{r['machines']:>8} {r['video_s_per_s']:>9} {r['ideal_video_s_per_s']:>6} {r['cores_busy']:>5} "
+              f"{c['coordinator']:>6} {c['postgresql']:>6} {c['s3']:>6} {c['decode']:>6} {c['ingest_rest']:>6} "
+              f"{r['grabbed_per_own_frame']:>8} {r['downloaded_mb_per_video_s']:>7} "
+              f"{r['wall_s'] - r['ingest_s']:>6.2f}")
+    if report["cluster"]:
+        print(f"first ceiling: {report['ceiling']}")
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--mode", choices=tuple(MODES), default="cpu")
-    parser.add_argument("--wire-seconds", type=float, default=10, help="seconds of the 720p clip for the wire part")
-    parser.add_argument("--result-windows", type=int, default=4, help="windows run through the detector for the "
-                        "way back")
-    parser.add_argument("--seconds", type=float, default=None, help="clip length for the daemon runs")
-    parser.add_argument("--skip-daemons", action="store_true")
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes, 1 and 2 machines (CI)")
+    parser.add_argument("--machines", default="1,2,4,8")
+    parser.add_argument("--model-ms", type=float, default=100.0, help="the stand-in's latency per window")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
-    mode = dict(MODES[args.mode])
-    if args.seconds:
-        mode["seconds"] = args.seconds
-    report: dict[str, Any] = {
-        "bench": "scale", "mode": args.mode, "when": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
-                    "load_avg_start": [round(v, 2) for v in os.getloadavg()]},
-        "wire_clip": "1280x720", "daemon_clip": f"{mode['size'][0]}x{mode['size'][1]} {mode['seconds']:g} s",
-    }
-    with tempfile.TemporaryDirectory(prefix="hs-scale-") as tmp:
-        work = Path(tmp)
-        clip = gpu_ingest.make_people_clip(work / "bench720.mp4", args.wire_seconds, (1280, 720))
-        report["wire"] = wire_codecs(decoded_windows(clip), args.result_windows)
-        report["runs"] = []
-        if not args.skip_daemons:
-            small = clip if mode["size"] == (1280, 720) and mode["seconds"] == args.wire_seconds else \
-                gpu_ingest.make_people_clip(work / "daemon.mp4", mode["seconds"], mode["size"])
-            for name, workers in (("single-ipc", 0), ("head+1 worker", 1), ("head+2 workers", 2)):
-                print(f"running {name} ...", flush=True)
-                report["runs"].append(timed_run(name.replace(" ", "-").replace("+", "-"), work, small, mode, workers))
-    print_report(report)
-    out = args.out or ROOT / "bench" / "results" / f"scale_{args.mode}.json"
-    out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"\nwritten {out}")
+    from tests.scale_helpers import Services
+
+    smoke = args.smoke
+    machines = [1, 2] if smoke else [int(m) for m in args.machines.split(",")]
+    work = Path(tempfile.mkdtemp(prefix="hs-scale-"))
+    try:
+        wire_s = 2 if smoke else 10
+        wire_clip = gpu_ingest.make_people_clip(work / "wire.mp4", wire_s, (1280, 720))
+        report: dict[str, Any] = {"bench": "scale", "when": datetime.now(UTC).isoformat(timespec="seconds"),
+                                  "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
+                                  "smoke": smoke, "model_ms": args.model_ms, "wire": wire(wire_clip, wire_s)}
+        size, seconds, count = ((320, 180), 4, 2) if smoke else ((640, 360), 30, 8)
+        clips = [gpu_ingest.make_people_clip(work / f"clip{k}.mp4", seconds, size) for k in range(count)]
+        report["cluster_clips"] = f"{count} x {seconds} s {size[0]}x{size[1]}"
+        report["segment_s"] = 2.0 if smoke else 5.0
+        with Services("127.0.0.1", "127.0.0.1/32") as services:
+            report["cluster"] = [cluster_run(work, clips, m, args.model_ms, services, report["segment_s"])
+                                 for m in machines]
+        report["ceiling"] = ceiling(report["cluster"], os.cpu_count() or 1)
+        print_report(report)
+        if args.out:
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            args.out.write_text(json.dumps(report, indent=1) + "\n")
+    finally:
+        if not os.environ.get("HS_BENCH_DEBUG"):
+            shutil.rmtree(work, ignore_errors=True)
     return 0
 
 

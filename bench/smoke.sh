@@ -34,5 +34,5 @@ run web bench/web.py --pairs 2000 --patches 1000 --repeat 2 --out "$out/web.json
 run watch bench/watch.py --files 200 --repeats 2 --out "$out/watch.json"
 run decode bench/decode.py --seconds 1 --size 320x240 --repeat 1 --out "$out/decode.json"
 run train bench/train.py --device cpu --threads 2 --steps 1 --warmup 0 --configs pix2pix_64_b32 --out-dir "$out"
-run scale bench/scale.py --skip-daemons --wire-seconds 1 --result-windows 1 --out "$out/scale.json"
+run scale bench/scale.py --smoke --out "$out/scale.json"
 run ingest bench/ingest.py --seconds 1 --size 320x240 --runs daemon_default --skip-memory --out "$out/ingest.json"

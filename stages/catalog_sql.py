@@ -136,6 +136,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     expired {int} NOT NULL DEFAULT 0,  -- leases of it that ran out and were taken over
     windows {int} NOT NULL DEFAULT 0,  -- done so far, then in all
     seconds {real} NOT NULL DEFAULT 0, -- of video decoded, once finished
+    frames {int} NOT NULL DEFAULT 0,   -- frames of its own the decoder read, once finished
     PRIMARY KEY (video_id, seq)
 )""",
         "CREATE INDEX IF NOT EXISTS segments_by_status ON segments (status, video_id, seq)",

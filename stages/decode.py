@@ -600,5 +600,5 @@ def decode_job(job: Job, settings: DecodeSettings, out: Outbox, storage: Storage
     FRAMES_GRABBED.labels(domain).inc(summary.frames_read)
     if summary.status != "done":
         log.warning("video %d decoded partially (%s): %d windows", job.video_id, summary.reason, summary.windows)
-    end(summary.status, summary.reason or "", summary.windows, summary.frames_read,
+    end(summary.status, summary.reason or "", summary.windows, summary.frames_own,
         summary.frames_own / summary.fps_used)

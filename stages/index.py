@@ -291,6 +291,8 @@ class IndexHandler:
         claimed = self.segments.claim(self.owner, free, self.lease_s)
         for i, seg in enumerate(claimed):
             SEGMENTS.labels("claimed").inc()
+            if seg.starts_video:
+                VIDEOS.labels(seg.domain, "processing").inc()
             if seg.taken_over:
                 LEASES_TAKEN_OVER.inc()
                 log.warning("segment %d:%d: took it over, the lease of the machine holding it ran out", *seg.key)
@@ -303,7 +305,7 @@ class IndexHandler:
                       domain=seg.domain, start_window=seg.start_window, end_window=seg.end_window)
             if not self.out.try_send(job):  # no decoder is ready: these go back, to be claimed again
                 for rest in claimed[i:]:
-                    self.segments.release(self.owner, rest.key)
+                    self.segments.release(self.owner, rest.key, unused=True)
                 return
             self.in_flight[seg.key] = SegmentProgress(seg)
             log.info("segment %d:%d (windows %d-%s): decoding (attempt %d)", *seg.key, seg.start_window,
@@ -384,7 +386,8 @@ class IndexHandler:
     def finish_segment(self, progress: SegmentProgress) -> None:
         end, seg = progress.end, progress.segment
         self.in_flight.pop(seg.key, None)
-        if not self.segments.finish(self.owner, seg.key, end.status, end.reason, end.windows, end.duration_s):
+        if not self.segments.finish(self.owner, seg.key, end.status, end.reason, end.windows, end.duration_s,
+                                    end.frames_read):
             log.warning("segment %d:%d: finished here, but another machine holds it now", *seg.key)
             return
         SEGMENTS.labels(end.status).inc()

@@ -126,7 +126,7 @@ class VideoEnd(VideoWork):
     TYPE: ClassVar[str] = "video_end"
     start_window: int
     windows: int
-    frames_read: int
+    frames_read: int  # frames of its own segment the decoder read
     status: str
     reason: str
     duration_s: float

@@ -33,6 +33,7 @@ class Segment:
     end_window: int  # exclusive; 0 = to the end of the file
     attempt: int
     taken_over: bool  # the lease of another machine ran out
+    starts_video: bool  # the first claim of its video: the video went from queued to processing
     path: str
     source: str
     domain: str
@@ -94,7 +95,7 @@ class Segments:
         """Finish every unfinished video none of whose segments is open: done when all are done, failed when all
         failed, partial otherwise (with the first segment's reason that is not done)."""
         rows = self._q(
-            "SELECT v.id, v.path, v.domain, s.status, s.reason, s.windows, s.seconds FROM videos v "
+            "SELECT v.id, v.path, v.domain, s.status, s.reason, s.windows, s.seconds, s.frames FROM videos v "
             "JOIN segments s ON s.video_id = v.id WHERE v.status IN ('queued', 'processing') AND NOT EXISTS "
             "(SELECT 1 FROM segments o WHERE o.video_id = v.id AND o.status IN ('pending', 'leased')) "
             "ORDER BY v.id, s.seq").fetchall()
@@ -109,8 +110,9 @@ class Segments:
                 reason = next((s["reason"] for s in segs if s["status"] != "done" and s["reason"]), "")
                 windows = sum(s["windows"] for s in segs)
                 seconds = sum(s["seconds"] for s in segs)
-                self._q("UPDATE videos SET status = ?, reason = ?, windows = ?, updated_at = ? WHERE id = ?",
-                        (status, reason, windows, time.time(), video_id))
+                frames = sum(s["frames"] for s in segs)
+                self._q("UPDATE videos SET status = ?, reason = ?, windows = ?, frames_read = ?, updated_at = ? "
+                        "WHERE id = ?", (status, reason, windows, frames, time.time(), video_id))
                 finished.append(FinishedVideo(video_id, segs[0]["path"], segs[0]["domain"], status, reason, windows,
                                               seconds))
         return finished
@@ -131,14 +133,14 @@ class Segments:
                 self._q("UPDATE segments SET status = 'leased', owner = ?, lease_until = ?, renewed_at = ?, "
                         "attempt = attempt + 1, expired = expired + ?, windows = 0 WHERE video_id = ? AND seq = ?",
                         (owner, now + lease_s, now, int(taken), video_id, seq))
-                self._q("UPDATE videos SET status = 'processing', started_at = ?, updated_at = ? "
-                        "WHERE id = ? AND status = 'queued'", (now, now, video_id))
+                starts = self._q("UPDATE videos SET status = 'processing', started_at = ?, updated_at = ? "
+                                 "WHERE id = ? AND status = 'queued'", (now, now, video_id)).rowcount == 1
                 row = self._q(
                     "SELECT s.video_id, s.seq, s.start_window, s.end_window, s.attempt, v.path, v.source, v.domain "
                     "FROM segments s JOIN videos v ON v.id = s.video_id WHERE s.video_id = ? AND s.seq = ?",
                     (video_id, seq)).fetchone()
                 claimed.append(Segment(row["video_id"], row["seq"], row["start_window"], row["end_window"],
-                                       row["attempt"], taken, row["path"], row["source"], row["domain"]))
+                                       row["attempt"], taken, starts, row["path"], row["source"], row["domain"]))
         return claimed
 
     def renew(self, owner: str, progress: dict[tuple[int, int], int], lease_s: float) -> list[tuple[int, int]]:
@@ -155,18 +157,21 @@ class Segments:
                     lost.append((video_id, seq))
         return lost
 
-    def release(self, owner: str, key: tuple[int, int] | None = None) -> int:
-        """Give leased segments back (one, or all this machine holds: at its start) for the next claim."""
+    def release(self, owner: str, key: tuple[int, int] | None = None, unused: bool = False) -> int:
+        """Give leased segments back (one, or all this machine holds: at its start) for the next claim. `unused`:
+        the claim was never worked on (no decoder could take it), so it does not count as an attempt."""
         where, args = ("AND video_id = ? AND seq = ?", key) if key else ("", ())
-        return self._q(f"UPDATE segments SET status = 'pending', lease_until = 0 WHERE owner = ? "
+        attempt = "attempt - 1" if unused else "attempt"
+        return self._q(f"UPDATE segments SET status = 'pending', lease_until = 0, attempt = {attempt} WHERE owner = ? "
                        f"AND status = 'leased' {where}", (owner, *args)).rowcount
 
     def finish(self, owner: str, key: tuple[int, int], status: str, reason: str, windows: int,
-               seconds: float) -> bool:
+               seconds: float, frames: int = 0) -> bool:
         """Record a segment's end; False when this machine no longer held it (another finishes it)."""
-        return self._q("UPDATE segments SET status = ?, reason = ?, windows = ?, seconds = ?, lease_until = 0, "
-                       "renewed_at = ? WHERE video_id = ? AND seq = ? AND owner = ? AND status = 'leased'",
-                       (status, reason, windows, seconds, time.time(), *key, owner)).rowcount == 1
+        return self._q("UPDATE segments SET status = ?, reason = ?, windows = ?, seconds = ?, frames = ?, "
+                       "lease_until = 0, renewed_at = ? WHERE video_id = ? AND seq = ? AND owner = ? "
+                       "AND status = 'leased'",
+                       (status, reason, windows, seconds, frames, time.time(), *key, owner)).rowcount == 1
 
     # --- what the coordinator shows ----------------------------------------------------------------------------
     def machines(self, recent_s: float = 3600.0) -> list[dict]:

@@ -110,3 +110,13 @@ def test_machines_claiming_at_once_on_postgresql_never_share_a_segment(postgres_
     assert len(keys) == 100 and len(set(keys)) == 100
     assert sum(1 for mine in claimed.values() if mine) >= 2  # they really claimed side by side
     setup.close()
+
+
+def test_a_claim_no_decoder_took_is_not_an_attempt(catalog):
+    segs = Segments(catalog)
+    a = video(catalog, "a")
+    segs.register(a, 10, 60)
+    for _ in range(5):  # the decoders are restarting: every claim goes straight back
+        [held] = segs.claim("m1", 1, 30.0)
+        segs.release("m1", held.key, unused=True)
+    assert segs.claim("m1", 1, 30.0)[0].attempt == 1

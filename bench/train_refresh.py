@@ -48,6 +48,8 @@ def fill(catalog: Catalog, pairs: int) -> None:
             db.executemany("INSERT INTO patches (video_id, domain, window_index, frame_index, person_index, kind, "
                            "timestamp, box, square, score, view, reason, keypoint_score, path, indexed, created_at) "
                            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+            # Numbered as the pairing stage numbers what it paired (the trainer follows that order).
+            db.execute("UPDATE patches SET paired_seq = id WHERE indexed = 1 AND paired_seq = 0")
             last = db.execute("SELECT MAX(id) FROM patches").fetchone()[0]
             ids[d] = list(range(last - patches_per_domain + 1, last + 1))
         # Each movie patch in four pairs, with four different game patches.

@@ -80,6 +80,7 @@ class Catalog:
         self.verdict_sql = absent.get(("pairs", "verdict"), "p.verdict")
         self.verdict_seq_sql = absent.get(("pairs", "verdict_seq"), "p.verdict_seq")
         self.files_domain_sql = absent.get(("files", "domain"), "f.domain")
+        self.paired_seq_sql = absent.get(("patches", "paired_seq"), "paired_seq")
         # Windows done: those of its segments, finished or in progress (renewed every few seconds).
         done = ("(SELECT COALESCE(SUM(s.windows), 0) FROM segments s WHERE s.video_id = v.id)"
                 if self.version >= 12 else "v.windows")
@@ -220,12 +221,19 @@ class Catalog:
         return int(row[0]), bool(paired)
 
     def mark_indexed(self, patch_ids: list[int]) -> None:
-        """The pairing stage is done with these patches (their pairs are recorded)."""
+        """The pairing stage is done with these patches (their pairs are recorded). Kept ones are numbered in
+        `paired_seq` in the order given: the pairing stage is their only writer, so the numbers commit in order,
+        which is what the trainer's watermark needs (patch ids from several machines do not)."""
         ids = [int(i) for i in patch_ids]
         with self.transaction():
-            for start in range(0, len(ids), 500):  # under SQLite's older limit of 999 parameters a statement
-                part = ids[start : start + 500]
-                self._q(f"UPDATE patches SET indexed = 1 WHERE id IN ({','.join('?' * len(part))})", tuple(part))
+            base = int(self._q("SELECT COALESCE(MAX(paired_seq), 0) FROM patches").fetchone()[0])
+            for start in range(0, len(ids), 400):  # 2 parameters a row, under SQLite's older limit of 999
+                part = ids[start : start + 400]
+                values = ",".join(["(?, ?)"] * len(part))
+                args = tuple(v for i, pid in enumerate(part, start=base + start + 1) for v in (pid, i))
+                self._q(f"WITH v(id, seq) AS (VALUES {values}) UPDATE patches SET indexed = 1, paired_seq = "
+                        "CASE WHEN view = 'REJECTED' THEN 0 ELSE (SELECT seq FROM v WHERE v.id = patches.id) END "
+                        "WHERE id IN (SELECT id FROM v)", args)
 
     def unindexed_patches(self, limit: int = 1_000_000_000) -> list[Row]:
         """The oldest kept patches not paired yet: (id, domain, view, keypoints, created_at)."""
@@ -286,17 +294,26 @@ class Catalog:
         return self._q(sql, tuple(args)).fetchall()
 
     def watermark(self) -> tuple[int, int, int]:
-        """(highest pair id, highest patch id, latest verdict change), read in one statement (one snapshot). Ids
-        only grow, in commit order, since one process writes: reading `pairs(upto=...)` and `patch_paths(upto=...)`
-        below a watermark gives every reader the same rows, whenever it reads, and a pair below it has its patches
-        below it. The third number lets a reader that loaded up to an earlier watermark ask only for the verdicts
-        changed since (`verdict_changes`)."""
+        """(highest pair id, highest paired_seq of a kept patch, latest verdict change), read in one statement (one
+        snapshot). Both first numbers only grow, in commit order, since one process writes each (the pairing stage):
+        reading `pairs(upto=...)` and `training_patches(upto=...)` below a watermark gives every reader the same
+        rows, whenever it reads. The third number lets a reader that loaded up to an earlier watermark ask only for
+        the verdicts changed since (`verdict_changes`)."""
         self._current()
         seq = self.verdict_seq_sql.replace("p.", "")
         row = self._q("SELECT (SELECT COALESCE(MAX(id), 0) FROM pairs), "
-                      f"(SELECT COALESCE(MAX(id), 0) FROM patches), (SELECT COALESCE(MAX({seq}), 0) FROM pairs)"
-                      ).fetchone()
+                      f"(SELECT COALESCE(MAX({self.paired_seq_sql}), 0) FROM patches), "
+                      f"(SELECT COALESCE(MAX({seq}), 0) FROM pairs)").fetchone()
         return int(row[0]), int(row[1]), int(row[2])
+
+    def training_patches(self, domain: str, upto: int, after: int | None = None) -> list[tuple[int, str, str]]:
+        """(id, path, view) of the kept patches of `domain` the pairing stage has paired, in that order, with
+        paired_seq <= upto (a watermark's second number) and > after."""
+        self._current()
+        seq = self.paired_seq_sql
+        sql = (f"SELECT id, path, view FROM patches WHERE view != 'REJECTED' AND domain = ? AND {seq} > ? "
+               f"AND {seq} <= ? ORDER BY {seq}")
+        return [(r["id"], r["path"], r["view"]) for r in self._q(sql, (domain, after or 0, upto))]
 
     def verdict_changes(self, after_seq: int, upto: int) -> list[Row]:
         """The pairs with id <= upto whose verdict changed after verdict change `after_seq` (a watermark's third

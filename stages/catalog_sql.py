@@ -141,6 +141,12 @@ MIGRATIONS: tuple[Migration, ...] = (
 )""",
         "CREATE INDEX IF NOT EXISTS segments_by_status ON segments (status, video_id, seq)",
     )),
+    Migration(13, "patches.paired_seq: the order the pairing stage paired patches in, which the trainer follows "
+              "(ids of patches written by several machines do not commit in order)", (
+        "ALTER TABLE patches ADD COLUMN paired_seq {int} NOT NULL DEFAULT 0",
+        "UPDATE patches SET paired_seq = id WHERE indexed = 1 AND view != 'REJECTED'",  # one writer so far: id order
+        "CREATE INDEX IF NOT EXISTS patches_by_paired_seq ON patches (paired_seq)",
+    ), adds_column=("patches", "paired_seq", "CASE WHEN indexed = 1 AND view != 'REJECTED' THEN id ELSE 0 END")),
 )
 LATEST = MIGRATIONS[-1].version
 

@@ -2,10 +2,12 @@
 
 A catalog of a million pairs took 26 s to re-read and hash on every refresh (bench/README.md, "Trainer refresh");
 the trainer refreshes on every pairs event. So `TrainingData` remembers the watermark it was read to (pair id,
-patch id, verdict change: `Catalog.watermark`), and a refresh reads the rows above it: new pairs and kept patches,
+the pairing stage's patch number, verdict change: `Catalog.watermark`), and a refresh reads the rows above it: new
+pairs and kept patches,
 and the pairs whose verdict changed since (a pair marked bad leaves the data, one unmarked comes back in its place).
 The result is the same as reading everything up to the new watermark (a test compares them after a sequence of
-additions and verdicts), in the same order: by pair id and by patch id.
+additions and verdicts), in the same order: by pair id, and patches in the order the pairing stage paired them
+(patch ids written by several machines do not commit in order; that order does).
 
 Reading and applying are two steps (`read_delta`, `TrainingData.apply`): processes training together read each
 their delta, agree on the digest it leads to, and only then apply it (stages/train.py). The digest is a sum of
@@ -120,7 +122,7 @@ def read_delta(data: TrainingData, catalog: Catalog, storage: Storage, domains: 
                 restored.append((row, split))
     patches = [(side, path, split_of(f"{d}:{patch_id}", val_fraction, test_fraction))
                for side, d in enumerate(domains)
-               for patch_id, path, _view in catalog.patch_paths(d, upto=patch_upto, after=patch_after)]
+               for patch_id, path, _view in catalog.training_patches(d, patch_upto, patch_after)]
     named = [(name, split) for row, split in new_pairs + restored for name in (row["a_path"], row["b_path"])]
     named += [(path, split) for _, path, split in patches]
     used = sorted({name for name, split in named if split != "test"})

@@ -54,6 +54,7 @@ def add_patches(settings: config.Settings, domain: str, n: int, start: int, seed
         (settings.paths.data_dir / rel).parent.mkdir(parents=True, exist_ok=True)
         cv2.imwrite(str(settings.paths.data_dir / rel), image)
         ids.append(add_patch(cat, video.id, domain, i, path=rel, keypoint_score=0.9))
+    cat.mark_indexed(ids)  # as the pairing stage does: the trainer reads patches in the order they were paired
     cat.close()
     return ids
 

@@ -7,7 +7,8 @@
 # the server) and HUMANSTYLE_TEST_S3_ENDPOINT (http://127.0.0.1:PORT, any credentials).
 # Run by hand for a development shell:  source .ci/services.sh && start_services .venv
 # HS_LISTEN (default 127.0.0.1) binds both elsewhere, and HS_PG_HBA (a CIDR) lets PostgreSQL clients from there in:
-# the scale-out test starts its own pair for machines in network namespaces (tests/scale_helpers.py).
+# the scale-out test starts its own pair for machines in network namespaces (tests/scale_helpers.py). HS_PG_SETUP
+# names a script run on the new data folder before the server starts (the TLS test's certificates and pg_hba).
 
 _hs_free_port() {
     "$1/bin/python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
@@ -52,6 +53,9 @@ EOF
     chmod 755 "$HS_PG_DIR/ctl"
     if [ -n "${HS_PG_HBA:-}" ]; then
         echo "host all all ${HS_PG_HBA} trust" >>"$HS_PG_DIR/data/pg_hba.conf"
+    fi
+    if [ -n "${HS_PG_SETUP:-}" ]; then  # a test's own server setup (TLS, authentication): DATA_DIR SERVER_USER
+        "$HS_PG_SETUP" "$HS_PG_DIR/data" "${user:-$(id -un)}" || return 1
     fi
     "$HS_PG_DIR/ctl" start >/dev/null || { cat "$HS_PG_DIR/server.log"; return 1; }
     export HUMANSTYLE_TEST_POSTGRES_URL="postgresql://humanstyle@127.0.0.1:$port/postgres"

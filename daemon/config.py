@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import os
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -148,6 +149,8 @@ def cross_check(s: Settings) -> None:
     if s.storage.url and not re.fullmatch(r"[a-z][a-z0-9+.-]*://.+", s.storage.url):
         raise ConfigError(f"storage.url = {s.storage.url!r}: expected empty (the data folder) or an fsspec URL such "
                           'as "s3://bucket/prefix"')
+    if s.catalog.url:
+        check_catalog_tls(s.catalog.url)
     if s.ingest.role != "all" and not s.catalog.url:
         raise ConfigError(f'ingest.role = "{s.ingest.role}": machines share their work through the catalog, so '
                           'catalog.url must name a PostgreSQL server ("postgresql://user@host/db")')
@@ -162,6 +165,23 @@ def cross_check(s: Settings) -> None:
         raise ConfigError(f"queues.tcp_host = {q.tcp_host!r} is not a loopback address: the queues join the processes "
                           "of one machine and are not encrypted; keep them on 127.0.0.1. Machines share work through "
                           "the catalog (ingest.role, catalog.url)")
+
+
+def check_catalog_tls(url: str) -> None:
+    """A catalog on another machine is reached over TLS that verifies the server (sslmode=verify-full), unless the
+    URL or libpq's PGSSLMODE says otherwise explicitly: libpq's own default ("prefer") takes any certificate, or
+    none, without a word."""
+    from urllib.parse import parse_qs, urlsplit
+
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if not host or host.startswith("/") or is_loopback(host) or "sslmode" in parse_qs(parts.query):
+        return
+    if os.environ.get("PGSSLMODE"):
+        return
+    raise ConfigError(f"catalog.url names {host}, another machine, without sslmode: add ?sslmode=verify-full (TLS "
+                      "that checks the server's certificate; the CA from PGSSLROOTCERT, the password from PGPASSWORD), "
+                      "or say another sslmode explicitly")
 
 
 def is_loopback(host: str) -> bool:

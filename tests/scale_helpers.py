@@ -121,9 +121,10 @@ class Services:
                 os.unlink(self.info["S3_LOG"])
 
     def postgres_url(self, host: str, database: str) -> str:
-        """The URL of `database` as seen from `host` (the address the server is reached at)."""
+        """The URL of `database` as seen from `host` (the address the server is reached at). The test network's
+        server has no TLS, and says so (a catalog on another host needs its sslmode said: daemon.config)."""
         port = self.info["PG_URL"].rsplit(":", 1)[1].split("/")[0]
-        return f"postgresql://humanstyle@{host}:{port}/{database}"
+        return f"postgresql://humanstyle@{host}:{port}/{database}?sslmode=disable"
 
     def s3_endpoint(self, host: str) -> str:
         return f"http://{host}:{self.info['S3'].rsplit(':', 1)[1]}"

@@ -281,3 +281,14 @@ def test_templates_and_static_files_are_package_data():
              and p.suffix != ".py"}
     shipped = {f for f in files if any(Path(f).match(pattern) for pattern in patterns)}
     assert files and shipped == files, files - shipped
+
+
+def test_the_status_page_lists_the_ingest_machines_from_the_leases(tmp_path):
+    settings = settings_for(tmp_path)
+    health = {**HEALTH, "ingest": {"machines": [{"name": "gpu-a", "holding": ["3:1", "3:2"], "last_renewal_s_ago": 1.5,
+                                                 "segments_done": 12}],
+                                   "backlog_video_s": 5400.0, "leases_expired": 2}}
+    html = get(create_app(settings, lambda: health).test_client(), "/")
+    card = html[html.index('id="machines"'):]
+    assert "gpu-a" in card and "3:1, 3:2" in card and "1 h 30 min of video waiting" in card
+    assert "2 segments taken over" in card

@@ -34,7 +34,7 @@ from humanstyle.stages.settings import (  # noqa: F401 - ConfigError and the sec
 
 @dataclass(frozen=True)
 class QueueSettings:
-    transport: str = opt("ipc", "ipc (private runtime folder) or tcp (stages on other machines)",
+    transport: str = opt("ipc", "ipc (private runtime folder) or tcp (on loopback, where ipc sockets cannot be used)",
                          choices=("ipc", "tcp"))
     tcp_host: str = opt("127.0.0.1", "address tcp endpoints bind to and connect to")
     tcp_base_port: int = opt(5550, "first of the consecutive ports used with transport = tcp", min=1024, max=65000)

@@ -85,8 +85,8 @@ set -e
 cp {crt} {pem} "$1/"
 chown "$2" "$1/server.crt" "$1/server.key"
 chmod 600 "$1/server.key"
-printf "ssl = on\\nssl_cert_file = 'server.crt'\\nssl_key_file = 'server.key'\\npassword_encryption = scram-sha-256\\n" \
-    >> "$1/postgresql.conf"
+printf "ssl = on\\nssl_cert_file = 'server.crt'\\nssl_key_file = 'server.key'\\n" >> "$1/postgresql.conf"
+printf "password_encryption = scram-sha-256\\n" >> "$1/postgresql.conf"
 printf "local all all trust\\nhostssl all all 127.0.0.1/32 scram-sha-256\\n" > "$1/pg_hba.conf"
 """)
     setup.chmod(setup.stat().st_mode | stat.S_IXUSR)

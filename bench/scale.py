@@ -32,6 +32,7 @@ import multiprocessing as mp
 import os
 import platform
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -304,6 +305,8 @@ def main() -> int:
     parser.add_argument("--model-ms", type=float, default=100.0, help="the stand-in's latency per window")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
+    # A timeout's SIGTERM unwinds like an exception, so the coordinator and the servers are stopped on the way out.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     from tests.scale_helpers import Services
 
     smoke = args.smoke

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.views import predict, score
+from bench.views import plain_rules, predict, score
 
 CASES = Path(__file__).resolve().parents[1] / "data" / "views" / "cases.json"
 SOURCES = ("annotation", "mediapipe", "movenet")
@@ -57,3 +57,14 @@ def test_front_and_back_are_rarely_swapped(results):
     assert everything["swap_rate_of_kept"] <= 0.02
     assert all(by_source[s]["swap_rate_of_kept"] <= 0.02 for s in SOURCES)
     assert everything["per_class"]["REJECTED"]["recall"] >= 0.9
+
+
+def test_the_plain_baseline_reproduces_its_figures():
+    """The calibration anchor of issue #28 (bench/views.py's plain rules) gives the figures the issue states, so
+    the comparison in bench/README.md is against the same baseline."""
+    cases = json.loads(CASES.read_text())["cases"]
+    expected = {"annotation": 0.885, "mediapipe": 0.733, "movenet": 0.855}
+    for source, balanced in expected.items():
+        chosen = [c for c in cases if c["keypoints_from"] == source]
+        result = score(chosen, [plain_rules(c, 0.5) for c in chosen])
+        assert result["balanced_accuracy"] == pytest.approx(balanced, abs=0.0005), source

@@ -7,8 +7,8 @@ Queues and who binds them (the side that exists once binds; several workers conn
     patches.j   detect worker j (binds) --PUSH-->  every classify worker
     classified  classify workers --PUSH-->  index (binds)
     events      pairing (binds) --PUB-->  trainer (SUB): pairs were recorded
-    control     supervisor --PUSH-->  index (binds): "a stage restarted, redo what was in flight"; a head's
-                dispatch --PUSH--> index: "this video waits for a worker" (not a stall)
+    control     supervisor --PUSH-->  index (binds): "a stage restarted, redo what was in flight", and the
+                verdicts people give pairs on the web page
 The pairing stage reads the patches the index wrote from the catalog, not from a queue (stages/pairing.py).
 Endpoints are ipc:// sockets in a private 0700 folder by default, tcp:// when `queues.transport = "tcp"`.
 High-water marks make a slow consumer block its producer instead of growing memory; linger is 0 on close.

@@ -13,10 +13,6 @@ from prometheus_client.multiprocess import MultiProcessCollector
 
 log = logging.getLogger("humanstyle.metrics")
 
-# Collectors of live state kept outside the metric files, read at each scrape (the head's worker table).
-EXTRA_COLLECTORS: list = []
-
-
 class MetricFiles:
     """prometheus_client's multiprocess merge, less the files a process has created but not yet sized.
 
@@ -45,13 +41,11 @@ def _sized(path: str) -> bool:
         return False
 
 
-def registry(extra: bool = True) -> CollectorRegistry:
-    """Every process's metrics merged, with the EXTRA_COLLECTORS unless `extra` is False."""
+def registry() -> CollectorRegistry:
+    """Every process's metrics merged."""
     if path := os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         reg = CollectorRegistry()
         reg.register(MetricFiles(path))
-        for collector in EXTRA_COLLECTORS if extra else ():
-            reg.register(collector)
         return reg
     from prometheus_client import REGISTRY
 
@@ -60,8 +54,8 @@ def registry(extra: bool = True) -> CollectorRegistry:
 
 def process_samples() -> list:
     """The samples of every process's metrics, merged: what /healthz reads, collected once per call (merging reads
-    every process's metric file; the extra collectors' live state is not part of health)."""
-    return [sample for family in registry(extra=False).collect() for sample in family.samples]
+    every process's metric file)."""
+    return [sample for family in registry().collect() for sample in family.samples]
 
 
 def stage_gauges(samples: list) -> tuple[dict[str, float], dict[str, int]]:

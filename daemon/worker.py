@@ -63,8 +63,6 @@ class ProcessSpec:
     outputs: tuple[Output, ...] = ()
     drain_s: float = 0.0  # after a stop request, keep taking input until it has been quiet this long
     setup: Callable[[Settings, int], None] | None = None  # process-wide settings (threads) before the handler
-    # A process with a loop of its own (the head's dispatch, a worker's agent): called instead of the Worker loop.
-    main: Callable[[Settings, int, StopFlag], None] | None = None
 
 
 class SocketOutbox:
@@ -231,7 +229,4 @@ class Worker:
 
 
 def run_process(spec: ProcessSpec, settings: Settings, index: int, stop: StopFlag) -> None:
-    if spec.main is not None:
-        spec.main(settings, index, stop)
-        return
     Worker(spec, settings, index, stop).run()

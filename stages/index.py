@@ -60,6 +60,7 @@ MAX_ATTEMPTS = 3
 # from PostgreSQL a server that restarted or cannot be reached.
 WRITE_ERRORS = (OSError,)
 WRITE_RETRY_MAX_S = 10.0
+CLAIM_IDLE_S = 1.0  # after a claim that found nothing
 PATCH_BATCH = 32  # classified patches written per catalog transaction (bench/README.md, "Pairing stage")
 
 
@@ -120,6 +121,7 @@ class IndexHandler:
         self.in_flight: dict[tuple[int, int], SegmentProgress] = {}
         self.out: Outbox | None = None
         self._every: dict[str, float] = {}
+        self._idle_until = 0.0
         self.routes = {Discovered: Route(self.each(self.on_discovered)),
                        Classified: Route(self.in_transaction(self.on_result), batch=PATCH_BATCH),
                        WindowDone: Route(self.each(self.on_result)),
@@ -171,6 +173,8 @@ class IndexHandler:
         if self.registers:
             if self.due("finish", 1.0):
                 self.guarded(self.finish_videos)
+            if self.due("unsegmented", 10.0):  # a video whose registration failed halfway (storage down)
+                self.guarded(self.segment_old_videos)
             if self.due("backlog", 5.0):
                 self.publish_backlog()
         return 0
@@ -286,9 +290,11 @@ class IndexHandler:
     def dispatch(self) -> None:
         """Claim segments while fewer than watch.max_in_flight are held, and hand them to the decoders."""
         free = self.settings.watch.max_in_flight - len(self.in_flight)
-        if free <= 0 or self.out is None:
+        if free <= 0 or self.out is None or time.monotonic() < self._idle_until:
             return
         claimed = self.segments.claim(self.owner, free, self.lease_s)
+        # Nothing to claim: ask again in a second, not every tick (every idle machine asks the shared catalog).
+        self._idle_until = 0.0 if claimed else time.monotonic() + CLAIM_IDLE_S
         for i, seg in enumerate(claimed):
             SEGMENTS.labels("claimed").inc()
             if seg.starts_video:
@@ -306,6 +312,7 @@ class IndexHandler:
             if not self.out.try_send(job):  # no decoder is ready: these go back, to be claimed again
                 for rest in claimed[i:]:
                     self.segments.release(self.owner, rest.key, unused=True)
+                self._idle_until = time.monotonic() + CLAIM_IDLE_S
                 return
             self.in_flight[seg.key] = SegmentProgress(seg)
             log.info("segment %d:%d (windows %d-%s): decoding (attempt %d)", *seg.key, seg.start_window,

@@ -24,6 +24,7 @@ from humanstyle.models.networks import (
     set_requires_grad,
 )
 from humanstyle.models.parallel import Wrap, sync_buffers
+from humanstyle.models.quality import image_quality
 
 # Settings that change the shape of a network: a checkpoint only loads into a model that agrees on these.
 _ARCHITECTURE = (
@@ -154,9 +155,12 @@ class Pix2Pix:
         finally:
             self.G.train(was_training)
 
-    def validate(self, a: torch.Tensor, b: torch.Tensor) -> float:
-        """Mean L1 between translate(a) and b: lower is better; the score to keep the best checkpoint by."""
-        return losses.l1_loss(self.translate(a), b.to(self.device)).item()
+    def validate(self, a: torch.Tensor, b: torch.Tensor) -> dict[str, float]:
+        """On held-out pairs: mean L1 between translate(a) and b ("score", lower is better: the score to keep the
+        best checkpoint by), PSNR, SSIM and the brightness gap (models.quality)."""
+        fake, target = self.translate(a), b.to(self.device)
+        l1 = losses.l1_loss(fake, target).item()
+        return {"score": l1, "l1": l1, **image_quality(fake, target)}
 
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to resume: settings, step, both nets, both optimizers, the AMP scaler."""

@@ -51,7 +51,7 @@ from humanstyle.stages.records import PairsAppended
 from humanstyle.stages.settings import PipelineSettings, StageFatal
 from humanstyle.stages.storage import Storage, open_storage
 from humanstyle.stages.train_data import DataDelta, TrainingData, Watermark, read_delta
-from humanstyle.stages.train_state import append_validation, write_state
+from humanstyle.stages.train_state import QUALITY_METRICS, append_validation, write_state
 from humanstyle.stages.trainer_lock import TrainerLock
 
 log = logging.getLogger("humanstyle.train")
@@ -316,14 +316,21 @@ class Trainer:
         model = self.model(name)
         with torch.no_grad():
             result = model.validate(a, b)
-        score = result if isinstance(result, float) else result["score"]
-        if name != "cyclegan":
+        score = result["score"]
+        quality = {k: result[k] for k in QUALITY_METRICS if k in result}
+        if name == "cyclegan":
+            quality["cycle_l1"] = score
+        else:
             counters.TRAIN_VAL_L1.labels(name).set(score)
+        for metric, value in quality.items():
+            counters.TRAIN_QUALITY.labels(name, metric).set(value)
         if (tb := self.tensorboard()) is not None:
             tb.add_scalar(f"{name}/validation", score, model.step)
+            for metric, value in quality.items():
+                tb.add_scalar(f"{name}/validation_{metric}", value, model.step)
         self.last_validation[name] = (model.step, score)
         try:
-            append_validation(self.root, name, model.step, score)
+            append_validation(self.root, name, model.step, score, quality)
         except OSError as exc:
             log.warning("cannot record the validation score: %s", exc)
         if score < self.best.get(name, float("inf")):

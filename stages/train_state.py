@@ -2,7 +2,8 @@
 
 - `state.json` (rewritten atomically): per model its step, whether it has enough data (and if not, what it waits
   for), dataset sizes, latest losses and speed, latest and best validation score; the latest checkpoint.
-- `validation.jsonl` (one line appended per validation pass): model, step, score, time — the validation curve.
+- `validation.jsonl` (one line appended per validation pass): model, step, score, time — the validation curve —
+  and the pass's quality metrics (pix2pix: l1, psnr, ssim, brightness_gap; CycleGAN: cycle_l1, brightness_gap).
 - `samples/<model>/step-N.png`: the sample grids (written by the trainer); `latest_sample` finds the newest.
 
 The web page reads these; the trainer is their only writer.
@@ -18,6 +19,7 @@ from humanstyle.models.files import atomic_write_bytes
 
 STATE = "state.json"
 VALIDATION = "validation.jsonl"
+QUALITY_METRICS = ("l1", "psnr", "ssim", "cycle_l1", "brightness_gap")
 
 
 def write_state(root: Path, state: dict) -> None:
@@ -34,9 +36,12 @@ def read_state(root: Path) -> dict:
     return data if isinstance(data, dict) else {}
 
 
-def append_validation(root: Path, model: str, step: int, score: float) -> None:
+def append_validation(root: Path, model: str, step: int, score: float, metrics: dict[str, float] | None = None
+                      ) -> None:
+    """One validation pass: its score (lower is better) and its quality metrics (QUALITY_METRICS)."""
     root.mkdir(parents=True, exist_ok=True)
-    line = json.dumps({"model": model, "step": int(step), "score": float(score), "time": time.time()})
+    line = json.dumps({"model": model, "step": int(step), "score": float(score), "time": time.time(),
+                       **{k: round(float(v), 6) for k, v in (metrics or {}).items()}})
     with open(root / VALIDATION, "a") as fh:
         fh.write(line + "\n")
 
@@ -56,6 +61,22 @@ def read_validation(root: Path, limit: int = 2000) -> dict[str, list[tuple[int, 
         except (ValueError, KeyError, TypeError):
             continue
     return {model: sorted(points.items())[-limit:] for model, points in out.items()}
+
+
+def latest_quality(root: Path) -> dict[str, dict[str, float]]:
+    """The quality metrics of each model's latest validation pass (QUALITY_METRICS present in its line)."""
+    out: dict[str, dict[str, float]] = {}
+    try:
+        text = (root / VALIDATION).read_text()
+    except OSError:
+        return {}
+    for line in text.splitlines():
+        try:
+            row = json.loads(line)
+            out[str(row["model"])] = {k: float(row[k]) for k in QUALITY_METRICS if k in row}
+        except (ValueError, KeyError, TypeError):
+            continue
+    return out
 
 
 def latest_sample(root: Path, model: str) -> Path | None:

@@ -24,7 +24,7 @@ from humanstyle.daemon.web.curation import Curator, IndexBusy
 from humanstyle.daemon.web.security import Guard
 from humanstyle.stages.catalog import PAIR_ORDERS, Catalog, catalog_exists, open_catalog
 from humanstyle.stages.counters import train_model_names
-from humanstyle.stages.train_state import latest_sample, read_state, read_validation
+from humanstyle.stages.train_state import latest_quality, latest_sample, read_state, read_validation
 from humanstyle.stages.vocabulary import PATCH_REASONS, VERDICTS, VIEWS
 
 PAGE_SIZE = 100
@@ -155,13 +155,14 @@ def create_app(settings: Settings, health, curator: Curator | None = None) -> Fl
     @app.get("/training")
     def training():
         history = read_validation(train_root)
+        quality = latest_quality(train_root)
         state = read_state(train_root)
         panels = []
         for model in models:
             sample = latest_sample(train_root, model)
             panels.append({"model": model, "state": state.get("models", {}).get(model, {}),
                            "sample_step": int(sample.stem.split("-")[1]) if sample else None,
-                           "curve": curve(history.get(model, []))})
+                           "curve": curve(history.get(model, [])), "quality": quality.get(model, {})})
         return page("training.html", panels=panels, checkpoint=state.get("checkpoint"),
                     enabled=settings.train.enabled, updated=state.get("updated"))
 

@@ -38,6 +38,7 @@ EVENT_ONLY = {
     "humanstyle_train_loss": "a training step (train.enabled = false)",
     "humanstyle_train_brightness": "a training step (train.enabled = false)",
     "humanstyle_train_validation_l1": "a validation run (train.enabled = false)",
+    "humanstyle_train_validation": "a validation run (train.enabled = false)",
     "humanstyle_train_dataset_items": "a trainer refresh (train.enabled = false)",
     "humanstyle_train_ready": "a trainer (train.enabled = false)",
 }

@@ -47,7 +47,9 @@ def test_pix2pix_learns_colour_inversion() -> None:
     before = model.validate(va, -va)
     l1 = [model.train_step(batches(a, i, 4), -batches(a, i, 4))["G_l1"] for i in range(150)]
     after = model.validate(va, -va)
-    assert after < 0.6 * before, (before, after)
+    assert after["score"] == after["l1"] < 0.6 * before["score"], (before, after)
+    # The quality metrics follow: closer to the targets in PSNR and SSIM (models.quality).
+    assert after["psnr"] > before["psnr"] + 2 and after["ssim"] > before["ssim"], (before, after)
     assert np.mean(l1[-20:]) < 0.7 * np.mean(l1[:20])
     assert model.step == 150
 

@@ -100,6 +100,32 @@ def test_refresh_train_sample_checkpoint(tmp_path):
         assert (s.paths.data_dir / "train" / "checkpoints" / "best-pix2pix-movie2game.pt").exists()
 
 
+def test_each_validation_pass_records_the_translators_quality(tmp_path):
+    """Issue 27, item 2: pix2pix's PSNR, SSIM and brightness gap on its held-out pairs, CycleGAN's cycle L1, in
+    validation.jsonl, in the gauges and on the training view."""
+    from humanstyle.daemon.web.app import create_app
+    from humanstyle.stages import counters
+    from humanstyle.stages.train_state import latest_quality
+
+    s = make_settings(tmp_path, val_fraction=0.5)
+    add_pairs(s, 12, 0)
+    trainer = Trainer(s, "cpu")
+    trainer.refresh(Catalog(s.paths.catalog, readonly=True))
+    for name in ("pix2pix-movie2game", "cyclegan"):
+        assert trainer.validate(name) is not None
+    quality = latest_quality(s.paths.data_dir / "train")
+    p2p = quality["pix2pix-movie2game"]
+    assert set(p2p) == {"l1", "psnr", "ssim", "brightness_gap"} and 0 < p2p["psnr"] < 100 and -1 < p2p["ssim"] < 1
+    assert set(quality["cyclegan"]) == {"cycle_l1", "brightness_gap"}
+    assert counters.TRAIN_QUALITY.labels("pix2pix-movie2game", "psnr")._value.get() == pytest.approx(p2p["psnr"],
+                                                                                                     abs=1e-4)
+    page = create_app(s, lambda: {"status": "ok", "uptime_s": 0, "stages": {}}).test_client().get(
+        "/training", headers={"Host": s.metrics.listen}).get_data(as_text=True)
+    table = page[page.index('id="quality-pix2pix-movie2game"'):]
+    assert "PSNR" in table and f"{p2p['psnr']:.2f}" in table and f"{p2p['ssim']:.3f}" in table
+    assert 'id="quality-cyclegan"' in page and "cycle L1" in page
+
+
 def test_a_save_deletes_what_an_interrupted_save_left_but_not_a_save_under_way(tmp_path):
     s = make_settings(tmp_path)
     folder = s.paths.data_dir / "train" / "checkpoints"

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from humanstyle.models.files import atomic_write_bytes
@@ -46,37 +47,36 @@ def append_validation(root: Path, model: str, step: int, score: float, metrics: 
         fh.write(line + "\n")
 
 
-def read_validation(root: Path, limit: int = 2000) -> dict[str, list[tuple[int, float]]]:
-    """(step, score) per model, in the order written; at most the last `limit` per model. A line cut short by a
-    crash is skipped. A model that restarted from an older checkpoint may repeat steps: the later score counts."""
-    out: dict[str, dict[int, float]] = {}
+@dataclass(frozen=True)
+class Validation:
+    """What validation.jsonl holds: per model its curve, (step, score) in step order, and the quality metrics of
+    its latest pass (the QUALITY_METRICS present in that line)."""
+
+    curves: dict[str, list[tuple[int, float]]]
+    quality: dict[str, dict[str, float]]
+
+
+def read_validation(root: Path, limit: int = 2000) -> Validation:
+    """validation.jsonl, read once: at most the last `limit` points of each curve. A line cut short by a crash is
+    skipped. A model that restarted from an older checkpoint may repeat steps: the later score counts."""
+    points: dict[str, dict[int, float]] = {}
+    quality: dict[str, dict[str, float]] = {}
     try:
         text = (root / VALIDATION).read_text()
     except OSError:
-        return {}
+        return Validation({}, {})
     for line in text.splitlines():
         try:
             row = json.loads(line)
-            out.setdefault(str(row["model"]), {})[int(row["step"])] = float(row["score"])
+            model, step, score = str(row["model"]), int(row["step"]), float(row["score"])
         except (ValueError, KeyError, TypeError):
             continue
-    return {model: sorted(points.items())[-limit:] for model, points in out.items()}
-
-
-def latest_quality(root: Path) -> dict[str, dict[str, float]]:
-    """The quality metrics of each model's latest validation pass (QUALITY_METRICS present in its line)."""
-    out: dict[str, dict[str, float]] = {}
-    try:
-        text = (root / VALIDATION).read_text()
-    except OSError:
-        return {}
-    for line in text.splitlines():
+        points.setdefault(model, {})[step] = score
         try:
-            row = json.loads(line)
-            out[str(row["model"])] = {k: float(row[k]) for k in QUALITY_METRICS if k in row}
-        except (ValueError, KeyError, TypeError):
+            quality[model] = {k: float(row[k]) for k in QUALITY_METRICS if k in row}
+        except (ValueError, TypeError):
             continue
-    return out
+    return Validation({model: sorted(p.items())[-limit:] for model, p in points.items()}, quality)
 
 
 def latest_sample(root: Path, model: str) -> Path | None:

@@ -24,7 +24,7 @@ from humanstyle.daemon.web.curation import Curator, IndexBusy
 from humanstyle.daemon.web.security import Guard
 from humanstyle.stages.catalog import PAIR_ORDERS, Catalog, catalog_exists, open_catalog
 from humanstyle.stages.counters import train_model_names
-from humanstyle.stages.train_state import latest_quality, latest_sample, read_state, read_validation
+from humanstyle.stages.train_state import latest_sample, read_state, read_validation
 from humanstyle.stages.vocabulary import PATCH_REASONS, VERDICTS, VIEWS
 
 PAGE_SIZE = 100
@@ -154,15 +154,15 @@ def create_app(settings: Settings, health, curator: Curator | None = None) -> Fl
 
     @app.get("/training")
     def training():
-        history = read_validation(train_root)
-        quality = latest_quality(train_root)
+        validation = read_validation(train_root)
         state = read_state(train_root)
         panels = []
         for model in models:
             sample = latest_sample(train_root, model)
             panels.append({"model": model, "state": state.get("models", {}).get(model, {}),
                            "sample_step": int(sample.stem.split("-")[1]) if sample else None,
-                           "curve": curve(history.get(model, [])), "quality": quality.get(model, {})})
+                           "curve": curve(validation.curves.get(model, [])),
+                           "quality": validation.quality.get(model, {})})
         return page("training.html", panels=panels, checkpoint=state.get("checkpoint"),
                     enabled=settings.train.enabled, updated=state.get("updated"))
 
@@ -288,8 +288,7 @@ def curve(points: list[tuple[int, float]], width: int = 480, height: int = 170) 
             "left": left, "right": width - right, "top": top, "bottom": height - bottom,
             "xticks": [{"at": x(t), "label": f"{t:,.0f}"} for t in xticks],
             "yticks": [{"at": y(t), "label": f"{t:.{digits}f}"} for t in yticks],
-            "first_step": steps[0], "last_step": steps[-1], "low": min(scores), "high": max(scores),
-            "last": scores[-1], "n": len(points)}
+            "first_step": steps[0], "last_step": steps[-1], "low": min(scores), "last": scores[-1], "n": len(points)}
 
 
 def video_progress(rows, now: float) -> list[dict]:
@@ -302,8 +301,7 @@ def video_progress(rows, now: float) -> list[dict]:
         if done and expected > done and started and now > started:
             left = (expected - done) * (now - started) / done
         out.append({"id": r["id"], "path": r["path"], "domain": r["domain"], "attempt": r["attempt"],
-                    "done": done, "expected": expected, "left_s": left,
-                    "elapsed_s": now - started if started else None})
+                    "done": done, "expected": expected, "left_s": left})
     return out
 
 

@@ -105,7 +105,7 @@ def test_each_validation_pass_records_the_translators_quality(tmp_path):
     validation.jsonl, in the gauges and on the training view."""
     from humanstyle.daemon.web.app import create_app
     from humanstyle.stages import counters
-    from humanstyle.stages.train_state import latest_quality
+    from humanstyle.stages.train_state import read_validation
 
     s = make_settings(tmp_path, val_fraction=0.5)
     add_pairs(s, 12, 0)
@@ -113,7 +113,7 @@ def test_each_validation_pass_records_the_translators_quality(tmp_path):
     trainer.refresh(Catalog(s.paths.catalog, readonly=True))
     for name in ("pix2pix-movie2game", "cyclegan"):
         assert trainer.validate(name) is not None
-    quality = latest_quality(s.paths.data_dir / "train")
+    quality = read_validation(s.paths.data_dir / "train").quality
     p2p = quality["pix2pix-movie2game"]
     assert set(p2p) == {"l1", "psnr", "ssim", "brightness_gap"} and 0 < p2p["psnr"] < 100 and -1 < p2p["ssim"] < 1
     assert set(quality["cyclegan"]) == {"cycle_l1", "brightness_gap"}

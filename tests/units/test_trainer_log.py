@@ -60,7 +60,7 @@ def test_validation_and_checkpoints_are_logged_and_recorded(tmp_path, caplog):
     assert f"{name}: validation" in caplog.text and "a new best" in caplog.text
     assert "checkpoint written" in caplog.text
     root = settings.paths.data_dir / "train"
-    assert [step for step, _ in read_validation(root)[name]] == [2, 4]
+    assert [step for step, _ in read_validation(root).curves[name]] == [2, 4]
     state = read_state(root)
     assert state["models"][name]["best"]["step"] in (2, 4) and state["checkpoint"]["steps"][name] == 4
 

@@ -238,12 +238,14 @@ class Supervisor:
                   "role": self.settings.ingest.role, "stages": stages,
                   "pairing": {"backlog_patches": None if backlog is None else int(backlog)}}
         if self.settings.ingest.role != "ingest":
-            answer["ingest"] = self.leases()
+            # The backlog is the registering index's gauge (it already counts it); the leases are read here.
+            backlog = gauge_value(samples, "humanstyle_backlog_video_seconds")
+            answer["ingest"] = {**self.leases(), "backlog_video_s": backlog}
         return answer
 
     def leases(self) -> dict:
-        """The machines ingesting (from the catalog's leases), the backlog in video seconds and the leases taken
-        over: read at most every 2 s, on read-only connections of its own."""
+        """The machines ingesting (from the catalog's leases) and the leases taken over: read at most every 2 s, on
+        read-only connections of its own."""
         now = time.monotonic()
         if self._leases is not None and now - self._leases[0] < 2.0:
             return self._leases[1]
@@ -255,18 +257,15 @@ class Supervisor:
                 try:
                     reader = self._lease_reader()  # one read-only connection per server thread
                     if reader is None:
-                        return {"machines": [], "backlog_video_s": None, "leases_expired": 0}
+                        return {"machines": [], "leases_expired": 0}
                     segs = Segments(reader)
-                    view = {"machines": segs.machines(),
-                            "backlog_video_s": segs.backlog_windows() * self.settings.decode.anchor_every_s,
-                            "leases_expired": segs.expired_total()}
+                    view = {"machines": segs.machines(), "leases_expired": segs.expired_total()}
                     break
                 except Exception as exc:  # the catalog is away (a restarting server): say so, keep serving
                     if reader is not None:
                         reader.rollback()
                     if attempt == 2:
-                        return {"machines": [], "backlog_video_s": None, "leases_expired": None,
-                                "error": str(exc)[:200]}
+                        return {"machines": [], "leases_expired": None, "error": str(exc)[:200]}
             self._leases = (now, view)
             return view
 

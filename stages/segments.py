@@ -21,9 +21,6 @@ from dataclasses import dataclass
 
 from humanstyle.stages.catalog import Catalog
 
-OPEN = ("pending", "leased")
-FINISHED = ("done", "partial", "failed")
-
 
 @dataclass(frozen=True)
 class Segment:
@@ -49,7 +46,6 @@ class Segment:
 @dataclass(frozen=True)
 class FinishedVideo:
     id: int
-    path: str
     domain: str
     status: str
     reason: str
@@ -95,7 +91,7 @@ class Segments:
         """Finish every unfinished video none of whose segments is open: done when all are done, failed when all
         failed, partial otherwise (with the first segment's reason that is not done)."""
         rows = self._q(
-            "SELECT v.id, v.path, v.domain, s.status, s.reason, s.windows, s.seconds, s.frames FROM videos v "
+            "SELECT v.id, v.domain, s.status, s.reason, s.windows, s.seconds, s.frames FROM videos v "
             "JOIN segments s ON s.video_id = v.id WHERE v.status IN ('queued', 'processing') AND NOT EXISTS "
             "(SELECT 1 FROM segments o WHERE o.video_id = v.id AND o.status IN ('pending', 'leased')) "
             "ORDER BY v.id, s.seq").fetchall()
@@ -113,7 +109,7 @@ class Segments:
                 frames = sum(s["frames"] for s in segs)
                 self._q("UPDATE videos SET status = ?, reason = ?, windows = ?, frames_read = ?, updated_at = ? "
                         "WHERE id = ?", (status, reason, windows, frames, time.time(), video_id))
-                finished.append(FinishedVideo(video_id, segs[0]["path"], segs[0]["domain"], status, reason, windows,
+                finished.append(FinishedVideo(video_id, segs[0]["domain"], status, reason, windows,
                                               seconds))
         return finished
 

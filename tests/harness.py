@@ -69,21 +69,11 @@ class Daemon:
         return data
 
     def metrics(self) -> dict[tuple[str, tuple], float]:
-        with urllib.request.urlopen(self.url("/metrics"), timeout=5) as resp:
-            text = resp.read().decode()
-        out = {}
-        for family in text_string_to_metric_families(text):
-            for sample in family.samples:
-                out[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
-        return out
+        return scrape_metrics(self.url("/metrics"))
 
     def value(self, name: str, **labels: str) -> float:
         """Sum of the samples of `name` whose labels include `labels`."""
-        total = 0.0
-        for (n, lbls), v in self.metrics().items():
-            if n == name and all(dict(lbls).get(k) == val for k, val in labels.items()):
-                total += v
-        return total
+        return sum_samples(self.metrics(), name, **labels)
 
     def wait_for(self, predicate, timeout: float, what: str) -> None:
         deadline = time.monotonic() + timeout
@@ -112,6 +102,23 @@ class Daemon:
 
     def alive_children(self) -> list[int]:
         return [pid for pid in self.pids if _alive(pid)]
+
+
+def scrape_metrics(url: str) -> dict[tuple[str, tuple], float]:
+    """A /metrics page as {(sample name, sorted labels): value}."""
+    with urllib.request.urlopen(url, timeout=5) as resp:
+        text = resp.read().decode()
+    out = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            out[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return out
+
+
+def sum_samples(metrics: dict[tuple[str, tuple], float], name: str, **labels: str) -> float:
+    """Sum of the samples of `name` whose labels include `labels`."""
+    return sum(v for (n, lbls), v in metrics.items()
+               if n == name and all(dict(lbls).get(k) == val for k, val in labels.items()))
 
 
 def _alive(pid: int) -> bool:

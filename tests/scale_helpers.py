@@ -23,7 +23,7 @@ import urllib.request
 from pathlib import Path
 
 from tests.conftest import free_port, write_config
-from tests.harness import ROOT, daemon_env
+from tests.harness import ROOT, daemon_env, scrape_metrics, sum_samples
 
 
 class Machine:
@@ -63,19 +63,9 @@ class Machine:
         self.proc.wait(10)
         self.log.close()
 
-    def metrics_text(self) -> str:
-        with urllib.request.urlopen(f"http://{self.listen}/metrics", timeout=5) as resp:
-            return resp.read().decode()
-
     def value(self, name: str, **labels: str) -> float:
-        from prometheus_client.parser import text_string_to_metric_families
-
-        total = 0.0
-        for family in text_string_to_metric_families(self.metrics_text()):
-            for s in family.samples:
-                if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()):
-                    total += s.value
-        return total
+        """Sum of the samples of `name` whose labels include `labels`."""
+        return sum_samples(scrape_metrics(f"http://{self.listen}/metrics"), name, **labels)
 
     def health(self) -> dict | None:
         try:

@@ -366,11 +366,9 @@ class IndexHandler:
         return None
 
     def on_result(self, record: Classified | WindowDone | VideoEnd) -> None:
-        if isinstance(record, VideoEnd):
-            progress = next((p for p in self.in_flight.values() if p.segment.video_id == record.video_id
-                             and p.segment.start_window == record.start_window), None)
-        else:
-            progress = self.progress_of(record.video_id, record.window_index)
+        # A segment's video_end names its first window: the segments of a video do not overlap.
+        window = record.start_window if isinstance(record, VideoEnd) else record.window_index
+        progress = self.progress_of(record.video_id, window)
         if isinstance(record, Classified):
             # Names of patch files come from the domain and the view: only known ones, and only for known videos.
             if record.domain not in self.settings.domains or record.view not in LABELS:

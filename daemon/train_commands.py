@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from humanstyle.daemon.config import Settings
+from humanstyle.stages.video_settings import VIDEO_DEFAULTS
 
 
 def add_subcommands(sub: argparse._SubParsersAction, add_config: Callable, handlers: dict) -> None:
@@ -29,6 +30,27 @@ def add_subcommands(sub: argparse._SubParsersAction, add_config: Callable, handl
                    "and height; the generator itself works at its training size, train.*_image_size)")
     add_config(p)
     handlers["translate"] = cmd_translate
+
+    p = sub.add_parser("translate-video", help="translate the people in a video with a trained generator")
+    p.add_argument("input", type=Path, metavar="IN", help="a video file")
+    p.add_argument("output", type=Path, metavar="OUT", help="the video to write (.mp4, .mkv, .mov, .avi, .webm); "
+                   "written whole under a temporary name, then renamed")
+    p.add_argument("--direction", required=True, help="e.g. movie2game or game2movie")
+    p.add_argument("--model", choices=("pix2pix", "cyclegan"), default="pix2pix",
+                   help="which generator to use from a latest.pt checkpoint (default pix2pix)")
+    p.add_argument("--checkpoint", default=None, help="as for translate (default: latest.pt in the configured "
+                   "storage)")
+    p.add_argument("--smoothing", type=float, default=VIDEO_DEFAULTS.smoothing,
+                   help="weight of the previous output frame, moved by optical flow, inside the people "
+                   f"(0 = off; default {VIDEO_DEFAULTS.smoothing})")
+    p.add_argument("--codec", default=None, help="video codec (default: libx264, mpeg4 for .avi, libvpx-vp9 for "
+                   ".webm); ffv1 in a .mkv is lossless")
+    p.add_argument("--crf", type=int, default=VIDEO_DEFAULTS.crf, help="libx264/VP9 quality: lower is better "
+                   f"(default {VIDEO_DEFAULTS.crf})")
+    p.add_argument("--seconds", type=float, default=None, help="only the first SECONDS of IN (a quick look)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_config(p)
+    handlers["translate-video"] = cmd_translate_video
 
 
 def cmd_train(settings: Settings, args: argparse.Namespace) -> int:
@@ -145,6 +167,46 @@ def cmd_translate(settings: Settings, args: argparse.Namespace) -> int:
         return 1
     for path in written:
         print(path)
+    return 0
+
+
+def cmd_translate_video(settings: Settings, args: argparse.Namespace) -> int:
+    """Exit 0 with OUT written, or 2 with one line saying why and no OUT (nor a partial one) left behind."""
+    import dataclasses
+    import os
+
+    from humanstyle.models.detection import set_torch_threads
+    from humanstyle.stages.detect import build_detector
+    from humanstyle.stages.settings import StageFatal
+    from humanstyle.stages.storage import StorageError
+    from humanstyle.stages.translate import TranslateError, load_generator
+    from humanstyle.stages.video_translate import translate_video
+
+    set_torch_threads(max(1, os.cpu_count() or 1))  # one process: every core is its own
+    try:
+        if not 0 <= args.smoothing < 1:
+            raise TranslateError(f"--smoothing {args.smoothing}: expected 0 <= value < 1")
+        if args.seconds is not None and not args.seconds > 0:
+            raise TranslateError(f"--seconds {args.seconds}: expected a positive number")
+        if not args.input.is_file():
+            raise TranslateError(f"{args.input}: no such file")
+        checkpoint = resolve_checkpoint(settings, args.checkpoint)
+        generator, image_size = load_generator(checkpoint, args.model, args.direction, settings.domains)
+        video = dataclasses.replace(VIDEO_DEFAULTS, margin=settings.detect.margin, smoothing=args.smoothing,
+                                    batch_size=settings.detect.batch_size, codec=args.codec, crf=args.crf,
+                                    score_threshold=settings.detect.score_threshold,
+                                    track_threshold=min(VIDEO_DEFAULTS.track_threshold,
+                                                        settings.detect.score_threshold))
+        # The detector keeps weaker people than the daemon does: they go to the tracker's second stage only.
+        detector = build_detector(dataclasses.replace(settings.detect, score_threshold=video.track_threshold))
+        report = translate_video(args.input, args.output, generator, image_size, detector, video,
+                                 progress=not args.no_progress, max_seconds=args.seconds)
+    except (TranslateError, StorageError, StageFatal) as exc:
+        print(f"humanstyle: {exc}", file=sys.stderr)
+        return 2
+    broken = f", {report.broken_packets} unreadable packets skipped" if report.broken_packets else ""
+    print(f"{args.output}: {report.frames} frames, {report.persons} people in {report.tracks} tracks, "
+          f"{report.fps:.2f} frames/s{broken}")
     return 0
 
 

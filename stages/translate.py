@@ -33,20 +33,25 @@ def load_generator(checkpoint: Path, model: str, direction: str, domains: tuple[
             raise TranslateError(f"{checkpoint} has no model {name!r}")
     elif "state" in state:  # best-<model>.pt
         state = state["state"]
-    kind = state.get("kind")
-    settings = {**state["settings"], "device": "cuda" if torch.cuda.is_available() else "cpu"}
-    if kind == "pix2pix":
-        if model != "pix2pix":
-            raise TranslateError(f"{checkpoint} holds a pix2pix model; use --model pix2pix")
-        net = Pix2Pix(Pix2PixSettings(**settings))
-        net.load_state_dict(state)
-        return net.translate, net.settings.image_size
-    if kind == "cyclegan":
+    kind = state.get("kind") if isinstance(state, dict) else None
+    if kind not in ("pix2pix", "cyclegan"):
+        raise TranslateError(f"{checkpoint} is not a humanstyle training checkpoint")
+    if kind != model:
+        raise TranslateError(f"{checkpoint} holds a {kind} model; use --model {kind}")
+    try:
+        settings = {**state["settings"], "device": "cuda" if torch.cuda.is_available() else "cpu"}
+        if kind == "pix2pix":
+            net = Pix2Pix(Pix2PixSettings(**settings))
+            net.load_state_dict(state)
+            return net.translate, net.settings.image_size
         net = CycleGAN(CycleGANSettings(**settings))
         net.load_state_dict(state)
-        way = "a2b" if direction == f"{a}2{b}" else "b2a"
-        return (lambda x: net.translate(x, way)), net.settings.image_size
-    raise TranslateError(f"{checkpoint} is not a humanstyle training checkpoint")
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:  # weights of another size or architecture
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise TranslateError(f"{checkpoint}: its weights do not fit the {kind} model its settings describe "
+                             f"({first})") from None
+    way = "a2b" if direction == f"{a}2{b}" else "b2a"
+    return (lambda x: net.translate(x, way)), net.settings.image_size
 
 
 def translate_files(checkpoint: Path, model: str, direction: str, domains: tuple[str, str], inputs: list[Path],

@@ -36,3 +36,4 @@ run decode bench/decode.py --seconds 1 --size 320x240 --repeat 1 --out "$out/dec
 run train bench/train.py --device cpu --threads 2 --steps 1 --warmup 0 --configs pix2pix_64_b32 --out-dir "$out"
 run scale bench/scale.py --smoke --out "$out/scale.json"
 run ingest bench/ingest.py --seconds 1 --size 320x240 --runs daemon_default --skip-memory --out "$out/ingest.json"
+run tracking bench/tracking.py --smoke --out "$out/tracking.json"

@@ -177,6 +177,15 @@ class Catalog:
                                (*statuses, limit)).fetchall()
         return [_video(r) for r in rows]
 
+    def preview_candidates(self, domain: str, first: int) -> list[Row]:
+        """Among the first `first` finished videos of `domain`: id, path, source and the time of its first person,
+        the most person patches first (the trainer's preview clip)."""
+        return self._q(
+            "SELECT v.id, v.path, v.source, MIN(p.timestamp) AS first_person, COUNT(*) AS persons FROM videos v "
+            "JOIN patches p ON p.video_id = v.id WHERE v.id IN (SELECT id FROM videos WHERE domain = ? AND status "
+            "IN ('done', 'partial') ORDER BY id LIMIT ?) GROUP BY v.id, v.path, v.source ORDER BY persons DESC, v.id",
+            (domain, first)).fetchall()
+
     def set_video_status(self, video_id: int, status: str, reason: str = "", *, attempt: int | None = None,
                          windows: int | None = None, frames_read: int | None = None) -> None:
         self._q(

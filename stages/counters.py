@@ -73,6 +73,9 @@ TRAIN_VAL_L1 = Gauge("humanstyle_train_validation_l1", "Validation L1 of pix2pix
 TRAIN_QUALITY = Gauge("humanstyle_train_validation", "The latest validation pass on held-out data, by metric: pix2pix "
                       "l1, psnr (dB), ssim, brightness_gap; CycleGAN cycle_l1 and brightness_gap",
                       ["model", "metric"], multiprocess_mode="mostrecent")
+TRAIN_PREVIEWS = Counter("humanstyle_train_previews", "Preview videos rendered after a new best checkpoint, by "
+                         "outcome: written, no_video (no finished video of the domain readable yet), failed",
+                         ["model", "outcome"])
 TRAIN_BRIGHTNESS = Gauge("humanstyle_train_brightness", "Mean brightness in [0,1] of generated vs target images",
                          ["model", "which"], multiprocess_mode="mostrecent")
 TRAIN_READY = Gauge("humanstyle_train_ready", "1 when a model has enough data to train", ["model"],

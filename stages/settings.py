@@ -184,6 +184,10 @@ class TrainSettings:
     sample_every: int = opt(250, "steps between sample-grid PNGs", min=1, max=10_000_000)
     validate_every: int = opt(250, "steps between validation passes", min=1, max=10_000_000)
     refresh_every_s: float = opt(30.0, "dataset refresh period even without pair events", min=1, max=86400)
+    preview_s: float = opt(4.0, "seconds of one watched video per domain rendered by a model after each new best "
+                           "checkpoint, shown on the training page (0 = off)", min=0, max=600)
+    preview_on_cpu: bool = opt(False, "render previews when training runs on the CPU too (each runs Mask R-CNN on "
+                               "every frame: minutes of training time there)")
 
 
 ROLES = ("all", "coordinator", "ingest")

@@ -51,6 +51,7 @@ from humanstyle.stages.records import PairsAppended
 from humanstyle.stages.settings import PipelineSettings, StageFatal
 from humanstyle.stages.storage import Storage, open_storage
 from humanstyle.stages.train_data import DataDelta, TrainingData, Watermark, read_delta
+from humanstyle.stages.train_preview import Previewer, preview_enabled
 from humanstyle.stages.train_state import QUALITY_METRICS, append_validation, write_state
 from humanstyle.stages.trainer_lock import TrainerLock
 
@@ -103,6 +104,8 @@ class Trainer:
         self._state_at = -math.inf
         self._checkpoint: dict | None = None
         self.data = TrainingData()
+        self.previewer = Previewer(settings, self.storage, str(self.group.device)) if self.main and \
+            preview_enabled(settings, str(self.group.device)) else None
         self.datasets: dict[str, object] = {}
         self.val_sets: dict[str, object] = {}
         self._tb = None
@@ -342,6 +345,8 @@ class Trainer:
             self.storage.publish(file)
             log.info("%s: validation %.4f at step %d, a new best (checkpoints/best-%s.pt)", name, score, model.step,
                      name)
+            if self.previewer is not None:
+                self.previewer.render(name, model, model.step)
         else:
             log.info("%s: validation %.4f at step %d (best %.4f at step %d)", name, score, model.step,
                      self.best[name], self.best_step.get(name, 0))

@@ -24,6 +24,7 @@ from humanstyle.daemon.web.curation import Curator, IndexBusy
 from humanstyle.daemon.web.security import Guard
 from humanstyle.stages.catalog import PAIR_ORDERS, Catalog, catalog_exists, open_catalog
 from humanstyle.stages.counters import train_model_names
+from humanstyle.stages.train_preview import list_previews
 from humanstyle.stages.train_state import latest_sample, read_state, read_validation
 from humanstyle.stages.vocabulary import PATCH_REASONS, VERDICTS, VIEWS
 
@@ -162,9 +163,11 @@ def create_app(settings: Settings, health, curator: Curator | None = None) -> Fl
             panels.append({"model": model, "state": state.get("models", {}).get(model, {}),
                            "sample_step": int(sample.stem.split("-")[1]) if sample else None,
                            "curve": curve(validation.curves.get(model, [])),
-                           "quality": validation.quality.get(model, {})})
+                           "quality": validation.quality.get(model, {}),
+                           "previews": list_previews(train_root, model)})
         return page("training.html", panels=panels, checkpoint=state.get("checkpoint"),
-                    enabled=settings.train.enabled, updated=state.get("updated"))
+                    enabled=settings.train.enabled, updated=state.get("updated"),
+                    preview_s=settings.train.preview_s, preview_on_cpu=settings.train.preview_on_cpu)
 
     # --- images -----------------------------------------------------------------------------------------------
     @app.get("/img/patch/<int:patch_id>/<any(thumb, full):size>")
@@ -189,6 +192,15 @@ def create_app(settings: Settings, health, curator: Curator | None = None) -> Fl
         if sample is None:
             abort(404)
         return send_file(sample, mimetype="image/png", max_age=0)
+
+    @app.get("/video/preview/<model>/<name>")
+    def preview_video(model: str, name: str):
+        if model not in models:
+            abort(404)
+        found = [p for p in list_previews(train_root, model) if p.path.name == name]  # names from disk only
+        if not found:
+            abort(404)
+        return send_file(found[0].path, mimetype="video/mp4", max_age=3600, conditional=True)
 
     # --- curation ---------------------------------------------------------------------------------------------
     @app.post("/api/pairs/<int:pair_id>/verdict")

@@ -8,6 +8,7 @@ import os
 import threading
 import time
 import uuid
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -423,3 +424,47 @@ def test_an_incremental_refresh_reads_what_a_full_reload_reads(tmp_path):
     assert trainer.read_delta(reader, reader.watermark()).__bool__() is False  # nothing new: nothing read
     reader.close()
     trainer.close()
+
+
+def test_a_new_best_renders_a_preview_that_the_training_view_plays(tmp_path):
+    """Issue 27, item 3: after a validation pass that improves the best checkpoint, a few seconds of a watched video
+    of the model's domain, translated by it (translate-video's path), newest first on the training view."""
+    import sqlite3
+
+    import av
+
+    from humanstyle.daemon.web.app import create_app
+    from humanstyle.stages.train_preview import PREVIEW_KEEP, Previewer, list_previews
+
+    clip = Path(__file__).resolve().parents[1] / "data" / "video" / "flipping_a_pancake.mkv"
+    s = make_settings(tmp_path, val_fraction=0.5, preview_s=0.5, preview_on_cpu=True)
+    add_pairs(s, 12, 0)
+    with sqlite3.connect(s.paths.catalog) as db:  # the movie rows' video becomes a real, finished clip
+        db.execute("UPDATE videos SET path = ?, status = 'done' WHERE domain = 'movie'", (str(clip),))
+    trainer = Trainer(s, "cpu")
+    assert trainer.previewer is not None
+    trainer.refresh(Catalog(s.paths.catalog, readonly=True))
+    assert trainer.validate("pix2pix-movie2game") is not None  # the first pass is a new best
+    root = s.paths.data_dir / "train"
+    [preview] = list_previews(root, "pix2pix-movie2game")
+    assert preview.domain == "movie" and preview.step == 0
+    with av.open(str(preview.path)) as c:
+        frames = list(c.decode(video=0))
+    assert 14 <= len(frames) <= 16 and frames[0].time == 0  # 0.5 s at 30 fps, from the preview's own start
+    assert not list_previews(root, "pix2pix-game2movie"), "no game video is finished: nothing to render"
+
+    client = create_app(s, lambda: {"status": "ok", "uptime_s": 0, "stages": {}}).test_client()
+    host = {"Host": s.metrics.listen}
+    page = client.get("/training", headers=host).get_data(as_text=True)
+    assert 'id="previews-pix2pix-movie2game"' in page and "step 0: movie footage → game" in page
+    video = client.get(f"/video/preview/pix2pix-movie2game/{preview.path.name}", headers=host)
+    assert video.status_code == 200 and video.mimetype == "video/mp4" and video.data == preview.path.read_bytes()
+    for bad in ("..%2F..%2Fconfig.toml", "step-00000000-movie.mkv", "step-1-movie.mp4"):
+        assert client.get(f"/video/preview/pix2pix-movie2game/{bad}", headers=host).status_code == 404
+    assert client.get(f"/video/preview/other/{preview.path.name}", headers=host).status_code == 404
+
+    # Only the newest PREVIEW_KEEP stay.
+    for step in range(1, PREVIEW_KEEP + 3):
+        (root / "previews" / "pix2pix-movie2game" / f"step-{step:08d}-movie.mp4").write_bytes(b"x")
+    Previewer(s, trainer.storage, "cpu").prune("pix2pix-movie2game")
+    assert [p.step for p in list_previews(root, "pix2pix-movie2game")] == list(range(PREVIEW_KEEP + 2, 2, -1))

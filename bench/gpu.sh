@@ -9,7 +9,8 @@
 # --python PY (default: python3; --cpu: .venv/bin/python when present), --wheels DIR (carried wheels installed with
 # pip --target into a temp folder put on PYTHONPATH; default .whl when present, never in --cpu mode),
 # --budget-s N (seconds for the whole run, default 420; the last part, the largest-batch search, gets what is left).
-# Files: ingest_daemon_<mode>.json, train_reference_<mode>.json, reference_<mode>.log, train_largest_cuda.json,
+# Files: ingest_daemon_<mode>.json, train_reference_<mode>.json, reference_<mode>.log, translate_video_<mode>.json
+# (translate-video: flicker and 720p frames per second, bench/translate_video.py), train_largest_cuda.json,
 # gpu_util_<mode>.csv (unix time, GPU %, memory MiB, power W), gpu_<mode>.log (everything printed); <mode> is
 # "cuda" or "cpumode". Exit status 1 when a part failed (its JSON says which).
 set -uo pipefail
@@ -87,6 +88,9 @@ torch.__version__, "| torchvision", torchvision.__version__, "| opencv", cv2.__v
     echo; echo "== training against the reference ($(left) s left)"
     "$py" bench/gpu_train.py --mode "$mode" --part compare --reference "$ref" \
         --out "$out/train_reference_$suffix.json" --log "$out/reference_$suffix.log" || status=1
+    echo; echo "== translate-video ($(left) s left)"
+    if [ "$mode" = cuda ]; then tv_size=(--speed-seconds 4); else tv_size=(--smoke); fi
+    "$py" bench/translate_video.py "${tv_size[@]}" --out "$out/translate_video_$suffix.json" || status=1
     if [ "$mode" = cuda ]; then
         search=$(( $(left) - 30 )); [ "$search" -gt 150 ] && search=150
         echo; echo "== largest batches ($(left) s left, searching for at most $search s)"

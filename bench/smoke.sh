@@ -37,3 +37,4 @@ run train bench/train.py --device cpu --threads 2 --steps 1 --warmup 0 --configs
 run scale bench/scale.py --smoke --out "$out/scale.json"
 run ingest bench/ingest.py --seconds 1 --size 320x240 --runs daemon_default --skip-memory --out "$out/ingest.json"
 run tracking bench/tracking.py --smoke --out "$out/tracking.json"
+run translate_video bench/translate_video.py --smoke --out "$out/translate_video.json"

@@ -413,8 +413,12 @@ class _Writer:
             stream.pix_fmt = "bgr0"
         else:
             stream.pix_fmt = "yuv420p" if size[0] % 2 == 0 and size[1] % 2 == 0 else "yuv444p"
-        stream.time_base = in_video.time_base
-        stream.codec_context.time_base = in_video.time_base
+        # IN's time base, so every timestamp survives; MPEG-4 part 2 allows no denominator above 65535 (an MPEG-TS
+        # input's 1/90000), and there milliseconds do.
+        self.in_base = in_video.time_base
+        base = in_video.time_base if codec != "mpeg4" or in_video.time_base.denominator <= 65535 else Fraction(1, 1000)
+        stream.time_base = base
+        stream.codec_context.time_base = base
         if codec in ("libx264", "libvpx-vp9"):
             stream.options = {"crf": str(crf)}
             if codec == "libvpx-vp9":
@@ -434,7 +438,9 @@ class _Writer:
         import av
 
         frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="bgr24")
-        frame.pts, frame.time_base = pts, self.video.codec_context.time_base
+        base = self.video.codec_context.time_base
+        frame.pts = pts if base == self.in_base else round(pts * self.in_base / base)
+        frame.time_base = base
         self.container.mux(self.video.encode(frame))
 
     def packet(self, packet) -> None:
@@ -512,6 +518,7 @@ def translate_video(inp: Path, out: Path, generator: Callable[[torch.Tensor], to
     `max_seconds`: only that much of IN (from `start_s`, counted from its first frame). With `start_s` > 0 the
     frames before it are decoded and dropped and OUT starts at time 0 (the trainer's previews); `audio` False
     leaves IN's audio out."""
+    import av
     from tqdm import tqdm
 
     settings = settings or VideoTranslateSettings()
@@ -595,6 +602,10 @@ def translate_video(inp: Path, out: Path, generator: Callable[[torch.Tensor], to
             if writer is None:
                 raise VideoTranslateError(f"{inp}: no frame could be decoded")
             writer.close()
+        except av.error.FFmpegError as exc:  # an encoder or muxer refusing what it is given
+            if writer is not None:
+                writer.abandon()
+            raise VideoTranslateError(f"cannot write {out.name} ({codec}): {exc}") from None
         except BaseException:
             if writer is not None:
                 writer.abandon()

@@ -53,7 +53,7 @@ KEYPOINT_NAMES: tuple[str, ...] = (
 )  # fmt: skip
 NUM_KEYPOINTS = len(KEYPOINT_NAMES)
 NOSE, L_EYE, R_EYE, L_EAR, R_EAR, L_SHOULDER, R_SHOULDER = range(7)
-L_HIP, R_HIP, L_KNEE, R_KNEE = 11, 12, 13, 14
+L_HIP, R_HIP, L_KNEE, R_KNEE, L_ANKLE, R_ANKLE = 11, 12, 13, 14, 15, 16
 HEAD = (NOSE, L_EYE, R_EYE, L_EAR, R_EAR)
 # Index of each keypoint's left/right counterpart: what a horizontal flip of the image does to the labels.
 MIRROR = tuple(KEYPOINT_NAMES.index(n.replace("left", "@").replace("right", "left").replace("@", "right"))

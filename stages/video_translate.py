@@ -605,7 +605,8 @@ def translate_video(inp: Path, out: Path, generator: Callable[[torch.Tensor], to
         except av.error.FFmpegError as exc:  # an encoder or muxer refusing what it is given
             if writer is not None:
                 writer.abandon()
-            raise VideoTranslateError(f"cannot write {out.name} ({codec}): {exc}") from None
+            hint = "; a .mkv holds any audio codec" if streams_audio and out.suffix.lower() != ".mkv" else ""
+            raise VideoTranslateError(f"cannot write {out.name} ({codec}): {exc}{hint}") from None
         except BaseException:
             if writer is not None:
                 writer.abandon()

@@ -110,7 +110,11 @@ class ImagePool:
 
 
 class CycleGAN:
-    """Unpaired translation both ways. `train_step` takes (B, C, H, W) batches in [-1, 1], a of A, b of B."""
+    """Unpaired translation both ways. `train_step` takes (B, C, H, W) batches in [-1, 1], a of A, b of B. Shares
+    Pix2Pix's contract (`paired`, `directions`, `translate(x, direction)`, `validate(a, b) -> dict`)."""
+
+    paired = False
+    directions = DIRECTIONS
 
     def __init__(self, settings: CycleGANSettings | None = None, wrap: Wrap | None = None) -> None:
         """`wrap` (models.parallel.data_parallel) makes the trainable nets data-parallel across processes."""

@@ -79,7 +79,13 @@ def _check_choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
 
 
 class Pix2Pix:
-    """One translation direction. `train_step` takes batches (B, C, H, W) in [-1, 1] on any device."""
+    """One translation direction. `train_step` takes batches (B, C, H, W) in [-1, 1] on any device.
+
+    The contract it shares with CycleGAN: `paired` (whether it trains on aligned pairs), `directions` (what
+    `translate(x, direction)` accepts), `validate(a, b) -> dict` with a "score" (lower is better)."""
+
+    paired = True
+    directions = ("a2b",)
 
     def __init__(self, settings: Pix2PixSettings | None = None, wrap: Wrap | None = None) -> None:
         """`wrap` (models.parallel.data_parallel) makes the trainable nets data-parallel across processes; without
@@ -145,8 +151,10 @@ class Pix2Pix:
         return out
 
     @torch.no_grad()
-    def translate(self, a: torch.Tensor) -> torch.Tensor:
-        """G(a) in eval mode (no dropout), float32 in [-1, 1], on the model's device."""
+    def translate(self, a: torch.Tensor, direction: str = "a2b") -> torch.Tensor:
+        """G(a) in eval mode (no dropout), float32 in [-1, 1], on the model's device; one direction, "a2b"."""
+        if direction not in self.directions:
+            raise ValueError(f"a pix2pix model translates one way ({self.directions}), got {direction!r}")
         was_training = self.G.training
         self.G.eval()
         try:

@@ -172,7 +172,7 @@ class Trainer:
     def waiting_for(self, name: str) -> str:
         """What `name` lacks to start stepping, or "" when it has enough data."""
         t, data = self.settings.train, self.data
-        if name == "cyclegan":
+        if not self.model(name).paired:
             a, b = len(data.side_a["train"]), len(data.side_b["train"])
             if min(a, b) >= t.min_patches:
                 return ""
@@ -190,7 +190,7 @@ class Trainer:
         if name in self.val_sets:
             return ""
         t = self.settings.train
-        what = "patches of each domain" if name == "cyclegan" else "pairs"
+        what = "pairs" if self.model(name).paired else "patches of each domain"
         return (f"{name} has no validation {what} yet (train.val_fraction = {t.val_fraction}): it trains, but "
                 "chooses no best checkpoint until some fall in the validation split")
 
@@ -214,9 +214,10 @@ class Trainer:
             was_waiting = bool(self.notes[name].get("waiting"))
             self._say(name, "waiting", waiting)
             if not waiting and (was_waiting or "started" not in self.notes[name]):
-                size = (len(self.data.pairs["train"]) if name != "cyclegan"
+                paired = self.model(name).paired
+                size = (len(self.data.pairs["train"]) if paired
                         else min(len(self.data.side_a["train"]), len(self.data.side_b["train"])))
-                what = "patches per domain" if name == "cyclegan" else "pairs"
+                what = "pairs" if paired else "patches per domain"
                 self.notes[name]["started"] = "yes"
                 log.info("%s: training from step %d on %d %s", name, self.model(name).step, size, what)
             self._say(name, "no_validation", self.no_validation(name) if not waiting else "")
@@ -278,7 +279,7 @@ class Trainer:
     def train_step(self, name: str) -> dict[str, float]:
         t = self.settings.train
         model = self.model(name)
-        batch = t.cyclegan_batch_size if name == "cyclegan" else t.pix2pix_batch_size
+        batch = t.pix2pix_batch_size if model.paired else t.cyclegan_batch_size
         a, b = stack_batch(self.datasets[name], model.step, batch, self.seed, self.group.rank, self.group.world)
         terms = model.train_step(a, b)
         if not self.main:
@@ -321,10 +322,10 @@ class Trainer:
             result = model.validate(a, b)
         score = result["score"]
         quality = {k: result[k] for k in QUALITY_METRICS if k in result}
-        if name == "cyclegan":
-            quality["cycle_l1"] = score
-        else:
+        if model.paired:
             counters.TRAIN_VAL_L1.labels(name).set(score)
+        else:
+            quality["cycle_l1"] = score
         for metric, value in quality.items():
             counters.TRAIN_QUALITY.labels(name, metric).set(value)
         if (tb := self.tensorboard()) is not None:
@@ -360,7 +361,7 @@ class Trainer:
         b = torch.stack([dataset[i][1] for i in range(n)])
         model = self.model(name)
         with torch.no_grad():
-            out = model.translate(a, "a2b") if name == "cyclegan" else model.translate(a)
+            out = model.translate(a, "a2b")
         file = f"train/samples/{name}/step-{model.step:08d}.png"
         path = self.storage.local_path(file)
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -146,13 +146,11 @@ class Previewer:
         if clip is None:
             return None
         a, _ = self.settings.domains
-        if model_name == "cyclegan":
-            way = "a2b" if direction.startswith(f"{a}2") else "b2a"
+        # A pix2pix model is its own one direction; CycleGAN's a is the first domain.
+        way = "a2b" if model.paired or direction.startswith(f"{a}2") else "b2a"
 
-            def generator(x):
-                return model.translate(x, way)
-        else:
-            generator = model.translate
+        def generator(x):
+            return model.translate(x, way)
         name = f"train/previews/{model_name}/step-{step:08d}-{domain}.mp4"
         out = self.storage.local_path(name)
         out.parent.mkdir(parents=True, exist_ok=True)

@@ -40,17 +40,13 @@ def load_generator(checkpoint: Path, model: str, direction: str, domains: tuple[
         raise TranslateError(f"{checkpoint} holds a {kind} model; use --model {kind}")
     try:
         settings = {**state["settings"], "device": "cuda" if torch.cuda.is_available() else "cpu"}
-        if kind == "pix2pix":
-            net = Pix2Pix(Pix2PixSettings(**settings))
-            net.load_state_dict(state)
-            return net.translate, net.settings.image_size
-        net = CycleGAN(CycleGANSettings(**settings))
+        net = Pix2Pix(Pix2PixSettings(**settings)) if kind == "pix2pix" else CycleGAN(CycleGANSettings(**settings))
         net.load_state_dict(state)
     except (KeyError, TypeError, ValueError, RuntimeError) as exc:  # weights of another size or architecture
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise TranslateError(f"{checkpoint}: its weights do not fit the {kind} model its settings describe "
                              f"({first})") from None
-    way = "a2b" if direction == f"{a}2{b}" else "b2a"
+    way = "a2b" if net.paired or direction == f"{a}2{b}" else "b2a"  # a pix2pix model is its own one direction
     return (lambda x: net.translate(x, way)), net.settings.image_size
 
 

@@ -89,6 +89,20 @@ def test_cyclegan_cycle_loss_falls() -> None:
         model.translate(va, "sideways")
 
 
+@pytest.mark.parametrize("make", [tiny_pix2pix, tiny_cyclegan])
+def test_both_models_keep_one_contract(make) -> None:
+    """What the trainer, translate and the previews rely on, so none of them asks which model it holds."""
+    model = make()
+    a = smooth_images(2, 3)
+    assert isinstance(model.paired, bool) and model.directions[0] == "a2b"
+    for direction in model.directions:
+        assert model.translate(a, direction).shape == a.shape
+    with pytest.raises(ValueError):
+        model.translate(a, "sideways")
+    result = model.validate(a, -a)
+    assert isinstance(result, dict) and np.isfinite(result["score"])
+
+
 def test_image_pool_returns_history_once_full() -> None:
     pool = ImagePool(pool_size=3, seed=0)
     first = torch.zeros(3, 1, 2, 2)

@@ -334,7 +334,7 @@ class Catalog:
                + " WHERE p.verdict_seq > ? AND p.id <= ? ORDER BY p.id")
         return self._q(sql, (after_seq, upto)).fetchall()
 
-    def pairs_since(self, n: int) -> list[Row]:
+    def latest_pairs(self, n: int) -> list[Row]:
         """The n most recently inserted pairs, oldest first."""
         rows = self._q(self.pair_rows_sql + " ORDER BY p.id DESC LIMIT ?", (n,)).fetchall()
         return rows[::-1]

@@ -231,7 +231,7 @@ class PairingHandler:
                 added = [p for p in proposed if self.catalog.add_pair(p.a_id, p.b_id, p.view, p.similarity,
                                                                       p.mirrored)]
         if added:
-            self.csv.append(self.catalog.pairs_since(len(added)))
+            self.csv.append(self.catalog.latest_pairs(len(added)))
             for p in added:
                 PAIRS.labels(p.view).inc()
         self.index.commit_batch(ids, domain, view, keypoints)

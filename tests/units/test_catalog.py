@@ -76,7 +76,7 @@ def test_patches_and_pairs_are_written_once_and_read_back(target):
         first, second, 1, "patches/movie/a.png", "patches/game/b.png")
     assert pair["similarity"] == 0.9912345678901234  # a double, not PostgreSQL's 4-byte REAL
     assert tuple(pair)[0] == pair["id"] and cat.pair_count() == 1
-    assert [r["id"] for r in cat.pairs_since(1)] == [pair["id"]]
+    assert [r["id"] for r in cat.latest_pairs(1)] == [pair["id"]]
     counts = cat.counts()
     assert sorted(counts["patches"]) == [("game", VIEW, 1), ("movie", VIEW, 1), ("movie", "REJECTED", 1)]
     assert counts["pairs"] == [(VIEW, 1)] and counts["rejections"] == [("movie", "", 1)]

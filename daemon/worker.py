@@ -25,7 +25,6 @@ from humanstyle.stages.handler import Route, Stopping
 from humanstyle.stages.records import Record
 
 log = logging.getLogger("humanstyle.worker")
-DEFAULT_WAIT_MS = 200
 MAX_PER_SOCKET = 64  # records taken from one socket before the others (and the tick) get a turn
 STOPPED_RECEIVER_GRACE_S = 1.0
 
@@ -130,14 +129,13 @@ class Worker:
     def run(self) -> None:
         handler = self.handler
         try:
-            if hasattr(handler, "start"):
-                handler.start(self.outbox)
+            handler.start(self.outbox)
             self.fab.mark_ready()
             quiet_since: float | None = None
             while True:
                 if self.stop.set and not self.spec.drain_s:
                     break
-                wait = handler.wait_ms() if hasattr(handler, "wait_ms") else DEFAULT_WAIT_MS
+                wait = handler.wait_ms()
                 handled = self.receive(wait)
                 if self.stop.set:
                     # Drain: keep taking results while upstream stages finish their last units, then leave.
@@ -146,16 +144,14 @@ class Worker:
                     if handled == 0 and now - quiet_since > self.spec.drain_s:
                         break
                     continue
-                if hasattr(handler, "tick"):
-                    started = time.monotonic()
-                    if handler.tick(self.outbox):
-                        metrics.mark_work_done(self.spec.stage, started)
+                started = time.monotonic()
+                if handler.tick(self.outbox):
+                    metrics.mark_work_done(self.spec.stage, started)
         except Stopping as exc:
             log.warning("%s-%d: %s", self.spec.stage, self.index, exc)
         finally:
             try:
-                if hasattr(handler, "close"):
-                    handler.close()
+                handler.close()
             finally:
                 self.fab.close()
 
@@ -185,7 +181,7 @@ class Worker:
 
     def take(self, record: Record, pending: _Pending) -> None:
         handler = self.handler
-        if type(record) in getattr(handler, "passes", ()):
+        if type(record) in handler.passes:
             if pending.records:
                 pending.passing.append(record)  # after the batch it arrived behind
             else:

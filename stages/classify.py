@@ -45,7 +45,7 @@ import numpy as np
 
 from humanstyle.stages.counters import MODEL_CALLS
 from humanstyle.stages.detect import box_in_patch
-from humanstyle.stages.handler import Outbox, Route
+from humanstyle.stages.handler import Handler, Outbox, Route
 from humanstyle.stages.records import Classified, Patch, VideoEnd, WindowDone
 from humanstyle.stages.settings import ClassifySettings, PipelineSettings, StageFatal
 from humanstyle.stages.vocabulary import (
@@ -249,7 +249,7 @@ def build_estimator(settings: PipelineSettings):
         raise StageFatal(str(exc)) from None
 
 
-class ClassifyHandler:
+class ClassifyHandler(Handler):
     """Patches in batches of `classify.batch_size`, each out as a classified patch."""
 
     passes = (WindowDone, VideoEnd)  # the index needs them; they travel the same path as the results

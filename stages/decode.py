@@ -61,7 +61,7 @@ import cv2
 import numpy as np
 
 from humanstyle.stages.counters import DECODE_SECONDS, ERRORS, FRAMES_DECODED, FRAMES_GRABBED, WINDOWS_SENT
-from humanstyle.stages.handler import Outbox, Route, Stopping
+from humanstyle.stages.handler import Handler, Outbox, Route, Stopping
 from humanstyle.stages.records import Job, VideoEnd, Window
 from humanstyle.stages.settings import DecodeSettings
 from humanstyle.stages.storage import Storage, StorageError
@@ -513,7 +513,7 @@ def window_record(window: DecodedWindow, video: dict) -> Window:
                   timestamps=[round(t, 4) for t in window.timestamps_s])
 
 
-class DecodeHandler:
+class DecodeHandler(Handler):
     """Jobs in; each video's windows, then its video_end, out."""
 
     passes = ()

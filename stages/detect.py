@@ -27,7 +27,7 @@ import cv2
 import numpy as np
 
 from humanstyle.stages.counters import BOXES_SKIPPED, FRAMES_DETECTED, MODEL_CALLS, PERSONS_DETECTED
-from humanstyle.stages.handler import Outbox, Route
+from humanstyle.stages.handler import Handler, Outbox, Route
 from humanstyle.stages.records import Patch, VideoEnd, Window, WindowDone
 from humanstyle.stages.settings import DetectSettings, StageFatal
 
@@ -185,7 +185,7 @@ def build_detector(settings: DetectSettings):
         raise StageFatal(str(exc)) from None
 
 
-class DetectHandler:
+class DetectHandler(Handler):
     """Windows in; each window's patches, then its WindowDone, out."""
 
     passes = (VideoEnd,)  # the index needs it; it travels the same path as the results

@@ -1,6 +1,6 @@
 """What a stage's logic offers the process around it, and what it gets from it.
 
-A stage handler is a plain object of `stages/` with:
+A stage handler is a `Handler` of `stages/` with:
 
 - `routes`: record type -> `Route(handle, batch, on_error)`. `handle(records, outbox)` gets up to `batch` records
   of that type at once (the classifier batches patches for one model call). When it raises, the process counts
@@ -8,9 +8,9 @@ A stage handler is a plain object of `stages/` with:
   rejected as `classify_error`), so one poison input never takes the stage down.
 - `passes`: record types forwarded unchanged (a `video_end` travels through the detector and the classifier to
   the index, in order with the results around it).
-- optionally `start(outbox)` (before the process reports ready), `tick(outbox) -> units of work done` (periodic
-  work: the watcher's scan, the index's dispatch, the trainer's steps), `wait_ms()` (how long to wait for input
-  before the next tick) and `close()`.
+- hooks that do nothing unless a stage overrides them: `start(outbox)` (before the process reports ready),
+  `tick(outbox) -> units of work done` (periodic work: the watcher's scan, the index's dispatch, the trainer's
+  steps), `wait_ms()` (how long to wait for input before the next tick) and `close()`.
 
 It sends what it produces through an `Outbox`: the daemon's sockets (humanstyle's worker loop), or a `ListOutbox`
 in one-shot tools, benchmarks and tests, which call the same handlers without any socket.
@@ -21,9 +21,12 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any, Protocol
 
 from humanstyle.stages.records import Record
+
+DEFAULT_WAIT_MS = 200
 
 
 class Stopping(Exception):
@@ -59,6 +62,29 @@ class Outbox(Protocol):
 
     def pause(self, seconds: float) -> bool:
         """Wait up to `seconds` (a back-off); True when the process was asked to stop meanwhile."""
+
+
+class Handler:
+    """The base of every stage's logic (see the module docstring): no routes, nothing passed on, hooks that do
+    nothing. The process around it (humanstyle's daemon/worker.py) calls every hook, so a stage writes only what
+    it does."""
+
+    routes: MappingProxyType | dict = MappingProxyType({})
+    passes: tuple[type[Record], ...] = ()
+
+    def start(self, outbox: Outbox) -> None:
+        """Before the process reports ready."""
+
+    def tick(self, outbox: Outbox) -> int:
+        """Periodic work between inputs; returns the units of work done (0: none)."""
+        return 0
+
+    def wait_ms(self) -> int:
+        """How long to wait for input before the next tick."""
+        return DEFAULT_WAIT_MS
+
+    def close(self) -> None:
+        """When the process leaves, whatever happened."""
 
 
 class ListOutbox:

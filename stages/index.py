@@ -37,7 +37,7 @@ from humanstyle.stages.counters import (
     VIDEOS_UNFINISHED,
 )
 from humanstyle.stages.decode import probe_video, windows_in
-from humanstyle.stages.handler import Outbox, Route
+from humanstyle.stages.handler import Handler, Outbox, Route
 from humanstyle.stages.records import (
     Classified,
     Discovered,
@@ -98,7 +98,7 @@ class SegmentProgress:
         return all(len(self.seen.get(w, ())) >= n for w, n in self.expected.items())
 
 
-class IndexHandler:
+class IndexHandler(Handler):
     """Discovered files, classified patches, window and segment ends, restart notices and verdicts in; jobs out.
 
     Two duties, by `ingest.role`: registering (all, coordinator) turns discovered files into videos and their

@@ -39,7 +39,7 @@ from humanstyle.stages.counters import (
     PAIRING_SEARCHES,
     PAIRS,
 )
-from humanstyle.stages.handler import Outbox
+from humanstyle.stages.handler import Handler, Outbox
 from humanstyle.stages.pair import IndexFormatError, PairingIndex
 from humanstyle.stages.pose import NUM_KEYPOINTS
 from humanstyle.stages.records import PairsAppended
@@ -92,7 +92,7 @@ def runs(rows: list) -> list[list]:
     return [list(run) for view_rows in by_view.values() for _, run in groupby(view_rows, key=lambda r: r["domain"])]
 
 
-class PairingHandler:
+class PairingHandler(Handler):
     """No input socket: each tick pairs the next batch of unpaired patches from the catalog; pair events out."""
 
     routes: dict = {}

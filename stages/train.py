@@ -46,7 +46,7 @@ from humanstyle.models.pix2pix import Pix2Pix, Pix2PixSettings
 from humanstyle.stages import counters
 from humanstyle.stages.catalog import Catalog, CatalogError, catalog_errors, catalog_exists, open_catalog
 from humanstyle.stages.distributed import Group, Plan
-from humanstyle.stages.handler import Outbox, Route
+from humanstyle.stages.handler import Handler, Outbox, Route
 from humanstyle.stages.records import PairsAppended
 from humanstyle.stages.settings import PipelineSettings, StageFatal
 from humanstyle.stages.storage import Storage, open_storage
@@ -529,7 +529,7 @@ class RankLoop:
             self.catalog.close()
 
 
-class TrainHandler:
+class TrainHandler(Handler):
     """Pair events in (each refreshes the datasets); each tick trains one step of every model that has enough data,
     refreshes on the timer too, and checkpoints every train.checkpoint_every steps and on close.
 

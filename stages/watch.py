@@ -46,7 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from humanstyle.stages.catalog import Catalog, CatalogError, catalog_errors, catalog_exists, open_catalog
-from humanstyle.stages.handler import Outbox
+from humanstyle.stages.handler import Handler, Outbox
 from humanstyle.stages.records import Discovered
 from humanstyle.stages.settings import PipelineSettings
 
@@ -364,7 +364,7 @@ class KnownFiles:
             return False
 
 
-class WatchHandler:
+class WatchHandler(Handler):
     """No input: each tick scans (waking early on filesystem events) and reports new stable files."""
 
     routes: dict = {}

@@ -33,3 +33,22 @@ def test_message_reasons_cover_every_wire_record_worker_and_index_refusal():
     produced |= literals("daemon/worker.py", r'MESSAGES_REJECTED\.labels\([^,]+, "([a-z_]+)"\)')
     produced |= literals("stages/index.py", r'self\.reject\("([a-z_]+)"')
     assert produced <= set(MESSAGE_REASONS), produced - set(MESSAGE_REASONS)
+
+
+def test_every_stage_handler_keeps_the_handler_contract():
+    """Every process's logic is a stages.handler.Handler: the worker loop calls each hook without asking whether
+    it exists, so a stage writes only what it does (issue #29's handler base class)."""
+    import importlib
+    import pkgutil
+
+    import humanstyle.daemon.processes as processes
+    from humanstyle.stages.handler import Handler
+
+    specs = [importlib.import_module(f"{processes.__name__}.{m.name}")
+             for m in pkgutil.iter_modules(processes.__path__)]
+    handlers = {cls for mod in specs for name, cls in vars(mod).items() if name.endswith("Handler") and
+                isinstance(cls, type)}
+    assert len(handlers) >= 7, handlers
+    for cls in handlers:
+        assert issubclass(cls, Handler), cls
+        assert all(callable(getattr(cls, hook)) for hook in ("start", "tick", "wait_ms", "close"))

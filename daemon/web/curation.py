@@ -14,9 +14,15 @@ import threading
 import time
 from collections.abc import Callable
 
+from flask import Blueprint, jsonify, request
+
 from humanstyle.daemon.config import Settings
+from humanstyle.daemon.web.context import web
 from humanstyle.stages.catalog import Catalog
 from humanstyle.stages.records import PairVerdict
+from humanstyle.stages.vocabulary import VERDICTS
+
+api = Blueprint("api", __name__)
 
 
 class IndexBusy(RuntimeError):
@@ -60,3 +66,27 @@ class Curator:
             if self._fabric is not None:
                 self._fabric.close()
                 self._fabric = self._sender = None
+
+
+# --- the verdict API ---------------------------------------------------------------------------------------------
+@api.post("/api/pairs/<int:pair_id>/verdict")
+def set_verdict(pair_id: int):
+    w = web()
+    guard, curator, catalog = w.guard, w.curator, w.catalog
+    refusal = guard.write_refusal(request.headers, request.host)
+    if refusal:
+        return jsonify(error=refusal), 403
+    if curator is None:
+        return jsonify(error="curation is not available here"), 503
+    body = request.get_json(silent=True) or {}
+    verdict = body.get("verdict")
+    if verdict not in VERDICTS:
+        return jsonify(error=f"verdict must be one of {', '.join(VERDICTS)}"), 400
+    db = catalog()
+    if db is None or db.pair(pair_id) is None:
+        return jsonify(error=f"no pair {pair_id}"), 404
+    try:
+        stored = curator.judge(pair_id, verdict, catalog)
+    except IndexBusy as exc:
+        return jsonify(error=str(exc)), 503
+    return jsonify(pair_id=pair_id, verdict=verdict, stored=stored), 200 if stored else 202

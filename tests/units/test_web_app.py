@@ -160,7 +160,7 @@ def test_zero_count_reasons_share_one_line_and_the_curve_has_labelled_axes(site)
 
 
 def test_nice_ticks_cover_the_data_with_round_steps():
-    from humanstyle.daemon.web.app import nice_ticks
+    from humanstyle.daemon.web.pages import nice_ticks
     assert nice_ticks(0.108, 0.43, 5) == pytest.approx([0.1, 0.2, 0.3, 0.4, 0.5])
     assert nice_ticks(0, 3000) == [0, 1000, 2000, 3000]
     one = nice_ticks(0.25, 0.25)  # one point still spans an axis

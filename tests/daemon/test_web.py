@@ -59,9 +59,15 @@ class Browser:
         self.problems: list[str] = []
         self.page.on("console", lambda m: m.type == "error" and self.problems.append(f"console: {m.text}"))
         self.page.on("pageerror", lambda e: self.problems.append(f"page error: {e}"))
-        self.page.on("requestfailed", lambda r: self.problems.append(f"request failed: {r.url} {r.failure}"))
+        self.page.on("requestfailed", self.request_failed)
         self.page.on("response", lambda r: r.status >= 400 and self.problems.append(f"HTTP {r.status}: {r.url}"))
         self.shots = shots
+
+    def request_failed(self, request) -> None:
+        # A <video preload="metadata"> cancels its own download once it has what it needs: not an error.
+        if "/video/" in request.url and "ERR_ABORTED" in str(request.failure):
+            return
+        self.problems.append(f"request failed: {request.url} {request.failure}")
 
     def visit(self, url: str) -> None:
         self.page.goto(url, wait_until="networkidle")

@@ -14,6 +14,7 @@ $HUMANSTYLE_SCREENSHOTS). Skips without Chromium or Playwright, which CI turns i
 from __future__ import annotations
 
 import os
+import shutil
 import threading
 from pathlib import Path
 
@@ -73,6 +74,11 @@ def fill(tmp_path: Path) -> config.Settings:
         append_validation(root, "pix2pix-movie2game", step, score)
     write_state(root, {"models": {"pix2pix-movie2game": {"step": 1500, "validation": {"step": 1500, "score": 0.16},
                                                          "best": {"step": 1500, "score": 0.16}}}})
+    previews = root / "previews" / "pix2pix-movie2game"  # two preview videos (a real clip stands in for them)
+    previews.mkdir(parents=True)
+    for step in (1000, 1500):
+        shutil.copy(Path(__file__).resolve().parents[1] / "data" / "video" / "bikes.mp4",
+                    previews / f"step-{step:08d}-movie.mp4")
     return settings
 
 

@@ -51,6 +51,15 @@ run_all() {
             || exit 1
         export PYTHONPATH="$site${PYTHONPATH:+:$PYTHONPATH}"
     fi
+    if ! "$py" -c 'import humanstyle' 2>/dev/null; then
+        # Not installed there: the package maps humanstyle.daemon, .stages and .models to the top-level folders
+        # (pyproject.toml), and links give the same mapping (the pose index's C kernel then falls back to numpy).
+        shim=$(mktemp -d -t humanstyle-pkg-XXXXXX)
+        mkdir "$shim/humanstyle" && touch "$shim/humanstyle/__init__.py"
+        for d in daemon stages models; do ln -s "$PWD/$d" "$shim/humanstyle/$d"; done
+        export PYTHONPATH="$shim${PYTHONPATH:+:$PYTHONPATH}"
+        echo "humanstyle is not installed for $py: imported from this checkout through $shim"
+    fi
     export PYTHONUNBUFFERED=1 KINETO_LOG_LEVEL=5  # kineto (torch.profiler) is chatty on stderr otherwise
     "$py" -c 'import platform, torch, torchvision, cv2, zmq; print("python", platform.python_version(), "| torch",
 torch.__version__, "| torchvision", torchvision.__version__, "| opencv", cv2.__version__, "| pyzmq", zmq.__version__,

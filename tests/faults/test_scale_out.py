@@ -130,8 +130,10 @@ def scenario(tmp, clips, baseline, net) -> None:
             wait(lambda: ((coordinator.health() or {}).get("ingest", {}).get("leases_expired") or 0) >= 1, 120,
                  "another machine to take a vanished machine's segment over", logs)
             net.restore(2, i2)
-            ingest(1, "i1")  # a fresh machine under the same name: it takes back what is still its own at once
+            again = ingest(1, "i1")  # a fresh machine under the same name: it takes back what is still its own
             wait(lambda: all_finished(data, videos, coordinator_url), FINISH_TIMEOUT, "every video", logs)
+            # The others may finish every video before it serves its metrics, which are scraped below.
+            wait(lambda: (again.health() or {}).get("status") == "ok", 180, "the restarted ingest 1", logs)
 
             health = coordinator.health()
             assert health["role"] == "coordinator" and (health["ingest"]["leases_expired"] or 0) >= 1, health["ingest"]

@@ -45,7 +45,15 @@ from humanstyle.models.pix2pix import Pix2Pix, Pix2PixSettings  # noqa: E402
 from humanstyle.stages.detect import square_patch  # noqa: E402
 from humanstyle.stages.settings import DetectSettings  # noqa: E402
 from humanstyle.stages.video_settings import VIDEO_DEFAULTS, VideoTranslateSettings  # noqa: E402
-from humanstyle.stages.video_translate import Flow, Region, consistency, translate_video, warp  # noqa: E402
+from humanstyle.stages.video_translate import (  # noqa: E402
+    Flow,
+    Region,
+    consistency,
+    flow_maps,
+    translate_video,
+    warp,
+    warping_error,
+)
 from tests.video_people import ScriptedDetector, load_people  # noqa: E402
 
 VIDEO = ROOT / "tests" / "data" / "video"
@@ -103,14 +111,11 @@ def input_floor(name: str, people) -> float:
             for det in people[k]:
                 mask[det.mask] = 1.0
             if prev is not None and mask.any() and prev_mask.any():
-                region = Region(0, image.shape[0], 0, image.shape[1])
-                f = flow(image, prev)
-                warped = warp(prev, f, region)
-                weight = mask * warp(prev_mask, f, region) * consistency(image, warped)  # as the output's measure
-                total = weight.sum()
-                if total > 0:
-                    diff = np.abs(image.astype(np.float32) - warped.astype(np.float32)).mean(axis=2)
-                    errors.append(float((diff * weight).sum() / total))
+                maps = flow_maps(flow(image, prev), Region(0, image.shape[0], 0, image.shape[1]))
+                weight = mask * warp(prev_mask, maps) * consistency(image, warp(prev, maps))  # as the output's
+                error = warping_error(image, prev, maps, weight)
+                if np.isfinite(error):
+                    errors.append(error)
             prev, prev_mask = image, mask
     return float(np.mean(errors)) if errors else float("nan")
 

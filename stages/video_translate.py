@@ -25,7 +25,6 @@ Decisions
 
 from __future__ import annotations
 
-import logging
 import os
 import time
 from collections import deque
@@ -38,13 +37,12 @@ import cv2
 import numpy as np
 import torch
 
+from humanstyle.models.data import to_uint8_rgb
 from humanstyle.stages.decode import NotAVideo, sniff_container
 from humanstyle.stages.detect import square_box, square_patch
 from humanstyle.stages.translate import TranslateError
 from humanstyle.stages.video_settings import VideoTranslateSettings
 from humanstyle.stages.video_tracking import BoxSmoother, make_tracker, track
-
-log = logging.getLogger("humanstyle.translate_video")
 
 # A frame stream stopping more than this many seconds (or typical gaps, whichever is more) before the header's
 # duration is a cut file; container durations are estimates to a frame or two.
@@ -54,8 +52,9 @@ FLOW_MAX_WIDTH = 640  # flow is computed on frames shrunk to this width: DIS cos
 CONSISTENCY_SIGMA = 12.0  # grey levels: |input - warped previous input| at which a pixel's blend weight is 1/e
 GENERATOR_BATCH = 16
 
-CODECS = {".mp4": "libx264", ".mov": "libx264", ".mkv": "libx264", ".m4v": "libx264", ".avi": "mpeg4",
-          ".webm": "libvpx-vp9"}
+# OUT's suffix -> (FFmpeg muxer, default video codec)
+CONTAINERS = {".mp4": ("mp4", "libx264"), ".m4v": ("mp4", "libx264"), ".mov": ("mov", "libx264"),
+              ".mkv": ("matroska", "libx264"), ".avi": ("avi", "mpeg4"), ".webm": ("webm", "libvpx-vp9")}
 
 
 class VideoTranslateError(TranslateError):
@@ -103,10 +102,12 @@ def _rotation(frame) -> int:
 # Flow, warping, flicker
 
 class Flow:
-    """Dense flow from the current input frame back to the previous one, at FLOW_MAX_WIDTH at most."""
+    """Dense flow from the current input frame back to the previous one, at FLOW_MAX_WIDTH at most. Frames come in
+    order, so the previous frame's grey image is the one made for it as the current frame one call before."""
 
     def __init__(self) -> None:
         self.dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_FAST)
+        self._last: tuple[np.ndarray, np.ndarray] | None = None  # (frame, its grey image)
 
     def __call__(self, current_bgr: np.ndarray, previous_bgr: np.ndarray) -> np.ndarray:
         h, w = current_bgr.shape[:2]
@@ -114,10 +115,14 @@ class Flow:
         size = (max(1, round(w * scale)), max(1, round(h * scale)))
 
         def grey(image: np.ndarray) -> np.ndarray:
+            if self._last is not None and self._last[0] is image:
+                return self._last[1]
             g = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
             return cv2.resize(g, size, interpolation=cv2.INTER_AREA) if scale < 1.0 else g
 
-        flow = self.dis.calc(grey(current_bgr), grey(previous_bgr), None)
+        current = grey(current_bgr)
+        flow = self.dis.calc(current, grey(previous_bgr), None)
+        self._last = (current_bgr, current)
         if scale < 1.0:
             flow = cv2.resize(flow, (w, h), interpolation=cv2.INTER_LINEAR) / scale
         return flow
@@ -140,14 +145,18 @@ class Region:
         return slice(ys.start - self.y0, ys.stop - self.y0), slice(xs.start - self.x0, xs.stop - self.x0)
 
 
-def warp(previous: np.ndarray, flow: np.ndarray, region: Region) -> np.ndarray:
-    """The whole `previous` frame moved onto `region` of the current one: out(p) = previous(p + flow(p)), with
-    `flow` the region's part of the current-to-previous flow."""
+def flow_maps(flow: np.ndarray, region: Region) -> tuple[np.ndarray, np.ndarray]:
+    """Where each pixel of `region` of the current frame was in the previous one, p + flow(p), as cv2.remap's maps;
+    `flow` is the region's part of the current-to-previous flow. Made once per frame for every `warp` of it."""
     h, w = flow.shape[:2]
     gx, gy = np.meshgrid(np.arange(region.x0, region.x0 + w, dtype=np.float32),
                          np.arange(region.y0, region.y0 + h, dtype=np.float32))
-    return cv2.remap(previous, gx + flow[..., 0], gy + flow[..., 1], cv2.INTER_LINEAR,
-                     borderMode=cv2.BORDER_REPLICATE)
+    return gx + flow[..., 0], gy + flow[..., 1]
+
+
+def warp(previous: np.ndarray, maps: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """The whole `previous` frame moved onto the region `maps` was made for: out(p) = previous(p + flow(p))."""
+    return cv2.remap(previous, maps[0], maps[1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
 def consistency(current: np.ndarray, warped_previous: np.ndarray) -> np.ndarray:
@@ -156,14 +165,15 @@ def consistency(current: np.ndarray, warped_previous: np.ndarray) -> np.ndarray:
     return np.exp(-diff / CONSISTENCY_SIGMA)
 
 
-def warping_error(out: np.ndarray, previous_out: np.ndarray, flow: np.ndarray, region: Region,
+def warping_error(out: np.ndarray, previous_out: np.ndarray, maps: tuple[np.ndarray, np.ndarray],
                   weight: np.ndarray) -> float:
-    """Mean |OUT_t - warp(OUT_t-1)| over `region`, weighted by `weight` (mask x input consistency): the change
-    between output frames that the input's own motion does not explain, i.e. flicker. NaN when no pixel counts."""
+    """Mean |OUT_t - warp(OUT_t-1)| over the region `maps` was made for (`out` is that region), weighted by `weight`
+    (mask x input consistency): the change between output frames that the input's own motion does not explain,
+    i.e. flicker. NaN when no pixel counts."""
     total = float(weight.sum())
     if total <= 0:
         return float("nan")
-    diff = np.abs(out.astype(np.float32) - warp(previous_out, flow, region).astype(np.float32)).mean(axis=2)
+    diff = np.abs(out.astype(np.float32) - warp(previous_out, maps).astype(np.float32)).mean(axis=2)
     return float((diff * weight).sum() / total)
 
 
@@ -200,8 +210,7 @@ def to_input(patch_bgr: np.ndarray) -> torch.Tensor:
 
 
 def from_output(images: torch.Tensor) -> list[np.ndarray]:
-    x = images.detach().float().cpu().clamp(-1, 1).add(1).mul(127.5).round().to(torch.uint8)
-    return [cv2.cvtColor(np.ascontiguousarray(im), cv2.COLOR_RGB2BGR) for im in x.permute(0, 2, 3, 1).numpy()]
+    return [cv2.cvtColor(im, cv2.COLOR_RGB2BGR) for im in to_uint8_rgb(images)]
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -232,7 +241,7 @@ class Compositor:
         self.report = VideoReport()
         self._timer = {"track": 0.0, "generator": 0.0, "composite": 0.0, "flow": 0.0}
 
-    def people(self, frame: np.ndarray, detections, timestamp: float) -> list[_Person]:
+    def people(self, detections, timestamp: float) -> list[_Person]:
         start = time.perf_counter()
         boxes = np.array([d.box for d in detections], dtype=np.float32).reshape(-1, 4)
         scores = np.array([d.score for d in detections], dtype=np.float32)
@@ -295,32 +304,32 @@ class Compositor:
             alpha[local] = np.maximum(alpha[local], a)
         self._timer["composite"] += time.perf_counter() - start
 
-        flow = None
+        maps = None
         if (self.settings.smoothing > 0 or self.measure_flicker) and self.previous_alpha is not None:
             t0 = time.perf_counter()
-            flow = self.flow(frame, self.previous_in)[roi.slices]
+            maps = flow_maps(self.flow(frame, self.previous_in)[roi.slices], roi)
             self._timer["flow"] += time.perf_counter() - t0
         start = time.perf_counter()
         held = None
-        if flow is not None:
-            held = consistency(here, warp(self.previous_in, flow, roi)) * warp(self.previous_alpha, flow, roi)
+        if maps is not None:
+            held = consistency(here, warp(self.previous_in, maps)) * warp(self.previous_alpha, maps)
         if held is not None and self.settings.smoothing > 0:
             weight = (self.settings.smoothing * held)[..., None]
-            translated += weight * (warp(self.previous_out, flow, roi).astype(np.float32) - translated)
+            translated += weight * (warp(self.previous_out, maps).astype(np.float32) - translated)
         blended = here.astype(np.float32)
         blended += alpha[..., None] * (translated - blended)
         out = frame.copy()
         out[roi.slices] = np.where(alpha[..., None] > 0, np.clip(np.rint(blended), 0, 255), here).astype(np.uint8)
         self._timer["composite"] += time.perf_counter() - start
         if self.measure_flicker and held is not None:
-            self.report.flicker.append(warping_error(out[roi.slices], self.previous_out, flow, roi, alpha * held))
+            self.report.flicker.append(warping_error(out[roi.slices], self.previous_out, maps, alpha * held))
         full_alpha = np.zeros((h, w), dtype=np.float32)
         full_alpha[roi.slices] = alpha
         self.previous_in, self.previous_out, self.previous_alpha = frame, out, full_alpha
         return out
 
     def run(self, frames: list[np.ndarray], detections: list[list], timestamps: list[float]) -> list[np.ndarray]:
-        people = [self.people(f, d, t) for f, d, t in zip(frames, detections, timestamps, strict=True)]
+        people = [self.people(d, t) for d, t in zip(detections, timestamps, strict=True)]
         patches = self.translate(frames, people)
         return [self.composite(f, p, q) for f, p, q in zip(frames, people, patches, strict=True)]
 
@@ -383,9 +392,10 @@ def _scan(path: Path) -> tuple[int, float]:
 def _pick_codec(out: Path, codec: str | None) -> str:
     import av
 
-    name = codec or CODECS.get(out.suffix.lower())
+    name = codec or CONTAINERS.get(out.suffix.lower(), (None, None))[1]
     if name is None:
-        raise VideoTranslateError(f"{out}: unknown video container {out.suffix!r} (use one of {', '.join(CODECS)})")
+        raise VideoTranslateError(f"{out}: unknown video container {out.suffix!r} (use one of "
+                                  f"{', '.join(CONTAINERS)})")
     if name not in av.codecs_available:
         if codec is None and "mpeg4" in av.codecs_available:
             return "mpeg4"
@@ -589,7 +599,8 @@ def translate_video(inp: Path, out: Path, generator: Callable[[torch.Tensor], to
                 if max_seconds is not None and timestamp >= start_s + max_seconds:
                     break
                 if writer is None:
-                    writer = _Writer(tmp, _muxer(out), video, streams_audio, codec, settings.crf, _rotation(frame),
+                    muxer = CONTAINERS.get(out.suffix.lower(), ("mp4",))[0]  # an unknown suffix with --codec: mp4
+                    writer = _Writer(tmp, muxer, video, streams_audio, codec, settings.crf, _rotation(frame),
                                      (frame.width, frame.height))
                     for packet in early_audio:
                         writer.packet(packet)
@@ -624,7 +635,3 @@ def translate_video(inp: Path, out: Path, generator: Callable[[torch.Tensor], to
     report.seconds = time.perf_counter() - started
     return report
 
-
-def _muxer(out: Path) -> str:
-    return {".mkv": "matroska", ".webm": "webm", ".mov": "mov", ".avi": "avi", ".m4v": "mp4"}.get(
-        out.suffix.lower(), "mp4")

@@ -172,15 +172,14 @@ def cmd_translate(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_translate_video(settings: Settings, args: argparse.Namespace) -> int:
     """Exit 0 with OUT written, or 2 with one line saying why and no OUT (nor a partial one) left behind."""
-    import dataclasses
     import os
 
     from humanstyle.models.detection import set_torch_threads
-    from humanstyle.stages.detect import build_detector
     from humanstyle.stages.settings import StageFatal
     from humanstyle.stages.storage import StorageError
     from humanstyle.stages.translate import TranslateError, load_generator
-    from humanstyle.stages.video_translate import translate_video
+    from humanstyle.stages.video_settings import for_detector
+    from humanstyle.stages.video_translate import build_tracking_detector, translate_video
 
     set_torch_threads(max(1, os.cpu_count() or 1))  # one process: every core is its own
     try:
@@ -192,13 +191,8 @@ def cmd_translate_video(settings: Settings, args: argparse.Namespace) -> int:
             raise TranslateError(f"{args.input}: no such file")
         checkpoint = resolve_checkpoint(settings, args.checkpoint)
         generator, image_size = load_generator(checkpoint, args.model, args.direction, settings.domains)
-        video = dataclasses.replace(VIDEO_DEFAULTS, margin=settings.detect.margin, smoothing=args.smoothing,
-                                    batch_size=settings.detect.batch_size, codec=args.codec, crf=args.crf,
-                                    score_threshold=settings.detect.score_threshold,
-                                    track_threshold=min(VIDEO_DEFAULTS.track_threshold,
-                                                        settings.detect.score_threshold))
-        # The detector keeps weaker people than the daemon does: they go to the tracker's second stage only.
-        detector = build_detector(dataclasses.replace(settings.detect, score_threshold=video.track_threshold))
+        video = for_detector(settings.detect, smoothing=args.smoothing, codec=args.codec, crf=args.crf)
+        detector = build_tracking_detector(settings.detect, video)
         report = translate_video(args.input, args.output, generator, image_size, detector, video,
                                  progress=not args.no_progress, max_seconds=args.seconds)
     except (TranslateError, StorageError, StageFatal) as exc:

@@ -24,7 +24,7 @@ from pathlib import Path
 from humanstyle.stages import counters
 from humanstyle.stages.settings import PipelineSettings
 from humanstyle.stages.storage import Storage
-from humanstyle.stages.video_settings import VIDEO_DEFAULTS
+from humanstyle.stages.video_settings import for_detector
 
 log = logging.getLogger("humanstyle.train")
 
@@ -70,6 +70,7 @@ class Previewer:
     def __init__(self, settings: PipelineSettings, storage: Storage, device: str) -> None:
         self.settings, self.storage, self.device = settings, storage, device
         self.clips: dict[str, Clip] = {}
+        self.video = for_detector(settings.detect)
         self.detector = None
 
     def directions(self, model: str) -> list[tuple[str, str]]:
@@ -111,11 +112,9 @@ class Previewer:
 
     def build_detector(self):
         if self.detector is None:
-            from humanstyle.stages.detect import build_detector
+            from humanstyle.stages.video_translate import build_tracking_detector
 
-            detect = replace(self.settings.detect, device=self.device,
-                             score_threshold=min(VIDEO_DEFAULTS.track_threshold, self.settings.detect.score_threshold))
-            self.detector = build_detector(detect)
+            self.detector = build_tracking_detector(replace(self.settings.detect, device=self.device), self.video)
         return self.detector
 
     def render(self, model_name: str, model, step: int) -> list[Path]:
@@ -154,10 +153,7 @@ class Previewer:
         name = f"train/previews/{model_name}/step-{step:08d}-{domain}.mp4"
         out = self.storage.local_path(name)
         out.parent.mkdir(parents=True, exist_ok=True)
-        video = replace(VIDEO_DEFAULTS, margin=self.settings.detect.margin, batch_size=self.settings.detect.batch_size,
-                        score_threshold=self.settings.detect.score_threshold,
-                        track_threshold=min(VIDEO_DEFAULTS.track_threshold, self.settings.detect.score_threshold))
-        translate_video(clip.file, out, generator, model.settings.image_size, self.build_detector(), video,
+        translate_video(clip.file, out, generator, model.settings.image_size, self.build_detector(), self.video,
                         progress=False, start_s=clip.start_s, max_seconds=self.settings.train.preview_s)
         self.storage.publish(name)
         return out

@@ -3,7 +3,7 @@ shows the defaults without loading torch."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 
 @dataclass(frozen=True)
@@ -29,3 +29,11 @@ class VideoTranslateSettings:
 
 
 VIDEO_DEFAULTS = VideoTranslateSettings()
+
+
+def for_detector(detect, **changes) -> VideoTranslateSettings:
+    """translate-video's settings for the daemon's `[detect]` section (a DetectSettings): its margin, batch size and
+    person threshold, tracking down to track_threshold or the daemon's threshold when that is lower."""
+    return replace(VIDEO_DEFAULTS, margin=detect.margin, batch_size=detect.batch_size,
+                   score_threshold=detect.score_threshold,
+                   track_threshold=min(VIDEO_DEFAULTS.track_threshold, detect.score_threshold), **changes)

@@ -519,6 +519,16 @@ def _frames(container, stream, audio: list, writer_packet: Callable, report: Vid
             yield frame, pts
 
 
+def build_tracking_detector(detect, video: VideoTranslateSettings):
+    """The daemon's detector keeping weaker people than the daemon does (down to `video.track_threshold`): they go
+    to the tracker's second stage only."""
+    from dataclasses import replace
+
+    from humanstyle.stages.detect import build_detector
+
+    return build_detector(replace(detect, score_threshold=video.track_threshold))
+
+
 def translate_video(inp: Path, out: Path, generator: Callable[[torch.Tensor], torch.Tensor], image_size: int,
                     detector, settings: VideoTranslateSettings | None = None, progress: bool = True,
                     max_seconds: float | None = None, measure_flicker: bool = False, start_s: float = 0.0,

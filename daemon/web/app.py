@@ -55,7 +55,6 @@ def create_app(settings: Settings, health, curator: Curator | None = None) -> Fl
     app.json.sort_keys = False
     host, _port = parse_listen(settings.metrics.listen)
     guard = Guard(host, settings.metrics.write_token)
-    app.config["guard"] = guard
     app.extensions[WEB_KEY] = Web(settings=settings, health=health, curator=curator, guard=guard,
                                   catalog=CatalogReader(settings), models=train_model_names(settings.domains))
     register_metrics_routes(app, health)

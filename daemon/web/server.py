@@ -22,6 +22,7 @@ THREADS = 4
 class WebServer:
     def __init__(self, settings: Settings, health: Callable[[], dict]) -> None:
         from humanstyle.daemon.web.app import create_app
+        from humanstyle.daemon.web.context import WEB_KEY
         from humanstyle.daemon.web.curation import Curator
 
         self.curator = Curator(settings) if settings.metrics.web else None
@@ -31,8 +32,7 @@ class WebServer:
         self.server = create_server(self.app, host=host, port=port, threads=THREADS, ident="humanstyle",
                                     clear_untrusted_proxy_headers=True)
         self.thread = threading.Thread(target=self.server.run, name="http", daemon=True)
-        guard = self.app.config.get("guard")
-        if guard is not None and not guard.writes_enabled:
+        if not self.app.extensions[WEB_KEY].guard.writes_enabled:
             log.warning("the web page listens beyond loopback (%s) without metrics.write_token: pair curation is off",
                         settings.metrics.listen)
 

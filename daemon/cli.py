@@ -205,7 +205,7 @@ def run_supervisor(settings: config.Settings, kind: str) -> int:
     # prometheus_client reads this when first imported, so it must be set before any metric exists.
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(prepare_metrics_dir(runtime))
     # Stage processes inherit this: idle OpenMP threads sleep rather than spin, so model stages can share cores
-    # (see daemon/processes model_threads). Read by OpenMP when torch loads, which happens only in the stage
+    # (see daemon/pipeline.py, model_threads). Read by OpenMP when torch loads, which happens only in the stage
     # processes.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     module, name = SUPERVISORS[kind]

@@ -1,15 +1,6 @@
 """ZeroMQ wiring shared by every stage: endpoints, sockets, validated send/receive, and the stop signal.
 
-Queues and who binds them (the side that exists once binds; several workers connect):
-    discovered  watch  --PUSH-->  index (binds)
-    jobs        index (binds) --PUSH-->  decode workers
-    windows.i   decode worker i (binds) --PUSH-->  every detect worker
-    patches.j   detect worker j (binds) --PUSH-->  every classify worker
-    classified  classify workers --PUSH-->  index (binds)
-    events      pairing (binds) --PUB-->  trainer (SUB): pairs were recorded
-    control     supervisor --PUSH-->  index (binds): "a stage restarted, redo what was in flight", and the
-                verdicts people give pairs on the web page
-The pairing stage reads the patches the index wrote from the catalog, not from a queue (stages/pairing.py).
+The queues, who binds them and what they carry are declared in daemon/pipeline.py.
 Endpoints are ipc:// sockets in a private 0700 folder by default, tcp:// when `queues.transport = "tcp"`.
 High-water marks make a slow consumer block its producer instead of growing memory; linger is 0 on close.
 """
@@ -25,7 +16,7 @@ from typing import Any
 
 import zmq
 
-from humanstyle.daemon import metrics, wire
+from humanstyle.daemon import metrics, pipeline, wire
 from humanstyle.daemon.config import Settings
 from humanstyle.daemon.paths import runtime_dir
 from humanstyle.stages import counters
@@ -34,20 +25,11 @@ from humanstyle.stages.records import Record
 
 log = logging.getLogger(__name__)
 
-FIXED_PORTS = {"discovered": 0, "jobs": 1, "classified": 2, "events": 3, "control": 4}
-WINDOWS_PORT, PATCHES_PORT = 10, 80  # + worker index (at most 64 workers each)
-
-
 def endpoint(settings: Settings, name: str) -> str:
-    base, _, index = name.partition(".")
+    """Where socket `name` (a queue, or `windows.3`: one replica's socket of a per-replica queue) is."""
     if settings.queues.transport == "tcp":
-        if base == "windows":
-            offset = WINDOWS_PORT + int(index)
-        elif base == "patches":
-            offset = PATCHES_PORT + int(index)
-        else:
-            offset = FIXED_PORTS[name]
-        return f"tcp://{settings.queues.tcp_host}:{settings.queues.tcp_base_port + offset}"
+        port = settings.queues.tcp_base_port + pipeline.port_offset(name)
+        return f"tcp://{settings.queues.tcp_host}:{port}"
     return f"ipc://{runtime_dir(settings)}/{name}.sock"
 
 
@@ -110,10 +92,8 @@ class Fabric:
     def _socket(self, kind: int, queue: str | None = None) -> zmq.Socket:
         sock = self.ctx.socket(kind)
         sock.setsockopt(zmq.LINGER, 0)
-        # A window carries several full frames (~14 MB at 720p): with the general mark a fast decoder parked a
-        # whole video's windows in the detector's memory; a couple queued keep the detector busy just as well.
-        q = self.settings.queues
-        hwm = q.window_high_water_mark if queue == "windows" else q.high_water_mark
+        key = pipeline.QUEUES[queue].high_water_mark if queue else "high_water_mark"
+        hwm = getattr(self.settings.queues, key)
         sock.setsockopt(zmq.SNDHWM, hwm)
         sock.setsockopt(zmq.RCVHWM, hwm)
         if kind in (zmq.PULL, zmq.SUB):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import faulthandler
-import importlib
 import logging
 import os
 import signal
@@ -39,25 +38,24 @@ def watch_parent(parent_pid: int, stop, grace_s: float, name: str, poll_s: float
     return thread
 
 
-def stage_main(stage: str, index: int, settings: Settings, parent_pid: int | None = None) -> None:
+def stage_main(stage: str, replica: int, settings: Settings, parent_pid: int | None = None) -> None:
     from humanstyle.daemon.fabric import StopFlag
 
-    setup_logging(settings.log.level, f"{stage}-{index}")
+    setup_logging(settings.log.level, f"{stage}-{replica}")
     # `kill -USR1 <pid>` prints every thread's stack to the log: how to see where a stuck stage waits.
     faulthandler.register(signal.SIGUSR1, all_threads=True)
     stop = StopFlag().install()
     if parent_pid is not None:
         die_with_parent(parent_pid)
         # The drain time the supervisor would have given it, and a margin for a drain that ends on its own then.
-        watch_parent(parent_pid, stop, settings.supervisor.shutdown_timeout_s + ORPHAN_MARGIN_S, f"{stage}-{index}")
-    from humanstyle.daemon.worker import run_process
+        watch_parent(parent_pid, stop, settings.supervisor.shutdown_timeout_s + ORPHAN_MARGIN_S, f"{stage}-{replica}")
+    from humanstyle.daemon.worker import run_stage
 
-    spec = importlib.import_module(f"humanstyle.daemon.processes.{stage}").SPEC
     try:
-        run_process(spec, settings, index, stop)
+        run_stage(stage, settings, replica, stop)
     except StageFatal as exc:
-        log.error("%s-%d cannot start: %s", stage, index, exc)
+        log.error("%s-%d cannot start: %s", stage, replica, exc)
         sys.exit(78)
     except Exception:
-        log.exception("%s-%d crashed", stage, index)
+        log.exception("%s-%d crashed", stage, replica)
         sys.exit(1)

@@ -1,8 +1,9 @@
 """Starts every stage as its own process, restarts crashed ones with backoff, serves the web page, /metrics and
 /healthz (daemon.web), and stops everything in order on SIGINT/SIGTERM.
 
-Stop order: producers and workers first (watch, decode, detect, classify, pairing, train) get SIGTERM and finish the
-unit they hold; the index, the writer of patches, keeps receiving until they are gone, then stops too. Anything
+Which processes run and the stop order come from daemon/pipeline.py: the stages that do not drain (watch, decode,
+detect, classify, pairing, train) get SIGTERM first and finish the unit they hold; the index, the writer of patches,
+keeps receiving until they are gone, then stops too. Anything
 still alive after `supervisor.shutdown_timeout_s` is killed, so no child outlives the daemon.
 """
 
@@ -17,18 +18,18 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 
+from humanstyle.daemon import pipeline
 from humanstyle.daemon.config import Settings
 
 log = logging.getLogger("humanstyle.supervisor")
 
 FATAL_EXIT = 78  # a child exits with this (StageFatal) when its config cannot work: restarting would not help
-WORKER_STAGES = ("decode", "detect", "classify")  # hold work the index must redo when they restart
 
 
 @dataclass
 class Child:
     stage: str
-    index: int
+    replica: int
     process: mp.Process | None = None
     started_at: float = 0.0
     crashes: deque = field(default_factory=deque)
@@ -37,28 +38,17 @@ class Child:
 
     @property
     def name(self) -> str:
-        return f"{self.stage}-{self.index}"
+        return f"{self.stage}-{self.replica}"
 
 
 def plan_children(settings: Settings) -> list[Child]:
-    """The processes of this machine's role: one machine runs every stage; a coordinator watches, registers and
-    pairs (and trains when train.enabled); an ingest machine claims segments and runs the model stages."""
-    role = settings.ingest.role
-    children = [Child("index", 0)]
-    if role != "ingest":
-        children += [Child("pairing", 0), Child("watch", 0)]
-    if role != "coordinator":
-        children += [Child("decode", i) for i in range(settings.decode.workers)]
-        children += [Child("detect", i) for i in range(settings.detect.workers)]
-        children += [Child("classify", i) for i in range(settings.classify.workers)]
-    if settings.train.enabled and role != "ingest":
-        children.append(Child("train", 0))
-    return children
+    """The processes of this machine's role (daemon.pipeline.plan): one machine runs every stage; a coordinator
+    watches, registers and pairs (and trains when train.enabled); an ingest machine claims segments and runs the
+    model stages."""
+    return [Child(stage, replica) for stage, replica in pipeline.plan(settings)]
 
 
 class Supervisor:
-    LAST_STAGES = ("index",)  # stopped after the others: they keep receiving what the others finish
-
     def __init__(self, settings: Settings) -> None:
         from humanstyle.daemon.paths import prepare_runtime_dir
 
@@ -109,8 +99,8 @@ class Supervisor:
         from humanstyle.daemon import metrics
         from humanstyle.daemon.stage_main import stage_main
 
-        child.process = self.ctx.Process(target=stage_main, args=(child.stage, child.index, self.settings, os.getpid()),
-                                         name=f"humanstyle-{child.name}", daemon=False)
+        child.process = self.ctx.Process(target=stage_main, name=f"humanstyle-{child.name}", daemon=False,
+                                         args=(child.stage, child.replica, self.settings, os.getpid()))
         child.process.start()
         child.started_at = time.monotonic()
         child.restart_at = None
@@ -129,7 +119,7 @@ class Supervisor:
                     metrics.STAGE_RESTARTS.labels(child.stage).inc()
                     # A restarted index redoes its in-flight videos by itself; telling it again would spend
                     # a second of each video's attempts.
-                    if child.stage in WORKER_STAGES:
+                    if pipeline.STAGES[child.stage].restart_redoes_videos:
                         self._notify_restart(child.stage)
                 continue
             if proc is None or proc.is_alive():
@@ -189,8 +179,9 @@ class Supervisor:
     def _shutdown(self) -> None:
         timeout = self.settings.supervisor.shutdown_timeout_s
         log.info("stopping: draining stages (up to %.0f s)", timeout)
-        first = [c for c in self.children if c.stage not in self.LAST_STAGES]
-        last = [c for c in self.children if c.stage in self.LAST_STAGES]
+        # The stages that stop last keep receiving what the others finish (daemon.pipeline, Stage.drain_s).
+        first = [c for c in self.children if not pipeline.STAGES[c.stage].stops_last]
+        last = [c for c in self.children if pipeline.STAGES[c.stage].stops_last]
         for group in (first, last):
             for child in group:
                 child.restart_at = None

@@ -1,7 +1,7 @@
 """The one loop every stage process runs: receive records, hand them to the stage's logic, send what it produces.
 
-A stage is described by a `ProcessSpec` (its sockets, and how to build its handler from the settings; see
-daemon/processes/); the handler is plain stage logic (the contract is in stages/handler.py). Everything else is
+A stage is declared in daemon/pipeline.py (the queues it reads and writes, how its handler is built from the
+settings); the handler is plain stage logic (the contract is in stages/handler.py). Everything else is
 written once here: polling the inputs, batching, forwarding pass-through records, counting records of a type the
 stage does not take (`unexpected_type`) and units that fail, the latency histogram and "last work" gauge of
 /healthz, and draining on stop.
@@ -11,57 +11,21 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 import zmq
 
-from humanstyle.daemon import metrics
+from humanstyle.daemon import metrics, pipeline
 from humanstyle.daemon.config import Settings
 from humanstyle.daemon.fabric import Fabric, Receiver, Sender, StopFlag
+from humanstyle.daemon.pipeline import Stage
 from humanstyle.stages import counters
 from humanstyle.stages.handler import Route, Stopping
 from humanstyle.stages.records import Record
 
-log = logging.getLogger("humanstyle.worker")
+log = logging.getLogger("humanstyle.stage_loop")
 MAX_PER_SOCKET = 64  # records taken from one socket before the others (and the tick) get a turn
 STOPPED_RECEIVER_GRACE_S = 1.0
-
-
-@dataclass(frozen=True)
-class Input:
-    """A socket the process reads: `queue` names it for metrics; `names(settings, index)` gives its endpoints."""
-
-    queue: str
-    names: Callable[[Settings, int], list[str]]
-    bind: bool
-    accepts: tuple[type[Record], ...]  # records of other types arriving here are refused (unexpected_type)
-    subscribe: bool = False
-
-
-@dataclass(frozen=True)
-class Output:
-    """A socket the process writes the records of `carries` to."""
-
-    queue: str
-    names: Callable[[Settings, int], list[str]]
-    bind: bool
-    carries: tuple[type[Record], ...]
-    publish: bool = False
-    # Whether the receiver keeps receiving after a stop request (the index drains: drain_s); a send to one that
-    # does not gives up after STOPPED_RECEIVER_GRACE_S once this process is stopping.
-    receiver_drains: bool = False
-
-
-@dataclass(frozen=True)
-class ProcessSpec:
-    stage: str
-    build: Callable[[Settings, int], Any]
-    inputs: tuple[Input, ...] = ()
-    outputs: tuple[Output, ...] = ()
-    drain_s: float = 0.0  # after a stop request, keep taking input until it has been quiet this long
-    setup: Callable[[Settings, int], None] | None = None  # process-wide settings (threads) before the handler
 
 
 class SocketOutbox:
@@ -100,30 +64,34 @@ class _Pending:
     passing: list[Record] = field(default_factory=list)
 
 
-class Worker:
-    def __init__(self, spec: ProcessSpec, settings: Settings, index: int, stop: StopFlag) -> None:
-        self.spec, self.settings, self.index, self.stop = spec, settings, index, stop
-        if spec.setup is not None:
-            spec.setup(settings, index)
-        self.handler = spec.build(settings, index)
-        self.fab = Fabric(settings, spec.stage, stop)
+class StageLoop:
+    """The loop of one stage process: the sockets its `Stage` declares (daemon.pipeline) around its handler."""
+
+    def __init__(self, stage: Stage, settings: Settings, replica: int, stop: StopFlag) -> None:
+        self.stage, self.settings, self.replica, self.stop = stage, settings, replica, stop
+        if stage.setup is not None:
+            stage.setup(settings, replica)
+        self.handler = stage.handler(settings, replica)
+        self.fab = Fabric(settings, stage.name, stop)
         self.inputs: list[Receiver] = []
-        for inp in spec.inputs:
-            names = inp.names(settings, index)
-            self.inputs.append(self.fab.subscriber(names[0]) if inp.subscribe
-                               else self.fab.receiver(inp.queue, names, bind=inp.bind))
+        accepts: list[tuple[type[Record], ...]] = []
+        for name in stage.reads:
+            queue, sockets = pipeline.QUEUES[name], pipeline.socket_names(settings, stage.name, name, replica)
+            self.inputs.append(self.fab.subscriber(sockets[0]) if queue.publish
+                               else self.fab.receiver(name, sockets, bind=queue.binder == stage.name))
+            accepts.append(queue.records)
         senders: dict[type[Record], Sender] = {}
-        for out in spec.outputs:
-            names = out.names(settings, index)
-            grace = None if out.receiver_drains else STOPPED_RECEIVER_GRACE_S
-            sender = (self.fab.publisher(names[0]) if out.publish
-                      else self.fab.sender(out.queue, names, bind=out.bind, stop_grace_s=grace))
-            senders.update(dict.fromkeys(out.carries, sender))
-        self.outbox = SocketOutbox(spec.stage, senders, stop)
+        for name in stage.writes:
+            queue, sockets = pipeline.QUEUES[name], pipeline.socket_names(settings, stage.name, name, replica)
+            grace = None if pipeline.receiver_drains(name) else STOPPED_RECEIVER_GRACE_S
+            sender = (self.fab.publisher(sockets[0]) if queue.publish
+                      else self.fab.sender(name, sockets, bind=queue.binder == stage.name, stop_grace_s=grace))
+            senders.update(dict.fromkeys(queue.records, sender))
+        self.outbox = SocketOutbox(stage.name, senders, stop)
         self.poller = zmq.Poller()
         for receiver in self.inputs:
             self.poller.register(receiver.sock, zmq.POLLIN)
-        self._by_socket = {r.sock: (r, inp.accepts) for r, inp in zip(self.inputs, spec.inputs, strict=True)}
+        self._by_socket = {r.sock: (r, a) for r, a in zip(self.inputs, accepts, strict=True)}
 
     # --- the loop ----------------------------------------------------------------------------------------------
     def run(self) -> None:
@@ -133,7 +101,7 @@ class Worker:
             self.fab.mark_ready()
             quiet_since: float | None = None
             while True:
-                if self.stop.set and not self.spec.drain_s:
+                if self.stop.set and not self.stage.drain_s:
                     break
                 wait = handler.wait_ms()
                 handled = self.receive(wait)
@@ -141,14 +109,14 @@ class Worker:
                     # Drain: keep taking results while upstream stages finish their last units, then leave.
                     now = time.monotonic()
                     quiet_since = quiet_since if handled == 0 and quiet_since else now
-                    if handled == 0 and now - quiet_since > self.spec.drain_s:
+                    if handled == 0 and now - quiet_since > self.stage.drain_s:
                         break
                     continue
                 started = time.monotonic()
                 if handler.tick(self.outbox):
-                    metrics.mark_work_done(self.spec.stage, started)
+                    metrics.mark_work_done(self.stage.name, started)
         except Stopping as exc:
-            log.warning("%s-%d: %s", self.spec.stage, self.index, exc)
+            log.warning("%s-%d: %s", self.stage.name, self.replica, exc)
         finally:
             try:
                 handler.close()
@@ -164,7 +132,7 @@ class Worker:
             receiver, accepts = self._by_socket[sock]
             pending = _Pending()
             for _ in range(MAX_PER_SOCKET):
-                if self.stop.set and not self.spec.drain_s:
+                if self.stop.set and not self.stage.drain_s:
                     # Stopping: take no more work (each record may be a model call of seconds); what is left in
                     # the queue is redone at the next start, as after a kill, and the process leaves in time.
                     break
@@ -199,8 +167,8 @@ class Worker:
             self.flush(pending)
 
     def refuse(self, record: Record) -> None:
-        counters.MESSAGES_REJECTED.labels(self.spec.stage, "unexpected_type").inc()
-        log.warning("%s: a %s record is not for this stage", self.spec.stage, record.TYPE)
+        counters.MESSAGES_REJECTED.labels(self.stage.name, "unexpected_type").inc()
+        log.warning("%s: a %s record is not for this stage", self.stage.name, record.TYPE)
 
     def flush(self, pending: _Pending) -> None:
         if pending.route is not None and pending.records:
@@ -216,13 +184,13 @@ class Worker:
         except Stopping:
             raise
         except Exception as exc:  # one bad unit must not take the stage (and its queue) down
-            log.exception("%s: %d %s record(s) failed", self.spec.stage, len(records), records[0].TYPE)
-            counters.ERRORS.labels(self.spec.stage, type(exc).__name__).inc()
+            log.exception("%s: %d %s record(s) failed", self.stage.name, len(records), records[0].TYPE)
+            counters.ERRORS.labels(self.stage.name, type(exc).__name__).inc()
             if route.on_error is not None:
                 route.on_error(records, self.outbox)
         if not route.units_done_by_handler:
-            metrics.mark_work_done(self.spec.stage, started)
+            metrics.mark_work_done(self.stage.name, started)
 
 
-def run_process(spec: ProcessSpec, settings: Settings, index: int, stop: StopFlag) -> None:
-    Worker(spec, settings, index, stop).run()
+def run_stage(stage: str, settings: Settings, replica: int, stop: StopFlag) -> None:
+    StageLoop(pipeline.STAGES[stage], settings, replica, stop).run()

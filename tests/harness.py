@@ -133,9 +133,7 @@ def _alive(pid: int) -> bool:
 
 
 def run_stage(stage: str, settings, index: int, stop) -> None:
-    """Run one stage process's loop in this process (its spec from daemon.processes), as stage_main does."""
-    import importlib
+    """Run one stage process's loop in this process (its stage from daemon.pipeline), as stage_main does."""
+    from humanstyle.daemon.worker import run_stage
 
-    from humanstyle.daemon.worker import run_process
-
-    run_process(importlib.import_module(f"humanstyle.daemon.processes.{stage}").SPEC, settings, index, stop)
+    run_stage(stage, settings, index, stop)

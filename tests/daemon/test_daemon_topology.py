@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.multiprocess import MultiProcessCollector
 
-from humanstyle.daemon.fabric import FIXED_PORTS, PATCHES_PORT, WINDOWS_PORT
+from humanstyle.daemon import pipeline
 from tests.faults.test_reliability_trainer import TINY_TRAINING
 from tests.reliability_helpers import (
     all_finished,
@@ -73,7 +73,7 @@ def work_done(metrics_dir: Path, pid: int, name: str, **labels: str) -> float:
 
 
 def test_tcp_transport_several_workers_and_the_trainer_fed_by_the_pairing_stage(tmp_path, capsys):
-    base = free_port_block(PATCHES_PORT + WORKERS)
+    base = free_port_block(max(q.port for q in pipeline.QUEUES.values()) + WORKERS)
     train = {**TINY_TRAINING, "refresh_every_s": 86400.0, "checkpoint_every": 1_000_000}
     data = tmp_path / "data"
     with running_daemon(tmp_path, queues={"transport": "tcp", "tcp_base_port": base},
@@ -86,8 +86,7 @@ def test_tcp_transport_several_workers_and_the_trainer_fed_by_the_pairing_stage(
 
         # Every queue on its documented TCP port of 127.0.0.1, next to the metrics port; no ipc socket.
         pids = [d.proc.pid] + [pid for s in stages.values() for pid in s["pids"]]
-        queues = {base + offset for offset in FIXED_PORTS.values()}
-        queues |= {base + first + i for first in (WINDOWS_PORT, PATCHES_PORT) for i in range(WORKERS)}
+        queues = {base + q.port + i for q in pipeline.QUEUES.values() for i in range(WORKERS if q.per_replica else 1)}
         metrics_port = int(d.listen.rsplit(":", 1)[1])
         assert tcp_listeners(pids) == sorted((LOCALHOST, p) for p in queues | {metrics_port})
         assert not list((tmp_path / "run").glob("*.sock"))

@@ -53,7 +53,8 @@ def test_each_role_runs_its_stages_with_the_configured_counts_those_that_stop_la
         counts[child.stage] = counts.get(child.stage, 0) + 1
     assert counts == expected
     assert children[0].stage == "index"  # binds the queues the others connect to, and stops after them
-    assert [c.name for c in children if c.stage == "detect"] == [f"detect-{i}" for i in range(expected.get("detect", 0))]
+    detectors = [c.name for c in children if c.stage == "detect"]
+    assert detectors == [f"detect-{i}" for i in range(expected.get("detect", 0))]
 
 
 def test_the_trainer_runs_only_when_enabled(tmp_path):

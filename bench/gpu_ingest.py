@@ -105,7 +105,7 @@ def draw_figure(frame: np.ndarray, x: float, foot_y: float, height: float, colou
 
 def decode_only(clip: Path, max_side: int, burst: int, threads: int | None) -> dict[str, Any]:
     """Whole clip through decode_windows in this process; `threads` None = OpenCV's default."""
-    from humanstyle.daemon import wire
+    from humanstyle.daemon.runtime import wire
     from humanstyle.stages.decode import decode_windows, window_record
 
     cv2.setNumThreads(-1 if threads is None else threads)  # -1: back to OpenCV's default
@@ -263,8 +263,8 @@ def where_time_goes(clip: Path, work: Path, mode: dict[str, Any], extra: dict[st
     import torch
     from torch.profiler import ProfilerActivity, profile
 
-    from humanstyle.daemon import wire
     from humanstyle.daemon.config import load
+    from humanstyle.daemon.runtime import wire
     from humanstyle.stages.classify import build_estimator, classify_patches
     from humanstyle.stages.decode import decode_windows, window_record
     from humanstyle.stages.detect import build_detector, detect_window

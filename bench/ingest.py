@@ -6,7 +6,7 @@
 The job (shared by every run): one window per second of video, anchor = the second's last frame, 4 burst frames of
 that second detected only when the anchor has a person; a square patch (stages.detect.square_patch geometry) per
 person; Keypoint R-CNN on each patch. Weights "none": random init, with torch seeded right before each model is
-built (daemon.stage_main.RANDOM_INIT_SEED in the daemon's stage processes, the same seed in the baseline), so both
+built (models.weights.RANDOM_INIT_SEED in the daemon's stage processes, the same seed in the baseline), so both
 build the same networks. Random heads' scores mean nothing, so score_threshold 0.0 and every class counts as a
 person (as the daemon does with "none"): every anchor is a hit, the worst case for the burst. At most --max-persons
 persons per frame (default 2; the daemon's default 4 takes ~15 min here), so the per-box heads do the work of a

@@ -27,8 +27,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from humanstyle.stages.pair import PairingIndex  # noqa: E402
-from humanstyle.stages.pose import NUM_KEYPOINTS, prepare  # noqa: E402
+from humanstyle.stages.pairing.pose import NUM_KEYPOINTS, prepare  # noqa: E402
+from humanstyle.stages.pairing.rule import PairingIndex  # noqa: E402
 from humanstyle.stages.settings import PairSettings  # noqa: E402
 from humanstyle.stages.vocabulary import VISIBLE_CONFIDENCE  # noqa: E402
 

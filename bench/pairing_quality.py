@@ -42,7 +42,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from humanstyle.stages.pose import (  # noqa: E402
+from humanstyle.stages.pairing.pose import (  # noqa: E402
     DEFAULT_MIN_CONFIDENCE,
     MIN_COVERAGE,
     MIN_SHARED,

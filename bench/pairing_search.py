@@ -34,9 +34,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.pairing import random_keypoints, rss_mb  # noqa: E402
 from bench.pairing_quality import CLASSES, patch_poses  # noqa: E402
-from humanstyle.stages.pose import prepare  # noqa: E402
-from humanstyle.stages.pose_ann import SearchSettings  # noqa: E402
-from humanstyle.stages.pose_store import PoseIndex  # noqa: E402
+from humanstyle.stages.pairing.ann import SearchSettings  # noqa: E402
+from humanstyle.stages.pairing.pose import prepare  # noqa: E402
+from humanstyle.stages.pairing.pose_store import PoseIndex  # noqa: E402
 from humanstyle.stages.settings import PairSettings  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]

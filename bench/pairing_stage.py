@@ -10,7 +10,7 @@ timed as pairing). Then, timed:
 - catalog inserts: --new patch rows (half per domain, in runs of 32 as videos bring them) through
   `Catalog.add_patch`, in transactions of 32 rows as the index stage writes them (and, for comparison, one
   transaction per row);
-- sustained pairing, per search (`pair.search` exact and faiss): the pairing stage (`stages.pairing.
+- sustained pairing, per search (`pair.search` exact and faiss): the pairing stage (`stages.pairing.stage.
   PairingHandler`, batches of `pair.batch` = 256) pairs those rows; patches/s = rows / time;
 - catalog row to pair row: a second process inserts rows at half the measured FAISS rate while the stage runs its
   loop (idle waits included); the delay of each row from its `created_at` to its pairing, p50 and p99.
@@ -36,11 +36,11 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.pairing import random_keypoints, rss_mb  # noqa: E402
 from humanstyle.daemon import config  # noqa: E402
-from humanstyle.stages.catalog import Catalog  # noqa: E402
 from humanstyle.stages.handler import ListOutbox  # noqa: E402
-from humanstyle.stages.index import PATCH_BATCH  # noqa: E402
-from humanstyle.stages.pair import PairingIndex  # noqa: E402
-from humanstyle.stages.pairing import PairingHandler  # noqa: E402
+from humanstyle.stages.index.stage import PATCH_BATCH  # noqa: E402
+from humanstyle.stages.pairing.rule import PairingIndex  # noqa: E402
+from humanstyle.stages.pairing.stage import PairingHandler  # noqa: E402
+from humanstyle.stages.store.catalog import Catalog  # noqa: E402
 from humanstyle.stages.vocabulary import VIEWS  # noqa: E402
 
 VIEW = "FULL-BODY-FRONT"

@@ -8,14 +8,14 @@
 1. Wire (no server). What crosses the network per second of video now that every machine decodes its own share:
    the compressed video in (the benchmark clip of bench/gpu_ingest.py: 1280x720, panning textured background, four
    walking figures, mp4v, as its file holds it), and the patches out (each a 256 px PNG and its mask PNG, cut from
-   the clip's decoded frames where its figures stand, exactly as stages/results.py writes them) for 1 and for 4
+   the clip's decoded frames where its figures stand, exactly as stages/index/results.py writes them) for 1 and for 4
    people per frame with every anchor bursting (the anchor and 4 burst frames per window), plus the catalog row of
    each patch (its size measured in PostgreSQL in part 2). The head/worker path sent 4.4 MB per video second of PNG
    frames to the workers alone (bench/results/scale_cpu.json).
 2. Cluster. The servers (PostgreSQL and moto's S3, tests/scale_helpers.Services), a real coordinator
    (`humanstyle run --role coordinator`: watch, register and upload, segments, pairing) and 1, 2, 4 and 8 ingest
    machines. The ingest machines are a STAND-IN for the model stages: each claims segments with the real leases
-   (stages/segments.py), fetches the video from storage, decodes its segment with the real decoder, then sleeps
+   (stages/store/segments.py), fetches the video from storage, decodes its segment with the real decoder, then sleeps
    --model-ms per window in place of detection and classification (a GPU's latency), writes one patch per window
    (real PNG to S3, real catalog row with a pose the coordinator pairs) and finishes the segment. Timed from the
    drop of the clips until every video is done and every patch paired. Per run: video seconds per second, the CPU
@@ -59,7 +59,7 @@ def wire(clip: Path, seconds: float) -> dict[str, Any]:
     import cv2
 
     from humanstyle.stages.decode import decode_windows
-    from humanstyle.stages.results import encode_png
+    from humanstyle.stages.index.results import encode_png
 
     cv2.setNumThreads(1)
     with decode_windows(clip, 1.0, 4, 1280) as dec:
@@ -114,12 +114,12 @@ def standin(name: str, config_path: str, model_ms: float, stop, results) -> None
     import cv2
 
     from humanstyle.daemon import config
-    from humanstyle.stages.catalog import open_catalog
     from humanstyle.stages.decode import decode_windows
+    from humanstyle.stages.index.results import ResultWriter
     from humanstyle.stages.records import Classified
-    from humanstyle.stages.results import ResultWriter
-    from humanstyle.stages.segments import Segments
-    from humanstyle.stages.storage import open_storage
+    from humanstyle.stages.store.catalog import open_catalog
+    from humanstyle.stages.store.segments import Segments
+    from humanstyle.stages.store.storage import open_storage
 
     cv2.setNumThreads(1)
     settings = config.load(Path(config_path))

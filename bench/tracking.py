@@ -1,5 +1,5 @@
 """Keeping people's identities through an occlusion: ByteTrack (Roboflow `trackers`) as the library ships it, and as
-`translate-video` sets it up (humanstyle.stages.video_tracking), on a real clip of two people crossing.
+`translate-video` sets it up (humanstyle.stages.translate.tracking), on a real clip of two people crossing.
 
     python bench/tracking.py [--seeds 20] [--miss-below 0.3 0.5] [--score-drop 0.5 0.25] [--smoke]
                              [--out bench/results/tracking.json]
@@ -22,7 +22,8 @@ Trackers:
 - library, timestamps: `ByteTrackTracker()` with every default, each frame's presentation time passed;
 - library, no timestamps: the same, one `update` per frame (the library's fixed-rate mode, `frame_rate` 30);
 - project, as translate-video runs it: `make_tracker(25, 0.7)` through `track()`, fed every detection down to
-  `track_threshold` (0.1; translate-video builds its detector with that threshold, see stages/video_settings.py);
+  `track_threshold` (0.1; translate-video builds its detector with that threshold, see
+  stages/translate/video_settings.py);
 - project, fed only >= 0.7: the same tracker fed only what the daemon's detector keeps (`detect.score_threshold`),
   the first design, which this bench turned down: ByteTrack's second stage then never sees a weak detection.
 
@@ -47,8 +48,8 @@ from scipy.optimize import linear_sum_assignment
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from humanstyle.stages.video_settings import VIDEO_DEFAULTS  # noqa: E402
-from humanstyle.stages.video_tracking import make_tracker, track  # noqa: E402
+from humanstyle.stages.translate.tracking import make_tracker, track  # noqa: E402
+from humanstyle.stages.translate.video_settings import VIDEO_DEFAULTS  # noqa: E402
 
 CLIP = ROOT / "tests" / "data" / "video" / "crossing.json"
 PROJECT_THRESHOLD = 0.7  # detect.score_threshold's default (stages/settings.py)

@@ -20,9 +20,9 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from humanstyle.stages.catalog import Catalog  # noqa: E402
-from humanstyle.stages.storage import Storage  # noqa: E402
-from humanstyle.stages.train_data import TrainingData, data_digest, load_training_data, read_delta  # noqa: E402
+from humanstyle.stages.store.catalog import Catalog  # noqa: E402
+from humanstyle.stages.store.storage import Storage  # noqa: E402
+from humanstyle.stages.train.data import TrainingData, data_digest, load_training_data, read_delta  # noqa: E402
 
 DOMAINS = ("movie", "game")
 VIEW = "FULL-BODY-FRONT"

@@ -10,7 +10,7 @@ here for --steps steps (64 px, ngf 16) to map each person patch to a fixed resty
 contrast raised), so the generator is a trained network with a trained network's sensitivity to small input
 changes, which is what flickers. Flicker is the warping error: per pair of consecutive frames, the mean
 |OUT_t - warp(OUT_t-1)| over the pixels inside the person in both frames, weighted by how well the input's own
-flow explains the input there (stages/video_translate.py's `warping_error`); flow from the INPUT frames (DIS), so
+flow explains the input there (stages/translate/video.py's `warping_error`); flow from the INPUT frames (DIS), so
 motion of the footage itself does not count. Run once with smoothing 0 and once with the default. The same
 measure on IN itself (the input's own warping error, i.e. what flow cannot explain of real footage) is the floor.
 
@@ -44,8 +44,7 @@ import torch  # noqa: E402
 from humanstyle.models.pix2pix import Pix2Pix, Pix2PixSettings  # noqa: E402
 from humanstyle.stages.detect import square_patch  # noqa: E402
 from humanstyle.stages.settings import DetectSettings  # noqa: E402
-from humanstyle.stages.video_settings import VIDEO_DEFAULTS, VideoTranslateSettings  # noqa: E402
-from humanstyle.stages.video_translate import (  # noqa: E402
+from humanstyle.stages.translate.video import (  # noqa: E402
     Flow,
     Region,
     consistency,
@@ -54,6 +53,7 @@ from humanstyle.stages.video_translate import (  # noqa: E402
     warp,
     warping_error,
 )
+from humanstyle.stages.translate.video_settings import VIDEO_DEFAULTS, VideoTranslateSettings  # noqa: E402
 from tests.video_people import ScriptedDetector, load_people  # noqa: E402
 
 VIDEO = ROOT / "tests" / "data" / "video"

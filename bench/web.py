@@ -27,7 +27,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from humanstyle.daemon import config  # noqa: E402
 from humanstyle.daemon.web.app import create_app  # noqa: E402
-from humanstyle.stages.catalog import Catalog  # noqa: E402
+from humanstyle.stages.store.catalog import Catalog  # noqa: E402
 from humanstyle.stages.vocabulary import VIEWS  # noqa: E402
 
 GOAL_MS = 300.0

@@ -92,14 +92,14 @@ def _watch(settings: Settings, replica: int):
 
 
 def _index(settings: Settings, replica: int):
-    from humanstyle.stages.index import IndexHandler
+    from humanstyle.stages.index.stage import IndexHandler
 
     return IndexHandler(settings)
 
 
 def _decode(settings: Settings, replica: int):
     from humanstyle.stages.decode import DecodeHandler
-    from humanstyle.stages.storage import open_storage
+    from humanstyle.stages.store.storage import open_storage
 
     return DecodeHandler(settings.decode, open_storage(settings))
 
@@ -117,13 +117,13 @@ def _classify(settings: Settings, replica: int):
 
 
 def _pairing(settings: Settings, replica: int):
-    from humanstyle.stages.pairing import PairingHandler
+    from humanstyle.stages.pairing.stage import PairingHandler
 
     return PairingHandler(settings)
 
 
 def _train(settings: Settings, replica: int):
-    from humanstyle.stages.train import TrainHandler
+    from humanstyle.stages.train.stage import TrainHandler
 
     return TrainHandler(settings)
 
@@ -181,7 +181,7 @@ STAGES = {s.name: s for s in (
     Stage("classify", _classify, reads=("patches",), writes=("classified",), replicas="classify.workers",
           roles=("all", "ingest"), restart_redoes_videos=True,
           on_restart="the index redoes the videos in flight", setup=_torch_threads_for("classify")),
-    # No input queue: it follows the catalog's unpaired patches (stages/pairing.py).
+    # No input queue: it follows the catalog's unpaired patches (stages/pairing/stage.py).
     Stage("pairing", _pairing, writes=("events",), roles=("all", "coordinator"),
           on_restart="goes on from the catalog"),
     Stage("train", _train, reads=("events",), roles=("all", "coordinator"), enabled="train.enabled",

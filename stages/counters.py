@@ -1,8 +1,8 @@
 """What the pipeline counts: every Prometheus metric of the stages' work, defined in one place.
 
 The daemon's own metrics (processes up and ready, restarts, queue depths, latency) and the serving of all of them
-are in humanstyle's daemon/metrics.py. In the daemon every process writes through prometheus_client's multiprocess
-mode; outside it (tests, `humanstyle extract`) the same objects are plain in-process metrics.
+are in humanstyle's daemon/runtime/metrics.py. In the daemon every process writes through prometheus_client's
+multiprocess mode; outside it (tests, `humanstyle extract`) the same objects are plain in-process metrics.
 
 Naming: `humanstyle_` prefix, base units, `_total` for counters, low-cardinality labels.
 """

@@ -64,7 +64,7 @@ from humanstyle.stages.counters import DECODE_SECONDS, ERRORS, FRAMES_DECODED, F
 from humanstyle.stages.handler import Handler, Outbox, Route, Stopping
 from humanstyle.stages.records import Job, VideoEnd, Window
 from humanstyle.stages.settings import DecodeSettings
-from humanstyle.stages.storage import Storage, StorageError
+from humanstyle.stages.store.storage import Storage, StorageError
 from humanstyle.stages.vocabulary import NOT_A_VIDEO_REASONS
 
 log = logging.getLogger("humanstyle.decode")

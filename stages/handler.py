@@ -66,8 +66,8 @@ class Outbox(Protocol):
 
 class Handler:
     """The base of every stage's logic (see the module docstring): no routes, nothing passed on, hooks that do
-    nothing. The process around it (humanstyle's daemon/worker.py) calls every hook, so a stage writes only what
-    it does."""
+    nothing. The process around it (humanstyle's daemon/runtime/stage_loop.py) calls every hook, so a stage
+    writes only what it does."""
 
     routes: MappingProxyType | dict = MappingProxyType({})
     passes: tuple[type[Record], ...] = ()

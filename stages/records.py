@@ -1,7 +1,7 @@
 """The records that travel between stages, each defined once.
 
 A record is a frozen dataclass: its plain fields (int, float, str, bool, lists of numbers) travel as JSON and its
-arrays (fields declared with `array(dtype)`) as raw buffers; `daemon.wire` derives every message schema
+arrays (fields declared with `array(dtype)`) as raw buffers; `daemon.runtime.wire` derives every message schema
 from these declarations, so a field added here is framed, validated and documented in one place. `check()` states
 what a record must mean beyond its types (frames that match their indices, a square with a side): a well-typed
 message that breaks it would otherwise crash the stage that computes with it, and crash it again when replayed.

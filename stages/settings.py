@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from humanstyle.stages.pose_ann import SEARCH_METHODS, SearchSettings
+from humanstyle.stages.vocabulary import SEARCH_METHODS
 
 
 class ConfigError(ValueError):
@@ -144,10 +144,6 @@ class PairSettings:
                                "(below, the exact scan is as fast: bench/README.md)", min=0, max=10**10)
     search_nprobe: int = opt(32, "FAISS lists visited per query", min=1, max=65536)
     search_candidates: int = opt(256, "FAISS candidates per query and orientation, scored exactly", min=1, max=4096)
-
-    @property
-    def search_settings(self) -> SearchSettings:
-        return SearchSettings(self.search, self.search_min_rows, self.search_nprobe, self.search_candidates)
 
 
 @dataclass(frozen=True)

@@ -37,7 +37,7 @@ NOT_A_VIDEO_REASONS: tuple[str, ...] = (
 # Why a video file ends `failed`: refused by the watcher (not_a_video, empty_file, unreadable, bad_file_name),
 # by the decoder (NOT_A_VIDEO_REASONS, decode_error) or given up by the index (stalled).
 FILE_REASONS: tuple[str, ...] = (*NOT_A_VIDEO_REASONS, "bad_file_name", "decode_error", "stalled")
-# Why a received message is refused: the wire's checks (daemon.wire, records' check()), a record type the
+# Why a received message is refused: the wire's checks (daemon.runtime.wire, records' check()), a record type the
 # receiving queue does not carry (unexpected_type), or a record the index cannot use (unknown_video, unknown_pair).
 MESSAGE_REASONS: tuple[str, ...] = (
     "empty_message", "oversized", "malformed_header", "bad_version", "unknown_type", "bad_array", "missing_field",
@@ -62,3 +62,6 @@ MIRROR = tuple(KEYPOINT_NAMES.index(n.replace("left", "@").replace("right", "lef
 # A keypoint counts as visible at this confidence or above (classify.min_keypoint_confidence, which pairing uses
 # too, defaults to it): 0.5 is sigmoid(logit - 2) at logit 2, Detectron's cut for drawing a keypoint.
 VISIBLE_CONFIDENCE = 0.5
+
+# How the pairing stage's pose store finds a new patch's best matches (pair.search).
+SEARCH_METHODS = ("auto", "exact", "faiss")

@@ -45,10 +45,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from humanstyle.stages.catalog import Catalog, CatalogError, catalog_errors, catalog_exists, open_catalog
 from humanstyle.stages.handler import Handler, Outbox
 from humanstyle.stages.records import Discovered
 from humanstyle.stages.settings import PipelineSettings
+from humanstyle.stages.store.catalog import Catalog, CatalogError, catalog_errors, catalog_exists, open_catalog
 
 log = logging.getLogger(__name__)
 

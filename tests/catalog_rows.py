@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from humanstyle.stages.catalog import Catalog
+from humanstyle.stages.store.catalog import Catalog
 
 
 def patch_fields(video_id: int, domain: str, frame: int, view: str = "FULL-BODY-FRONT", **overrides) -> dict:

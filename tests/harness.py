@@ -134,6 +134,6 @@ def _alive(pid: int) -> bool:
 
 def run_stage(stage: str, settings, index: int, stop) -> None:
     """Run one stage process's loop in this process (its stage from daemon.pipeline), as stage_main does."""
-    from humanstyle.daemon.worker import run_stage
+    from humanstyle.daemon.runtime.stage_loop import run_stage
 
     run_stage(stage, settings, index, stop)

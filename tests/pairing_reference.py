@@ -1,4 +1,5 @@
-"""A naive reference of stages.pair.PairingIndex for tests: every pair scored with `pose_match`, one at a time."""
+"""A naive reference of stages.pairing.rule.PairingIndex for tests: every pair scored with `pose_match`, one at a
+time."""
 
 from __future__ import annotations
 
@@ -6,8 +7,8 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-from humanstyle.stages.pair import Pair, pose_match
-from humanstyle.stages.pose import DEFAULT_MIN_CONFIDENCE
+from humanstyle.stages.pairing.pose import DEFAULT_MIN_CONFIDENCE
+from humanstyle.stages.pairing.rule import Pair, pose_match
 
 
 def brute_force_pairs(

@@ -23,8 +23,8 @@ from humanstyle.daemon.web.curation import Curator, api
 from humanstyle.daemon.web.media import media
 from humanstyle.daemon.web.pages import pages
 from humanstyle.daemon.web.security import Guard
-from humanstyle.stages.catalog import Catalog, catalog_exists, open_catalog
 from humanstyle.stages.counters import train_model_names
+from humanstyle.stages.store.catalog import Catalog, catalog_exists, open_catalog
 
 CSP = ("default-src 'self'; img-src 'self'; style-src 'self'; script-src 'self'; connect-src 'self'; "
        "frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
@@ -48,7 +48,7 @@ class CatalogReader:
 def create_app(settings: Settings, health, curator: Curator | None = None) -> Flask:
     """The web application. `health` returns /healthz's JSON; `curator` sends verdicts to the index (None: a
     page without curation, e.g. for benchmarks)."""
-    from humanstyle.daemon.metrics_server import register_metrics_routes
+    from humanstyle.daemon.web.metrics_server import register_metrics_routes
 
     here = str(Path(__file__).parent)  # explicit: an editable install hides the package folder from Flask
     app = Flask("humanstyle.daemon.web", root_path=here, instance_path=here)

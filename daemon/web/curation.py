@@ -18,8 +18,8 @@ from flask import Blueprint, jsonify, request
 
 from humanstyle.daemon.config import Settings
 from humanstyle.daemon.web.context import web
-from humanstyle.stages.catalog import Catalog
 from humanstyle.stages.records import PairVerdict
+from humanstyle.stages.store.catalog import Catalog
 from humanstyle.stages.vocabulary import VERDICTS
 
 api = Blueprint("api", __name__)
@@ -38,8 +38,7 @@ class Curator:
         self._sender = None
 
     def _send(self, record: PairVerdict) -> bool:
-        from humanstyle.daemon import fabric
-
+        from humanstyle.daemon.runtime import fabric
         with self._lock:
             if self._sender is None:
                 self._fabric = fabric.Fabric(self.settings, "web")

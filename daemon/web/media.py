@@ -7,8 +7,8 @@ from flask import Blueprint, abort, send_file
 
 from humanstyle.daemon.web import images
 from humanstyle.daemon.web.context import web
-from humanstyle.stages.train_preview import list_previews
-from humanstyle.stages.train_state import latest_sample
+from humanstyle.stages.train.preview import list_previews
+from humanstyle.stages.train.state import latest_sample
 
 media = Blueprint("media", __name__)
 

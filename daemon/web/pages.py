@@ -12,9 +12,9 @@ from pathlib import Path
 from flask import Blueprint, abort, render_template, request
 
 from humanstyle.daemon.web.context import web
-from humanstyle.stages.catalog import PAIR_ORDERS
-from humanstyle.stages.train_preview import list_previews
-from humanstyle.stages.train_state import latest_sample, read_state, read_validation
+from humanstyle.stages.store.catalog import PAIR_ORDERS
+from humanstyle.stages.train.preview import list_previews
+from humanstyle.stages.train.state import latest_sample, read_state, read_validation
 from humanstyle.stages.vocabulary import PATCH_REASONS, VIEWS
 
 PAGE_SIZE = 100

@@ -320,8 +320,8 @@ def trainer_problems(what: str, workload: dict, container: dict, services: dict)
 def run_backlog_query(query: str) -> tuple[float, float]:
     """(the query's answer, the daemon's backlog_windows) on a fresh SQLite catalog of the project's schema holding
     one video of 150 windows in 60-window segments, one of them leased and one finished."""
-    from humanstyle.stages.catalog import Catalog
-    from humanstyle.stages.segments import Segments
+    from humanstyle.stages.store.catalog import Catalog
+    from humanstyle.stages.store.segments import Segments
 
     with tempfile.TemporaryDirectory() as tmp:
         catalog = Catalog(Path(tmp) / "catalog.sqlite")

@@ -115,7 +115,7 @@ def test_tcp_transport_several_workers_and_the_trainer_fed_by_the_pairing_stage(
         d.wait_for(lambda: d.value("humanstyle_train_steps_total", model="pix2pix-movie2game") > 0, 120,
                    "pix2pix to train")
 
-        from humanstyle.daemon.cli import main
+        from humanstyle.daemon.cli.main import main
 
         assert main(["status", "--config", str(d.config_path)]) == 0
         assert f"pairs: {pairs}\n" in capsys.readouterr().out

@@ -1,5 +1,5 @@
 """The monitoring kit under monitoring/: every metric the Grafana dashboard and the Prometheus rules query is one
-the daemon exports (from a live scrape, and from daemon.metrics without a daemon), the dashboard is portable
+the daemon exports (from a live scrape, and from daemon.runtime.metrics without a daemon), the dashboard is portable
 (a `datasource` variable, no fixed data source uid), the compose file wires the pieces together, and promtool
 accepts the Prometheus files and passes the alert unit tests."""
 
@@ -31,7 +31,7 @@ SAMPLE_LINE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)[{ ]", re.MULTILINE)
 DATASOURCE_REFS = {"${datasource}", "$datasource"}
 
 # Series a fast test daemon (random weights, training off, one clean clip) has no reason to create: each appears
-# on its first event. The fallback test still proves these names are defined in daemon/metrics.py.
+# on its first event. The fallback test still proves these names are defined in daemon/runtime/metrics.py.
 EVENT_ONLY = {
     "humanstyle_errors_total": "a unit of work failing",
     "humanstyle_index_patches": "a patch entering the pairing index (random weights may produce none)",
@@ -119,11 +119,10 @@ def test_the_kit_queries_daemon_metrics_at_all():
 
 # --- (a) names: without a daemon, then against a live one -------------------------------------------------------
 def defined_exposition() -> str:
-    """The exposition of daemon.metrics in this process, with the start-up series initialised."""
+    """The exposition of daemon.runtime.metrics in this process, with the start-up series initialised."""
     import prometheus_client
 
-    from humanstyle.daemon import metrics
-
+    from humanstyle.daemon.runtime import metrics
     metrics.init_known_series(("movie", "game"))
     return prometheus_client.generate_latest().decode()
 
@@ -131,8 +130,8 @@ def defined_exposition() -> str:
 def test_every_queried_metric_is_defined_by_the_daemon():
     exported = exported_names(defined_exposition())
     unknown = {name: sorted(where) for name, where in used_metrics().items() if name not in exported}
-    assert not unknown, f"queried but not exported by daemon/metrics.py: {unknown}"
-    assert set(EVENT_ONLY) <= exported, "EVENT_ONLY names a metric daemon/metrics.py does not define"
+    assert not unknown, f"queried but not exported by daemon/runtime/metrics.py: {unknown}"
+    assert set(EVENT_ONLY) <= exported, "EVENT_ONLY names a metric daemon/runtime/metrics.py does not define"
 
 
 def test_recording_rules_used_by_the_dashboard_are_defined():
@@ -149,7 +148,7 @@ def test_recording_rules_used_by_the_dashboard_are_defined():
 
 def known_series(domains: tuple[str, str]) -> list[tuple[str, dict[str, str]]]:
     """Every series whose labels are known before anything happens: what a panel or a rule may query at 0."""
-    from humanstyle.daemon.metrics import RECEIVING_STAGES, STAGES
+    from humanstyle.daemon.runtime.metrics import RECEIVING_STAGES, STAGES
     from humanstyle.stages.vocabulary import FILE_REASONS, MESSAGE_REASONS, PATCH_REASONS, VERDICTS
 
     out = [("humanstyle_rejections_total", {"domain": d, "reason": r}) for d in domains for r in PATCH_REASONS]
@@ -173,7 +172,7 @@ def test_every_queried_metric_is_in_a_live_scrape(tmp_path):
     daemon = Daemon(cfg, tmp_path / "daemon.log")
     try:
         daemon.start()
-        fresh = daemon.metrics()
+        fresh = daemon.runtime.metrics()
         expected = known_series(("movie", "game"))
         assert len(expected) > 50  # a guard against an empty vocabulary
         absent = [(name, labels) for name, labels in expected

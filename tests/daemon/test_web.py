@@ -93,7 +93,7 @@ def pairs_in_csv(data: Path) -> set[int]:
 
 
 def pix2pix_export(config_path: Path, out: Path) -> set[tuple[int, int]]:
-    from humanstyle.daemon.cli import main
+    from humanstyle.daemon.cli.main import main
 
     shutil.rmtree(out, ignore_errors=True)
     assert main(["export", "--format", "pix2pix", "--size", "32", str(out), "--config", str(config_path)]) == 0
@@ -187,7 +187,7 @@ def test_the_page_in_a_browser_shows_what_was_mined_and_curation_reaches_trainin
             d.wait_for(lambda: trainer_pairs(d) == pairs - 1, 60, "the trainer to drop the bad pair")
             after = pix2pix_export(d.config_path, tmp_path / "export-after")
             assert after == before - {(a_id, b_id)}
-            from humanstyle.daemon.cli import main
+            from humanstyle.daemon.cli.main import main
 
             assert main(["status", "--config", str(d.config_path)]) == 0
             assert "curated: 1\n  verdict=bad  count=1\n" in capsys.readouterr().out

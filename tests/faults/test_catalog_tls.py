@@ -22,7 +22,7 @@ import psycopg
 import pytest
 
 from humanstyle.daemon import config
-from humanstyle.stages.catalog import Catalog
+from humanstyle.stages.store.catalog import Catalog
 from tests.conftest import fast_sections, write_config
 from tests.harness import ROOT
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from humanstyle.daemon import config
-from humanstyle.daemon.paths import prepare_runtime_dir
+from humanstyle.daemon.runtime.paths import prepare_runtime_dir
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("daemon", "stages", "models")
@@ -88,8 +88,7 @@ def test_nothing_is_unpickled_or_evaluated(trees):
 
 
 def test_the_wire_format_is_json_and_raw_buffers():
-    from humanstyle.daemon import wire
-
+    from humanstyle.daemon.runtime import wire
     source = (ROOT / "daemon" / "wire.py").read_text()
     assert "json.loads" in source and "np.frombuffer" in source
     assert wire.ALLOWED_DTYPES <= {"uint8", "bool", "float32", "int64"}  # no object arrays

@@ -22,7 +22,7 @@ import zmq
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from humanstyle.daemon import wire
+from humanstyle.daemon.runtime import wire
 from humanstyle.stages.records import Classified, Discovered, Job, Patch, Record, StageRestarted, Window
 from tests.reliability_helpers import (
     all_finished,

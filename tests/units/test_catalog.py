@@ -7,8 +7,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from humanstyle.stages.catalog import Catalog
-from humanstyle.stages.catalog_sql import LATEST, MIGRATIONS, CatalogError, connect, migrate
+from humanstyle.stages.store.catalog import Catalog
+from humanstyle.stages.store.catalog_sql import LATEST, MIGRATIONS, CatalogError, connect, migrate
 from tests import catalog_rows
 
 VIEW = "FULL-BODY-FRONT"

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 
 from humanstyle.daemon import config
-from humanstyle.stages.catalog import Catalog
 from humanstyle.stages.handler import ListOutbox
-from humanstyle.stages.pairing import PairingHandler
+from humanstyle.stages.pairing.stage import PairingHandler
+from humanstyle.stages.store.catalog import Catalog
 from tests.conftest import fast_sections, write_config
 from tests.units.test_pairing import LEFT_UP, mirror, pose
 
@@ -32,7 +32,7 @@ VIEW = "FULL-BODY-FRONT"
 
 def old_catalog(path: Path) -> None:
     """A catalog as the previous release wrote it: its schema, two patches, one pair."""
-    from humanstyle.stages.catalog import SCHEMA
+    from humanstyle.stages.store.catalog import SCHEMA
 
     schema = SCHEMA[: SCHEMA.index("CREATE TABLE IF NOT EXISTS pairs")] + OLD_PAIRS
     db = sqlite3.connect(path)

@@ -14,10 +14,10 @@ from pycocotools import mask as mask_utils  # the dev extra's: the reference rea
 from pycocotools.coco import COCO
 
 from humanstyle.daemon import config
-from humanstyle.daemon.cli import main
+from humanstyle.daemon.cli.main import main
 from humanstyle.models.data import split_of
-from humanstyle.stages.catalog import Catalog
-from humanstyle.stages.coco import export_coco, rle_encode
+from humanstyle.stages.store.catalog import Catalog
+from humanstyle.stages.tools.coco import export_coco, rle_encode
 from humanstyle.stages.vocabulary import KEYPOINT_NAMES, VIEWS
 from tests.catalog_rows import add_patch
 from tests.conftest import fast_sections, write_config

@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 
 from humanstyle.daemon import config
-from humanstyle.daemon.cli import main
+from humanstyle.daemon.cli.main import main
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -16,7 +16,7 @@ import random
 
 import pytest
 
-from humanstyle.stages.catalog import Catalog
+from humanstyle.stages.store.catalog import Catalog
 from humanstyle.stages.vocabulary import VIEWS
 from tests import catalog_rows
 from tests.units.test_catalog_upgrade import old_catalog
@@ -107,8 +107,8 @@ def test_the_index_applies_verdicts_and_the_pairing_stage_rewrites_pairs_csv(tmp
     from humanstyle.daemon import config
     from humanstyle.stages import counters
     from humanstyle.stages.handler import ListOutbox
-    from humanstyle.stages.index import IndexHandler
-    from humanstyle.stages.pairing import PairingHandler
+    from humanstyle.stages.index.stage import IndexHandler
+    from humanstyle.stages.pairing.stage import PairingHandler
     from humanstyle.stages.records import PairVerdict
     from tests.conftest import fast_sections, write_config
 

@@ -2,7 +2,7 @@
 
 One run of two processes (`ddp_run`, shared by the tests here) resumes from a checkpoint that one process wrote,
 reloads the data up to a broadcast watermark, trains the three models for STEPS steps through the product's plan
-loop (stages.train.RankLoop) and saves; each process records the digest of every model's weights after every step,
+loop (stages.train.stage.RankLoop) and saves; each process records the digest of every model's weights after every step,
 the digest of the batch it trained on, and every file it opened for writing. Dropout and the image pools are
 switched off in both runs (their draws are per process by design), so a global batch must give what one process
 gives with that batch.
@@ -22,8 +22,8 @@ import torch.multiprocessing as mp
 
 from humanstyle.daemon import config
 from humanstyle.models.checkpoint import load_checkpoint
-from humanstyle.stages.catalog import Catalog
-from humanstyle.stages.train import Trainer
+from humanstyle.stages.store.catalog import Catalog
+from humanstyle.stages.train.stage import Trainer
 from tests.conftest import fast_sections, free_port, write_config
 from tests.units.test_trainer import TINY, add_pairs
 
@@ -93,7 +93,7 @@ def rank_worker(rank: int, world: int, port: int, folder: str, data: str, out: s
                 writes.append(str(args[0]))
 
     sys.addaudithook(audit)
-    from humanstyle.stages.distributed import init_group
+    from humanstyle.stages.train.distributed import init_group
 
     settings = config.load(Path(folder) / "config.toml")
     group = init_group("cpu", 120)
@@ -109,8 +109,8 @@ def train_as(group, settings: config.Settings) -> dict:
     from humanstyle.models.parallel import data_parallel
     from humanstyle.models.pix2pix import Pix2Pix, Pix2PixSettings
     from humanstyle.stages import counters
-    from humanstyle.stages.distributed import Plan
-    from humanstyle.stages.train import RankLoop
+    from humanstyle.stages.train.distributed import Plan
+    from humanstyle.stages.train.stage import RankLoop
 
     rank = group.rank
     trainer = Trainer(settings, group.device, group=group)
@@ -267,7 +267,7 @@ def test_a_two_process_checkpoint_resumes_in_one_process(ddp_run):
 
 def test_leaving_the_group_joins_its_worker_threads(ddp_run):
     # One still running at exit may take the GIL while the interpreter shuts down and abort a finished run
-    # (stages/distributed.py); left unjoined, that happened in about 1 of 8 two-process runs on a loaded machine.
+    # (stages/train/distributed.py); left unjoined, that happened in about 1 of 8 two-process runs on a loaded machine.
     assert [r["gloo_threads_left"] for r in ddp_run["ranks"]] == [0, 0]
 
 

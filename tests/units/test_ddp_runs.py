@@ -19,8 +19,9 @@ from pathlib import Path
 import pytest
 import zmq
 
-from humanstyle.daemon import config, fabric, wire
-from humanstyle.daemon.paths import prepare_runtime_dir
+from humanstyle.daemon import config
+from humanstyle.daemon.runtime import fabric, wire
+from humanstyle.daemon.runtime.paths import prepare_runtime_dir
 from humanstyle.models.checkpoint import load_checkpoint
 from humanstyle.stages.records import PairsAppended
 from tests.conftest import fast_sections, write_config
@@ -31,8 +32,8 @@ pytestmark = pytest.mark.timeout(240)
 STAGE = """
 import sys
 from humanstyle.daemon import config
-from humanstyle.daemon.fabric import StopFlag
-from humanstyle.daemon.logs import setup_logging
+from humanstyle.daemon.runtime.fabric import StopFlag
+from humanstyle.daemon.runtime.logs import setup_logging
 from tests.harness import run_stage
 setup_logging("INFO", "train-0")
 run_stage("train", config.load(sys.argv[1]), 0, StopFlag().install())
@@ -108,7 +109,7 @@ def test_pairs_arriving_mid_run_reach_both_processes_at_the_same_step(tmp_path):
         ctx.term()
     text = log.read_text()
     assert "Traceback" not in text, text[-3000:]
-    assert "still held" not in text, text[-3000:]  # each process freed its group (stages/distributed.py)
+    assert "still held" not in text, text[-3000:]  # each process freed its group (stages/train/distributed.py)
     state = load_checkpoint(s.paths.data_dir / "train" / "checkpoints" / "latest.pt")
     assert all(state["models"][n]["step"] > before[n] for n in before), "training stopped at the reload"
     assert text.count("resumed from") == 0 and "training process 1 of 2" in text

@@ -81,11 +81,11 @@ def test_a_restart_redoes_exactly_the_same_windows(name: str) -> None:
 @pytest.mark.parametrize("clip", CLIPS, ids=lambda c: c.name)
 @pytest.mark.parametrize("size", [1, 2, 3])
 def test_segments_together_are_the_whole_video(clip: RealClip, size: int) -> None:
-    """Segments of `size` windows (the last one to the end of the file, as stages/segments.py plans them) give
+    """Segments of `size` windows (the last one to the end of the file, as stages/store/segments.py plans them) give
     exactly the windows, frames and pixels of one decode from start to end, and the whole video's status."""
     import numpy as np
 
-    from humanstyle.stages.segments import plan
+    from humanstyle.stages.store.segments import plan
 
     full, whole = decode(clip)
     expected = decode_windows(clip.path).expected_windows or 0

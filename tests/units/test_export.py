@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from humanstyle.models.data import split_of
-from humanstyle.stages.export import export_cyclegan, export_pix2pix
+from humanstyle.stages.tools.export import export_cyclegan, export_pix2pix
 
 DOMAINS = ("movie", "game")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import cv2
 import pandas as pd
 
-from humanstyle.daemon.cli import main
+from humanstyle.daemon.cli.main import main
 from tests.units.test_trainer import add_pairs, make_settings
 
 

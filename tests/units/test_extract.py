@@ -7,8 +7,8 @@ import sqlite3
 import pytest
 
 from humanstyle.daemon import config
-from humanstyle.daemon.cli import main
-from humanstyle.stages.extract import extract_video
+from humanstyle.daemon.cli.main import main
+from humanstyle.stages.tools.extract import extract_video
 from tests.conftest import fast_sections, write_config
 from tests.media import make_clip, make_non_video
 

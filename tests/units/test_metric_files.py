@@ -11,7 +11,7 @@ import sys
 import pytest
 from prometheus_client.multiprocess import MultiProcessCollector
 
-from humanstyle.daemon import metrics_server
+from humanstyle.daemon.web import metrics_server
 
 WRITER = """
 from prometheus_client import Counter

@@ -1,4 +1,4 @@
-"""A stage whose supervisor died stops, and if it is stuck it exits anyway after its grace (daemon/stage_main.py
+"""A stage whose supervisor died stops, and if it is stuck it exits anyway after its grace (daemon/runtime/stage_main.py
 `watch_parent`, the backstop to PR_SET_PDEATHSIG): a stage left behind holds the data folder against the next
 daemon. Real processes: a parent that is SIGKILLed, and its child stuck in a loop that ignores the stop flag."""
 
@@ -21,8 +21,8 @@ time.sleep(600)
 
 STUCK_CHILD = """
 import os, sys, time
-from humanstyle.daemon.fabric import StopFlag
-from humanstyle.daemon.stage_main import watch_parent
+from humanstyle.daemon.runtime.fabric import StopFlag
+from humanstyle.daemon.runtime.stage_main import watch_parent
 stop = StopFlag()
 watch_parent(os.getppid(), stop, grace_s=1.0, name="stuck-0", poll_s=0.05)
 print("watching", file=sys.stderr, flush=True)

@@ -33,8 +33,7 @@ def test_the_wheel_has_one_top_level_package(wheel):
     data = [p.relative_to(web).as_posix() for p in web.rglob("*") if p.suffix in (".html", ".css", ".js", ".svg")]
     assert data and all(f"humanstyle/daemon/web/{f}" in names for f in data), data
     # The pose index's C kernel is built into the wheel wherever it was built for this environment (a C compiler).
-    from humanstyle.stages import pose_store
-
+    from humanstyle.stages.pairing import pose_store
     kernel = [n for n in names if n.startswith("humanstyle/stages/_pose_kernel") and n.endswith(".so")]
     assert bool(kernel) == (pose_store._pose_kernel is not None), kernel
 
@@ -54,7 +53,7 @@ def test_installed_beside_python_daemon_both_import(wheel, tmp_path):
     Path(purelib, "deps.pth").write_text("\n".join(deps) + "\n")
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", purelib, str(wheel)],
                    check=True, capture_output=True)
-    probe = ("import daemon, humanstyle.daemon.cli as cli, humanstyle.stages.classify as c; "
+    probe = ("import daemon, humanstyle.daemon.cli.main as cli, humanstyle.stages.classify as c; "
              "assert hasattr(daemon, 'DaemonContext'); assert callable(cli.main); "
              "print(c.classify_keypoints(None, (8, 8)))")
     result = subprocess.run([str(python), "-c", probe], capture_output=True, text=True, cwd=tmp_path)

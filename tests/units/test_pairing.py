@@ -4,8 +4,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from humanstyle.stages import pose_store
-from humanstyle.stages.pair import (
+from humanstyle.stages.pairing.pose import MIN_SHARED, MIRROR, prepare, score_prepared
+from humanstyle.stages.pairing.pose_store import PoseIndex
+from humanstyle.stages.pairing.rule import (
     VIEWS,
     IndexFormatError,
     Pair,
@@ -13,8 +14,7 @@ from humanstyle.stages.pair import (
     pose_match,
     pose_similarity,
 )
-from humanstyle.stages.pose import MIN_SHARED, MIRROR, prepare, score_prepared
-from humanstyle.stages.pose_store import PoseIndex
+from humanstyle.stages.pairing import pose_store
 from tests.pairing_reference import brute_force_pairs
 
 DOMAINS = ("movie", "game")
@@ -354,7 +354,7 @@ def test_propose_then_crash_replays_same_pairs(tmp_path: Path) -> None:
 
 
 def test_single_blas_thread_restores_the_setting() -> None:
-    from humanstyle.stages.blas_threads import _openblas, single_blas_thread
+    from humanstyle.stages.process.blas_threads import _openblas, single_blas_thread
 
     funcs = _openblas()
     if funcs is None:

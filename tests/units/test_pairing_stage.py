@@ -19,10 +19,10 @@ import pytest
 from bench.pairing import random_keypoints
 from humanstyle.daemon import config
 from humanstyle.stages import counters
-from humanstyle.stages.catalog import Catalog
 from humanstyle.stages.handler import ListOutbox
-from humanstyle.stages.pairing import PairingHandler, runs
+from humanstyle.stages.pairing.stage import PairingHandler, runs
 from humanstyle.stages.records import PairsAppended
+from humanstyle.stages.store.catalog import Catalog
 from tests.catalog_rows import add_patch
 from tests.conftest import fast_sections, write_config
 
@@ -111,10 +111,10 @@ def test_the_batch_size_does_not_change_the_pairs(baseline, tmp_path, batch) -> 
 CHILD = """
 import os, sys
 from humanstyle.daemon import config
-from humanstyle.stages.catalog import Catalog
+from humanstyle.stages.store.catalog import Catalog
 from humanstyle.stages.handler import ListOutbox
-from humanstyle.stages.pairing import PairingHandler
-from humanstyle.stages.pose_store import PoseIndex
+from humanstyle.stages.pairing.stage import PairingHandler
+from humanstyle.stages.pairing.pose_store import PoseIndex
 
 settings = config.load(sys.argv[1])
 where, after = sys.argv[2], int(sys.argv[3])

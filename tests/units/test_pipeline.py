@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from humanstyle.daemon import config, pipeline
-from humanstyle.daemon.fabric import endpoint
-from humanstyle.daemon.supervisor import plan_children
+from humanstyle.daemon.runtime.fabric import endpoint
+from humanstyle.daemon.runtime.supervisor import plan_children
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
@@ -81,8 +81,8 @@ def test_tcp_ports_are_the_documented_offsets_and_never_overlap(tmp_path):
 
 def test_a_stage_loop_opens_the_sockets_its_stage_declares(tmp_path, monkeypatch):
     """The index binds what it reads and what it writes; a decoder connects to jobs and binds its own windows."""
-    from humanstyle.daemon import worker as stage_loop
-    from humanstyle.daemon.fabric import StopFlag
+    from humanstyle.daemon.runtime import stage_loop
+    from humanstyle.daemon.runtime.fabric import StopFlag
     from humanstyle.stages.handler import Handler
 
     s = settings_with(tmp_path, paths={"data_dir": str(tmp_path / "data"), "watch_dir": str(tmp_path),

@@ -23,15 +23,16 @@ def test_file_reasons_cover_what_watch_decode_and_index_report():
     assert not_a_video <= set(NOT_A_VIDEO_REASONS), not_a_video - set(NOT_A_VIDEO_REASONS)
     produced = not_a_video | {"decode_error"}
     produced |= literals("stages/watch.py", r'rejected = "([a-z_]+)"')
-    produced |= literals("stages/index.py", r'self\.segments\.finish\(self\.owner, seg\.key, "failed", "([a-z_]+)"')
+    produced |= literals("stages/index/stage.py",
+                         r'self\.segments\.finish\(self\.owner, seg\.key, "failed", "([a-z_]+)"')
     assert produced <= set(FILE_REASONS), produced - set(FILE_REASONS)
 
 
 def test_message_reasons_cover_every_wire_record_worker_and_index_refusal():
-    produced = literals("daemon/wire.py", r'WireError\("([a-z_]+)"')
+    produced = literals("daemon/runtime/wire.py", r'WireError\("([a-z_]+)"')
     produced |= literals("stages/records.py", r'RecordError\("([a-z_]+)"')
-    produced |= literals("daemon/worker.py", r'MESSAGES_REJECTED\.labels\([^,]+, "([a-z_]+)"\)')
-    produced |= literals("stages/index.py", r'self\.reject\("([a-z_]+)"')
+    produced |= literals("daemon/runtime/stage_loop.py", r'MESSAGES_REJECTED\.labels\([^,]+, "([a-z_]+)"\)')
+    produced |= literals("stages/index/stage.py", r'self\.reject\("([a-z_]+)"')
     assert produced <= set(MESSAGE_REASONS), produced - set(MESSAGE_REASONS)
 
 

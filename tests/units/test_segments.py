@@ -1,4 +1,4 @@
-"""Segments and their leases (stages/segments.py), on SQLite and on PostgreSQL:
+"""Segments and their leases (stages/store/segments.py), on SQLite and on PostgreSQL:
 
 - a video splits into whole-window segments, the last one open-ended; registering twice adds nothing;
 - a claim takes pending segments oldest first, and a segment whose lease ran out (counted as taken over), never one
@@ -15,8 +15,8 @@ import time
 
 import pytest
 
-from humanstyle.stages.catalog import Catalog
-from humanstyle.stages.segments import Segments, plan
+from humanstyle.stages.store.catalog import Catalog
+from humanstyle.stages.store.segments import Segments, plan
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

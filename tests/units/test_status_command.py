@@ -4,8 +4,8 @@ pairs a person judged on the web page) with its total and one line per group, ex
 from __future__ import annotations
 
 from humanstyle.daemon import config
-from humanstyle.daemon.cli import main
-from humanstyle.stages.catalog import Catalog
+from humanstyle.daemon.cli.main import main
+from humanstyle.stages.store.catalog import Catalog
 from tests.catalog_rows import add_patch
 from tests.conftest import fast_sections, write_config
 
@@ -64,7 +64,7 @@ def test_status_prints_every_section_with_exact_counts(tmp_path, capsys):
 
 
 def test_health_asks_where_the_daemon_listens_on_loopback_when_it_listens_everywhere():
-    from humanstyle.daemon.cli import health_url
+    from humanstyle.daemon.cli.main import health_url
 
     assert health_url("127.0.0.1:9108") == "http://127.0.0.1:9108/healthz"
     assert health_url("0.0.0.0:9200") == "http://127.0.0.1:9200/healthz"
@@ -78,10 +78,10 @@ def test_a_copy_is_counted_where_it_was_dropped_and_shown_with_its_original(tmp_
     same footage on both sides would pair each person with themselves); it is counted under game, where it was
     dropped, and `status` and the status page name it with its original."""
     from humanstyle.daemon import config
-    from humanstyle.daemon.cli import main
+    from humanstyle.daemon.cli.main import main
     from humanstyle.daemon.web.app import create_app
     from humanstyle.stages import counters
-    from humanstyle.stages.index import IndexHandler
+    from humanstyle.stages.index.stage import IndexHandler
     from humanstyle.stages.records import Discovered
     from tests.conftest import fast_sections, write_config
 
@@ -114,8 +114,8 @@ def test_progress_of_videos_in_progress_reaches_the_catalog_and_status(tmp_path,
     """Issue 30, item 6: a video is registered with the windows its container promises, and the index renews its
     segments' leases with their windows done, so `status` and the status page show videos in progress."""
     from humanstyle.daemon import config
-    from humanstyle.daemon.cli import main
-    from humanstyle.stages.index import IndexHandler
+    from humanstyle.daemon.cli.main import main
+    from humanstyle.stages.index.stage import IndexHandler
     from humanstyle.stages.records import Discovered, Job, WindowDone
     from tests.conftest import fast_sections, write_config
     from tests.real_clips import CLIPS

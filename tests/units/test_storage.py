@@ -1,4 +1,4 @@
-"""stages.storage against an fsspec URL (`memory://`, the same code path as s3:// without a server) and the data
+"""stages.store.storage against an fsspec URL (`memory://`, the same code path as s3:// without a server) and the data
 folder: where names land, what is cached and when it is fetched again, names that try to leave the storage."""
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ import fsspec
 import pytest
 
 from humanstyle.daemon import config
-from humanstyle.stages.catalog import Catalog
-from humanstyle.stages.results import ResultWriter
-from humanstyle.stages.storage import Storage, StorageError
+from humanstyle.stages.index.results import ResultWriter
+from humanstyle.stages.store.catalog import Catalog
+from humanstyle.stages.store.storage import Storage, StorageError
 from tests.conftest import fast_sections, write_config
 
 

@@ -16,18 +16,19 @@ import pytest
 import torch
 import zmq
 
-from humanstyle.daemon import config, fabric, wire
-from humanstyle.daemon.cli import main
-from humanstyle.daemon.paths import prepare_runtime_dir
+from humanstyle.daemon import config
+from humanstyle.daemon.cli.main import main
+from humanstyle.daemon.runtime import fabric, wire
+from humanstyle.daemon.runtime.paths import prepare_runtime_dir
 from humanstyle.models.checkpoint import load_checkpoint
 from humanstyle.models.data import SPLITS, PairedDataset
 from humanstyle.stages import counters
-from humanstyle.stages.catalog import Catalog
 from humanstyle.stages.records import PairsAppended
-from humanstyle.stages.storage import Storage
-from humanstyle.stages.train import Trainer, TrainHandler
-from humanstyle.stages.train_data import data_digest, load_training_data
-from humanstyle.stages.trainer_lock import TrainerLock
+from humanstyle.stages.store.catalog import Catalog
+from humanstyle.stages.store.storage import Storage
+from humanstyle.stages.train.data import data_digest, load_training_data
+from humanstyle.stages.train.lock import TrainerLock
+from humanstyle.stages.train.stage import Trainer, TrainHandler
 from tests.catalog_rows import add_patch
 from tests.conftest import fast_sections, write_config
 from tests.harness import run_stage
@@ -106,7 +107,7 @@ def test_each_validation_pass_records_the_translators_quality(tmp_path):
     validation.jsonl, in the gauges and on the training view."""
     from humanstyle.daemon.web.app import create_app
     from humanstyle.stages import counters
-    from humanstyle.stages.train_state import read_validation
+    from humanstyle.stages.train.state import read_validation
 
     s = make_settings(tmp_path, val_fraction=0.5)
     add_pairs(s, 12, 0)
@@ -434,7 +435,7 @@ def test_a_new_best_renders_a_preview_that_the_training_view_plays(tmp_path):
     import av
 
     from humanstyle.daemon.web.app import create_app
-    from humanstyle.stages.train_preview import PREVIEW_KEEP, Previewer, list_previews
+    from humanstyle.stages.train.preview import PREVIEW_KEEP, Previewer, list_previews
 
     clip = Path(__file__).resolve().parents[1] / "data" / "video" / "flipping_a_pancake.mkv"
     s = make_settings(tmp_path, val_fraction=0.5, preview_s=0.5, preview_on_cpu=True)

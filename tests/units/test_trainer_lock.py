@@ -1,4 +1,4 @@
-"""One trainer per data folder (stages/trainer_lock.py): the lock itself, and that a killed holder frees it."""
+"""One trainer per data folder (stages/train/lock.py): the lock itself, and that a killed holder frees it."""
 
 from __future__ import annotations
 
@@ -6,11 +6,11 @@ import signal
 import subprocess
 import sys
 
-from humanstyle.stages.trainer_lock import TrainerLock
+from humanstyle.stages.train.lock import TrainerLock
 
 HOLD = """
 import sys, time
-from humanstyle.stages.trainer_lock import TrainerLock
+from humanstyle.stages.train.lock import TrainerLock
 lock = TrainerLock(sys.argv[1], "a trainer that gets killed")
 assert lock.acquire()
 print("held", flush=True)

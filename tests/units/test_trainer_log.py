@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import logging
 
-from humanstyle.stages.catalog import Catalog
-from humanstyle.stages.train import Trainer
-from humanstyle.stages.train_state import read_state, read_validation
+from humanstyle.stages.store.catalog import Catalog
+from humanstyle.stages.train.stage import Trainer
+from humanstyle.stages.train.state import read_state, read_validation
 from tests.units.test_trainer import add_pairs, make_settings
 
 

@@ -13,13 +13,13 @@ import numpy as np
 import pytest
 import torch
 
-from humanstyle.daemon.cli import main
+from humanstyle.daemon.cli.main import main
 from humanstyle.models.checkpoint import save_checkpoint
 from humanstyle.models.detection import PersonDetection
 from humanstyle.models.pix2pix import Pix2Pix, Pix2PixSettings
-from humanstyle.stages.translate import load_generator
-from humanstyle.stages.video_settings import VideoTranslateSettings
-from humanstyle.stages.video_translate import translate_video
+from humanstyle.stages.translate.images import load_generator
+from humanstyle.stages.translate.video import translate_video
+from humanstyle.stages.translate.video_settings import VideoTranslateSettings
 from tests.conftest import fast_sections, write_config
 from tests.video_people import ScriptedDetector, load_people
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import os
 
-from humanstyle.daemon import wire
-from humanstyle.stages.catalog import Catalog
+from humanstyle.daemon.runtime import wire
 from humanstyle.stages.records import Discovered
+from humanstyle.stages.store.catalog import Catalog
 from humanstyle.stages.watch import Candidate, discovered_message
 from tests.media import make_clip, make_non_video
 

@@ -20,9 +20,9 @@ import pytest
 from humanstyle.daemon import config
 from humanstyle.daemon.web.app import create_app
 from humanstyle.daemon.web.images import THUMB_SIDE
-from humanstyle.stages.catalog import Catalog
-from humanstyle.stages.segments import Segments
-from humanstyle.stages.train_state import append_validation, write_state
+from humanstyle.stages.store.catalog import Catalog
+from humanstyle.stages.store.segments import Segments
+from humanstyle.stages.train.state import append_validation, write_state
 from tests.catalog_rows import add_patch
 from tests.conftest import fast_sections, write_config
 

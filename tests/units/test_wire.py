@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from humanstyle.daemon import wire
+from humanstyle.daemon.runtime import wire
 from humanstyle.stages.records import RECORD_TYPES, Job, Patch, Window
 
 LIMIT = 1 << 20

@@ -1,0 +1,2 @@
+"""The process around the work: the supervisor, the stage loop, ZeroMQ sockets and wire format, metrics, logs,
+preflight checks."""

@@ -243,7 +243,7 @@ def curve_agreement(ours: list[list[float]], ref: list[list[float]], n: int) -> 
 # --- the other device paths of our models ---------------------------------------------------------------------------
 
 def path_checks(spec: Spec, device: str, amp: bool) -> dict[str, Any]:
-    """What the trainer does besides train_step, on `device`: CPU batches in (as stages.train.stage stacks them), a
+    """What the trainer does besides train_step, on `device`: CPU batches in (as stages.train.trainer stacks them), a
     checkpoint round trip through models.checkpoint (networks, optimisers, AMP scaler, image pools), the same next
     step from the saved and the restored model, validate() and translate()."""
     from humanstyle.models.checkpoint import load_checkpoint, save_checkpoint

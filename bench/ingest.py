@@ -24,7 +24,7 @@ Runs, one after the other on the same clip:
 - daemon_default: the daemon's own defaults for everything but the job settings above (sizes, threads, batching,
   workers); train.enabled false (an ingest benchmark) and short watch timers (stable_s 0.3 s).
 - memory (unless --skip-memory): the default daemon with --queue small videos dropped at once; per-process RSS
-  sampled while they drain, and the most videos seen in 'processing' (watch.max_in_flight bounds it).
+  sampled while they drain, and the most videos seen in 'processing' (index.max_in_flight bounds it).
 
 Timing: the baseline from its first read() to its last patch (model builds excluded); a daemon run from the moment
 the clip is moved into the watch folder (stage models already built and idle) until the catalog says it is done

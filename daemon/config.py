@@ -18,11 +18,13 @@ from pathlib import Path
 from typing import Any, get_type_hints
 
 from humanstyle.stages.settings import (  # noqa: F401 - ConfigError and the sections are part of this module's interface
+    MOVED_KEYS,
     WEIGHTS_HELP,
     ClassifySettings,
     ConfigError,
     DecodeSettings,
     DetectSettings,
+    IndexSettings,
     PairSettings,
     PathsSettings,
     PipelineSettings,
@@ -216,6 +218,10 @@ def from_dict(data: dict[str, Any], base: Path, source: Path | None = None) -> S
         fields = {f.name: f for f in dataclasses.fields(cls)}
         hints = get_type_hints(cls)
         unknown_keys = sorted(set(raw_section) - set(fields))
+        moved = [f"{name}.{k}" for k in unknown_keys if f"{name}.{k}" in MOVED_KEYS]
+        if moved:
+            new = MOVED_KEYS[moved[0]]
+            raise ConfigError(f"{moved[0]} is now {new}: move it to the [{new.split('.')[0]}] section")
         if unknown_keys:
             raise ConfigError(f"unknown key {name}.{unknown_keys[0]}: [{name}] accepts {', '.join(fields)}")
         values = {}

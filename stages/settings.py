@@ -13,6 +13,14 @@ from typing import Any
 
 from humanstyle.stages.vocabulary import SEARCH_METHODS
 
+# Keys that moved to another section: a config that still names them is refused with the new name (a silently
+# ignored key would run with a default the user did not choose).
+MOVED_KEYS = {
+    "watch.max_in_flight": "index.max_in_flight",
+    "watch.stall_timeout_s": "index.stall_timeout_s",
+    "pair.save_rejected": "index.save_rejected",
+}
+
 
 class ConfigError(ValueError):
     """A config file that cannot be used; the message names the offending key."""
@@ -72,9 +80,16 @@ class WatchSettings:
         [".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".mpg", ".mpeg", ".ts", ".wmv"],
         "file suffixes considered; other files are recorded as failed (not_a_video) once",
     )
+
+
+@dataclass(frozen=True)
+class IndexSettings:
+    """The index stage's: how many videos it hands to the decoders at once, when it redoes one, what it writes."""
+
     max_in_flight: int = opt(2, "videos decoded at once; the rest wait in the catalog (bounds memory)", min=1, max=64)
     stall_timeout_s: float = opt(
         600.0, "a video with no progress for this long is redone (idempotently)", min=10, max=86400)
+    save_rejected: bool = opt(True, "also keep patch files of rejected patches (under patches/<domain>/REJECTED)")
 
 
 @dataclass(frozen=True)
@@ -135,7 +150,6 @@ class PairSettings:
                                       "see README 'Pairing')", min=-1, max=1)
     top_k: int = opt(3, "best matches recorded per new patch", min=1, max=100)
     mutual_best: bool = opt(False, "record a pair only when each patch is the other's best match so far")
-    save_rejected: bool = opt(True, "also keep patch files of rejected patches (under patches/<domain>/REJECTED)")
     batch: int = opt(256, "patches the pairing stage reads from the catalog at once (one pose search per view and "
                      "domain among them)", min=1, max=65536)
     search: str = opt("auto", '"exact" (score every stored pose), "faiss" (FAISS proposes candidates, the exact score '
@@ -209,6 +223,7 @@ class PipelineSettings:
     catalog: CatalogSettings = field(default_factory=CatalogSettings)
     storage: StorageSettings = field(default_factory=StorageSettings)
     watch: WatchSettings = field(default_factory=WatchSettings)
+    index: IndexSettings = field(default_factory=IndexSettings)
     decode: DecodeSettings = field(default_factory=DecodeSettings)
     detect: DetectSettings = field(default_factory=DetectSettings)
     classify: ClassifySettings = field(default_factory=ClassifySettings)

@@ -84,7 +84,7 @@ def fast_sections(tmp: Path, **overrides: dict) -> dict[str, dict]:
     private runtime folder and a free metrics port."""
     sections: dict[str, dict] = {
         "paths": {"watch_dir": "watch", "data_dir": "data", "runtime_dir": str(tmp / "run")},
-        "watch": {"stable_s": 0.3, "poll_interval_s": 0.2, "stall_timeout_s": 60.0},
+        "watch": {"stable_s": 0.3, "poll_interval_s": 0.2}, "index": {"stall_timeout_s": 60.0},
         "detect": {"weights": "none", "score_threshold": 0.0, "min_size": 160, "max_size": 256, "max_persons": 2,
                    "min_box_side": 4, "patch_size": 96, "threads": 1},
         "classify": {"weights": "none", "threads": 1, "min_person_overlap": 0.0},

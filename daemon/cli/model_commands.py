@@ -70,7 +70,8 @@ def _train(settings: Settings, args: argparse.Namespace, group) -> int:
 
     from humanstyle.stages.train.distributed import Plan
     from humanstyle.stages.train.lock import TrainerLock
-    from humanstyle.stages.train.stage import RankLoop, Trainer
+    from humanstyle.stages.train.rank_loop import RankLoop
+    from humanstyle.stages.train.trainer import Trainer
 
     if group.device == "cpu" and group.parallel:
         torch.set_num_threads(settings.train.threads)
@@ -126,12 +127,10 @@ def _lead(settings: Settings, args: argparse.Namespace, trainer, loop, group) ->
     done, last_refresh = 0, time.monotonic()
     try:
         while (args.steps is None or done < args.steps) and not stop:
-            if time.monotonic() - last_refresh > settings.train.refresh_every_s:
+            reload = time.monotonic() - last_refresh > settings.train.refresh_every_s
+            if reload:
                 last_refresh = time.monotonic()
-                if (watermark := loop.watermark()) is not None:
-                    loop.lead(Plan(watermark=watermark))
-            ready = trainer.ready()
-            loop.lead(Plan(models=tuple(trainer.names.index(n) for n in ready)))
+            loop.turn(reload)
             done += 1
             bar.update(1)
     finally:
@@ -211,7 +210,7 @@ def resolve_checkpoint(settings: Settings, given: str | None) -> Path:
 
     from humanstyle.models.files import atomic_write_bytes
     from humanstyle.stages.store.storage import open_storage
-    from humanstyle.stages.train.stage import Trainer
+    from humanstyle.stages.train.trainer import Trainer
 
     storage = open_storage(settings)
     if given is None:

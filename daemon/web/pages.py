@@ -96,7 +96,7 @@ def rejections():
     counts = count_table(db.counts()["rejections"] if db else [], 2, {r: {} for r in PATCH_REASONS})
     examples = db.rejection_examples(tuple(counts), EXAMPLES_PER_REASON) if db else {}
     return page("rejections.html", counts=counts, examples=examples,
-                save_rejected=w.settings.pair.save_rejected)
+                save_rejected=w.settings.index.save_rejected)
 
 @pages.get("/training")
 def training():

@@ -73,7 +73,7 @@ class ResultWriter:
         self.written.clear()
 
     def _write_files(self, f: dict, image: np.ndarray, mask: np.ndarray) -> str:
-        if f["view"] == REJECTED and not self.settings.pair.save_rejected:
+        if f["view"] == REJECTED and not self.settings.index.save_rejected:
             return ""
         rel = Path("patches") / f["domain"] / f["view"] / (patch_name(f["video_id"], f["frame_index"],
                                                                        f["person_index"]) + ".png")

@@ -288,8 +288,8 @@ class IndexHandler(Handler):
         BACKLOG_SECONDS.set(backlog)
 
     def dispatch(self) -> None:
-        """Claim segments while fewer than watch.max_in_flight are held, and hand them to the decoders."""
-        free = self.settings.watch.max_in_flight - len(self.in_flight)
+        """Claim segments while fewer than index.max_in_flight are held, and hand them to the decoders."""
+        free = self.settings.index.max_in_flight - len(self.in_flight)
         if free <= 0 or self.out is None or time.monotonic() < self._idle_until:
             return
         claimed = self.segments.claim(self.owner, free, self.lease_s)
@@ -336,7 +336,7 @@ class IndexHandler(Handler):
         SEGMENTS.labels("released").inc()
 
     def check_stalls(self) -> None:
-        timeout = self.settings.watch.stall_timeout_s
+        timeout = self.settings.index.stall_timeout_s
         now = time.monotonic()
         for key, progress in list(self.in_flight.items()):
             if now - progress.last_activity > timeout:

@@ -41,6 +41,7 @@ from pathlib import Path
 import numpy as np
 
 from humanstyle.models.files import atomic_write_bytes, fsync_dir
+from humanstyle.stages.pairing import ann as pose_ann
 from humanstyle.stages.pairing.ann import CandidateIndex, SearchSettings
 from humanstyle.stages.pairing.pose import (
     MIN_COVERAGE,
@@ -51,7 +52,6 @@ from humanstyle.stages.pairing.pose import (
     mirror_prepared,
     score_prepared,
 )
-from humanstyle.stages.pairing import ann as pose_ann
 from humanstyle.stages.process.blas_threads import single_blas_thread
 
 log = logging.getLogger(__name__)

@@ -10,7 +10,7 @@ additions and verdicts), in the same order: by pair id, and patches in the order
 (patch ids written by several machines do not commit in order; that order does).
 
 Reading and applying are two steps (`read_delta`, `TrainingData.apply`): processes training together read each
-their delta, agree on the digest it leads to, and only then apply it (stages/train/stage.py). The digest is a sum of
+their delta, agree on the digest it leads to, and only then apply it (stages/train/rank_loop.py). The digest is a sum of
 per-item hashes, so it follows additions and removals without re-hashing everything.
 """
 

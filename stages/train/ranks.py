@@ -85,7 +85,8 @@ def follower_main(settings: PipelineSettings, rank: int, world: int, port: int, 
 
 
 def _follow(settings: PipelineSettings, group: Group) -> None:
-    from humanstyle.stages.train.stage import RankLoop, Trainer
+    from humanstyle.stages.train.rank_loop import RankLoop
+    from humanstyle.stages.train.trainer import Trainer
 
     trainer = Trainer(settings, group.device, group=group)
     trainer.resume()

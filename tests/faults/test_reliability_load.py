@@ -1,4 +1,4 @@
-"""Load: 50 short videos dropped at once. Everything completes, at most watch.max_in_flight videos are in flight
+"""Load: 50 short videos dropped at once. Everything completes, at most index.max_in_flight videos are in flight
 at any moment (the rest wait in the catalog, not in memory), queues stay bounded by their high-water marks, and
 the peak resident memory of every process stays bounded. Prints the per-process peak RSS (VmHWM)."""
 
@@ -39,7 +39,7 @@ QUEUE_BOUNDS = {**{q: MAX_IN_FLIGHT * n for q, n in PER_VIDEO.items()}, "discove
 def test_fifty_videos_at_once(tmp_path, capsys):
     # One window per clip and one person per frame keep this to a few minutes on two shared cores.
     clips = [staged_clip(tmp_path, f"load{i:02d}.mp4", seconds=0.5, size=(160 + 2 * i, 120)) for i in range(VIDEOS)]
-    with running_daemon(tmp_path, watch={"max_in_flight": MAX_IN_FLIGHT}, queues={"high_water_mark": HWM},
+    with running_daemon(tmp_path, index={"max_in_flight": MAX_IN_FLIGHT}, queues={"high_water_mark": HWM},
                         decode={"burst_frames": 0}, detect={"patch_size": 64, "max_persons": 1}) as d:
         pids = {s: d.health()["stages"][s]["pids"][0] for s in STAGES}
         pids["supervisor"] = d.proc.pid

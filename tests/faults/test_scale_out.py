@@ -42,7 +42,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
 # stall_timeout_s far beyond the test: only leases running out can move a vanished machine's segments.
 CONFIG = {"queues": {"high_water_mark": 2}, "decode": {"burst_frames": 0}, "detect": {"patch_size": 64},
-          "watch": {"stall_timeout_s": 3600.0}}
+          "index": {"stall_timeout_s": 3600.0}}
 CLUSTER = {"ingest": {"segment_s": 2.0, "lease_s": 3.0}}
 FINISH_TIMEOUT = 300
 NETNS_UNAVAILABLE = Namespaces.unavailable()

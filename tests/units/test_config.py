@@ -42,6 +42,10 @@ def test_relative_paths_resolve_against_the_config_folder(tmp_path):
     ("[detect]\ndevice = \"gpu\"\n", "detect.device = 'gpu'"),
     ("detect = 3\n", "expected a [detect] table"),
     ("[detect\n", "not valid TOML"),
+    # Keys that moved are refused with their new place, never silently ignored (the index's own section).
+    ("[watch]\nmax_in_flight = 4\n", "watch.max_in_flight is now index.max_in_flight: move it to the [index] section"),
+    ("[watch]\nstall_timeout_s = 60\n", "watch.stall_timeout_s is now index.stall_timeout_s"),
+    ("[pair]\nsave_rejected = false\n", "pair.save_rejected is now index.save_rejected"),
 ])
 def test_bad_values_name_the_key(tmp_path, text, fragment):
     with pytest.raises(config.ConfigError) as err:

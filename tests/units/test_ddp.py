@@ -2,8 +2,8 @@
 
 One run of two processes (`ddp_run`, shared by the tests here) resumes from a checkpoint that one process wrote,
 reloads the data up to a broadcast watermark, trains the three models for STEPS steps through the product's plan
-loop (stages.train.stage.RankLoop) and saves; each process records the digest of every model's weights after every step,
-the digest of the batch it trained on, and every file it opened for writing. Dropout and the image pools are
+loop (stages.train.rank_loop.RankLoop) and saves; each process records the digest of every model's weights after
+every step, the digest of the batch it trained on, and every file it opened for writing. Dropout and the image pools are
 switched off in both runs (their draws are per process by design), so a global batch must give what one process
 gives with that batch.
 """
@@ -23,7 +23,7 @@ import torch.multiprocessing as mp
 from humanstyle.daemon import config
 from humanstyle.models.checkpoint import load_checkpoint
 from humanstyle.stages.store.catalog import Catalog
-from humanstyle.stages.train.stage import Trainer
+from humanstyle.stages.train.trainer import Trainer
 from tests.conftest import fast_sections, free_port, write_config
 from tests.units.test_trainer import TINY, add_pairs
 
@@ -110,7 +110,7 @@ def train_as(group, settings: config.Settings) -> dict:
     from humanstyle.models.pix2pix import Pix2Pix, Pix2PixSettings
     from humanstyle.stages import counters
     from humanstyle.stages.train.distributed import Plan
-    from humanstyle.stages.train.stage import RankLoop
+    from humanstyle.stages.train.rank_loop import RankLoop
 
     rank = group.rank
     trainer = Trainer(settings, group.device, group=group)

@@ -4,6 +4,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from humanstyle.stages.pairing import pose_store
 from humanstyle.stages.pairing.pose import MIN_SHARED, MIRROR, prepare, score_prepared
 from humanstyle.stages.pairing.pose_store import PoseIndex
 from humanstyle.stages.pairing.rule import (
@@ -14,7 +15,6 @@ from humanstyle.stages.pairing.rule import (
     pose_match,
     pose_similarity,
 )
-from humanstyle.stages.pairing import pose_store
 from tests.pairing_reference import brute_force_pairs
 
 DOMAINS = ("movie", "game")

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 
 from bench.pairing import random_keypoints
+from humanstyle.stages.pairing import ann as pose_ann
 from humanstyle.stages.pairing.ann import SearchSettings, embed, fit_template
 from humanstyle.stages.pairing.pose import prepare
 from humanstyle.stages.pairing.pose_store import PoseIndex
-from humanstyle.stages.pairing import ann as pose_ann
 from tests.units.test_pairing import mirror
 
 pytestmark = pytest.mark.skipif(not pose_ann.available(), reason="faiss-cpu is not installed")

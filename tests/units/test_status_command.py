@@ -136,7 +136,7 @@ def test_progress_of_videos_in_progress_reaches_the_catalog_and_status(tmp_path,
                                    rejected=""))
     index.dispatch()
     jobs = [r for r in index.out.sent if isinstance(r, Job)]
-    assert [(j.start_window, j.end_window) for j in jobs] == [(0, 2), (2, 4)]  # watch.max_in_flight = 2
+    assert [(j.start_window, j.end_window) for j in jobs] == [(0, 2), (2, 4)]  # index.max_in_flight = 2
     for w in range(3):
         index.on_result(WindowDone(video_id=1, attempt=1, domain="movie", window_index=w, patches=0,
                                    anchor_hit=False, frames=1))

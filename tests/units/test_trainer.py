@@ -28,7 +28,8 @@ from humanstyle.stages.store.catalog import Catalog
 from humanstyle.stages.store.storage import Storage
 from humanstyle.stages.train.data import data_digest, load_training_data
 from humanstyle.stages.train.lock import TrainerLock
-from humanstyle.stages.train.stage import Trainer, TrainHandler
+from humanstyle.stages.train.stage import TrainHandler
+from humanstyle.stages.train.trainer import Trainer
 from tests.catalog_rows import add_patch
 from tests.conftest import fast_sections, write_config
 from tests.harness import run_stage

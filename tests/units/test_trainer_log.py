@@ -7,8 +7,8 @@ from __future__ import annotations
 import logging
 
 from humanstyle.stages.store.catalog import Catalog
-from humanstyle.stages.train.stage import Trainer
 from humanstyle.stages.train.state import read_state, read_validation
+from humanstyle.stages.train.trainer import Trainer
 from tests.units.test_trainer import add_pairs, make_settings
 
 

@@ -12,7 +12,7 @@ COPY pyproject.toml setup.py constraints.txt README.md ./
 COPY daemon ./daemon
 COPY stages ./stages
 COPY models ./models
-# gcc only for the install: it builds the pose index's C kernel (stages/pairing/_pose_kernel.c), then leaves the image.
+# gcc only for the install: it builds the pose store's C kernel (stages/pairing/_pose_kernel.c), then leaves the image.
 RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev \
     && pip install -c constraints.txt '.[scale]' \
     && pip install --no-deps -c constraints.txt trackers \

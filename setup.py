@@ -1,6 +1,6 @@
 """Only what pyproject.toml cannot say yet without an experimental table: the optional C extension.
 
-The pose index's float32 pass in C (stages/pairing/_pose_kernel.c). Optional: where no C compiler is found the install goes
+The pose store's float32 pass in C (stages/pairing/_pose_kernel.c). Optional: where no C compiler is found the install goes
 on without it and the index runs the same computation in numpy (slower; it logs a warning when it opens).
 """
 

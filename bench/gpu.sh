@@ -53,7 +53,7 @@ run_all() {
     fi
     if ! "$py" -c 'import humanstyle' 2>/dev/null; then
         # Not installed there: the package maps humanstyle.daemon, .stages and .models to the top-level folders
-        # (pyproject.toml), and links give the same mapping (the pose index's C kernel then falls back to numpy).
+        # (pyproject.toml), and links give the same mapping (the pose store's C kernel then falls back to numpy).
         shim=$(mktemp -d -t humanstyle-pkg-XXXXXX)
         mkdir "$shim/humanstyle" && touch "$shim/humanstyle/__init__.py"
         for d in daemon stages models; do ln -s "$PWD/$d" "$shim/humanstyle/$d"; done

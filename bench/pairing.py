@@ -1,4 +1,4 @@
-"""Pairing benchmark: streaming append+query with PairingIndex vs recomputing the whole similarity matrix.
+"""Pairing benchmark: streaming append+query with PairingRule vs recomputing the whole similarity matrix.
 
     python bench/pairing.py [--sizes 10000 100000 1000000] [--out bench/results/pairing.json]
 
@@ -28,7 +28,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from humanstyle.stages.pairing.pose import NUM_KEYPOINTS, prepare  # noqa: E402
-from humanstyle.stages.pairing.rule import PairingIndex  # noqa: E402
+from humanstyle.stages.pairing.rule import PairingRule  # noqa: E402
 from humanstyle.stages.settings import PairSettings  # noqa: E402
 from humanstyle.stages.vocabulary import VISIBLE_CONFIDENCE  # noqa: E402
 
@@ -75,7 +75,7 @@ def run_size(n: int) -> dict:
     rng = np.random.default_rng(n)
     result: dict = {"patches_per_domain": n, "rss_start_mb": round(rss_mb(), 1)}
     with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_TMP")) as tmp:
-        index = PairingIndex(Path(tmp), ("movie", "game"), views=(VIEW,),
+        index = PairingRule(Path(tmp), ("movie", "game"), views=(VIEW,),
                              min_similarity=PairSettings().min_similarity, top_k=1)
         loaded, feature_s, append_s = 0, 0.0, 0.0
         sample: dict[str, np.ndarray] = {}

@@ -7,7 +7,7 @@ Per size N (poses stored in one domain and view; `bench/pairing.py`'s synthetic 
 probability 1/8) in its own subprocess, so that peak RSS belongs to that size: the index is loaded, then the same
 queries (fresh synthetic poses, the other domain's new patches) are searched in batches of --batch, top 1 at
 `pair.min_similarity`, by the exact scan and by FAISS with each nprobe:candidates setting. The first FAISS search
-trains its index (k-means lists, template, every pose added): that time is the rebuild time. Reopen: the pose index
+trains its index (k-means lists, template, every pose added): that time is the rebuild time. Reopen: the pose store
 read back from its files, as at a restart.
 
 Agreement with the exact search, per setting: found = share of the queries whose exact best reaches the threshold
@@ -36,7 +36,7 @@ from bench.pairing import random_keypoints, rss_mb  # noqa: E402
 from bench.pairing_quality import CLASSES, patch_poses  # noqa: E402
 from humanstyle.stages.pairing.ann import SearchSettings  # noqa: E402
 from humanstyle.stages.pairing.pose import prepare  # noqa: E402
-from humanstyle.stages.pairing.pose_store import PoseIndex  # noqa: E402
+from humanstyle.stages.pairing.pose_store import PoseStore  # noqa: E402
 from humanstyle.stages.settings import PairSettings  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,7 +45,7 @@ LOAD_BATCH = 100_000
 
 
 def best_by_query(result: tuple, n: int) -> np.ndarray:
-    """Best similarity per query (-inf where none reached the threshold) from PoseIndex.search's arrays."""
+    """Best similarity per query (-inf where none reached the threshold) from PoseStore.search's arrays."""
     best = np.full(n, -np.inf)
     rows, sims = result[0], result[3]
     np.maximum.at(best, rows, sims)
@@ -64,7 +64,7 @@ def agreement(exact: np.ndarray, approx: np.ndarray) -> dict:
             "extra_pairs": int((np.isfinite(approx) & ~has).sum())}
 
 
-def timed_search(index: PoseIndex, masks: np.ndarray, z: np.ndarray, batch: int) -> tuple[np.ndarray, float]:
+def timed_search(index: PoseStore, masks: np.ndarray, z: np.ndarray, batch: int) -> tuple[np.ndarray, float]:
     best, seconds = np.full(len(masks), -np.inf), 0.0
     for start in range(0, len(masks), batch):
         t0 = time.perf_counter()
@@ -78,7 +78,7 @@ def run_size(n: int, queries: int, batch: int, settings: list[tuple[int, int]]) 
     rng = np.random.default_rng(n)
     out: dict = {"poses": n, "queries": queries, "batch": batch}
     with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_TMP")) as tmp:
-        index = PoseIndex(Path(tmp), durable=False, search=SearchSettings("exact"))
+        index = PoseStore(Path(tmp), durable=False, search=SearchSettings("exact"))
         t0 = time.perf_counter()
         for start in range(0, n, LOAD_BATCH):
             masks, z = prepare(random_keypoints(rng, min(LOAD_BATCH, n - start)))
@@ -87,7 +87,7 @@ def run_size(n: int, queries: int, batch: int, settings: list[tuple[int, int]]) 
         index.close()
         del index  # freed before the reopen: RSS then is what a restarted pairing stage holds for this index
         t0 = time.perf_counter()
-        index = PoseIndex(Path(tmp), durable=False, search=SearchSettings("exact"))  # what a restart reads
+        index = PoseStore(Path(tmp), durable=False, search=SearchSettings("exact"))  # what a restart reads
         out["reopen_s"] = round(time.perf_counter() - t0, 1)
         out["rss_loaded_mb"] = round(rss_mb())
         q_masks, q_z = prepare(random_keypoints(rng, queries))
@@ -122,7 +122,7 @@ def dev_set(cases_path: Path, settings: list[tuple[int, int]]) -> dict:
             masks, z = prepare(stored)
             q_masks, q_z = prepare(query)
             with tempfile.TemporaryDirectory() as tmp:
-                index = PoseIndex(Path(tmp), durable=False, search=SearchSettings("exact"))
+                index = PoseStore(Path(tmp), durable=False, search=SearchSettings("exact"))
                 index.append(np.arange(len(z)), masks, z)
                 exact, _ = timed_search(index, q_masks, q_z, 256)
                 row = {"stored": len(z), "queries": len(q_z)}

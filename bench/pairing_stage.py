@@ -4,7 +4,7 @@
                                   [--out bench/results/pairing_stage.json]
 
 Per size N (poses per (domain, view), one view; `bench/pairing.py`'s synthetic poses), in its own process: a
-catalog with N paired patches per domain (rows only, no image files) and their pose index, built directly (not
+catalog with N paired patches per domain (rows only, no image files) and their pose store, built directly (not
 timed as pairing). Then, timed:
 
 - catalog inserts: --new patch rows (half per domain, in runs of 32 as videos bring them) through
@@ -38,7 +38,7 @@ from bench.pairing import random_keypoints, rss_mb  # noqa: E402
 from humanstyle.daemon import config  # noqa: E402
 from humanstyle.stages.handler import ListOutbox  # noqa: E402
 from humanstyle.stages.index.stage import PATCH_BATCH  # noqa: E402
-from humanstyle.stages.pairing.rule import PairingIndex  # noqa: E402
+from humanstyle.stages.pairing.rule import PairingRule  # noqa: E402
 from humanstyle.stages.pairing.stage import PairingHandler  # noqa: E402
 from humanstyle.stages.store.catalog import Catalog  # noqa: E402
 from humanstyle.stages.vocabulary import VIEWS  # noqa: E402
@@ -55,11 +55,11 @@ def settings_for(folder: Path, search: str, catalog_url: str) -> config.Settings
 
 
 def build(settings: config.Settings, n: int, rng: np.random.Generator) -> dict:
-    """N paired patches per domain in the catalog and the pose index; returns timings."""
+    """N paired patches per domain in the catalog and the pose store; returns timings."""
     settings.paths.data_dir.mkdir(parents=True, exist_ok=True)
     catalog = Catalog(settings.catalog.url or settings.paths.catalog)
     videos = {d: catalog.add_video(f"fp-{d}", f"/w/{d}.mp4", d, 1, 0.0)[0].id for d in DOMAINS}
-    index = PairingIndex(settings.paths.data_dir / "index", DOMAINS, VIEWS, durable=False)
+    index = PairingRule(settings.paths.data_dir / "index", DOMAINS, VIEWS, durable=False)
     t0 = time.perf_counter()
     for d in DOMAINS:
         for start in range(0, n, LOAD):

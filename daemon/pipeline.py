@@ -56,7 +56,7 @@ class Stage:
     handler: Callable[[Settings, int], object]  # (settings, replica) -> the stage's Handler (stages.handler)
     reads: tuple[str, ...] = ()
     writes: tuple[str, ...] = ()
-    replicas: str = ""  # the settings key ("decode.workers") that says how many run; empty = one
+    processes: str = ""  # the settings key ("decode.workers") that says how many run; empty = one
     roles: tuple[str, ...] = ROLES  # the ingest.role values of the machines it runs on
     enabled: str = ""  # a settings key that must be true for it to run ("train.enabled"); empty = always
     # After a stop request keep taking input until it has been quiet this long: the writer stage drains what the
@@ -73,7 +73,7 @@ class Stage:
         return self.drain_s > 0
 
     def count(self, settings: Settings) -> int:
-        return _setting(settings, self.replicas) if self.replicas else 1
+        return _setting(settings, self.processes) if self.processes else 1
 
     def runs_on(self, settings: Settings) -> bool:
         return settings.ingest.role in self.roles and (not self.enabled or bool(_setting(settings, self.enabled)))
@@ -172,13 +172,13 @@ STAGES = {s.name: s for s in (
     Stage("watch", _watch, writes=("discovered",), roles=("all", "coordinator"), on_restart="rescans the folder"),
     Stage("index", _index, reads=("discovered", "classified", "control"), writes=("jobs",), drain_s=1.0,
           on_restart="redoes the videos in flight"),
-    Stage("decode", _decode, reads=("jobs",), writes=("windows",), replicas="decode.workers",
+    Stage("decode", _decode, reads=("jobs",), writes=("windows",), processes="decode.workers",
           roles=("all", "ingest"), restart_redoes_videos=True,
           on_restart="the index redoes the videos in flight", setup=_one_opencv_thread),
-    Stage("detect", _detect, reads=("windows",), writes=("patches",), replicas="detect.workers",
+    Stage("detect", _detect, reads=("windows",), writes=("patches",), processes="detect.workers",
           roles=("all", "ingest"), restart_redoes_videos=True,
           on_restart="the index redoes the videos in flight", setup=_torch_threads_for("detect")),
-    Stage("classify", _classify, reads=("patches",), writes=("classified",), replicas="classify.workers",
+    Stage("classify", _classify, reads=("patches",), writes=("classified",), processes="classify.workers",
           roles=("all", "ingest"), restart_redoes_videos=True,
           on_restart="the index redoes the videos in flight", setup=_torch_threads_for("classify")),
     # No input queue: it follows the catalog's unpaired patches (stages/pairing/stage.py).
@@ -237,7 +237,7 @@ def diagram() -> str:
                      f"{', '.join(r.TYPE for r in q.records)}  ({arrow})")
     lines += ["", "stage      processes          on machines             stops   a restart"]
     for s in STAGES.values():
-        count = s.replicas or "1"
+        count = s.processes or "1"
         if s.enabled:
             count += f" if {s.enabled}"
         roles = "every role" if s.roles == ROLES else " and ".join(s.roles)

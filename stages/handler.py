@@ -12,7 +12,7 @@ A stage handler is a `Handler` of `stages/` with:
   `tick(outbox) -> units of work done` (periodic work: the watcher's scan, the index's dispatch, the trainer's
   steps), `wait_ms()` (how long to wait for input before the next tick) and `close()`.
 
-It sends what it produces through an `Outbox`: the daemon's sockets (humanstyle's worker loop), or a `ListOutbox`
+It sends what it produces through an `Outbox`: the daemon's sockets (humanstyle's stage loop), or a `ListOutbox`
 in one-shot tools, benchmarks and tests, which call the same handlers without any socket.
 """
 

@@ -6,7 +6,7 @@ from these declarations, so a field added here is framed, validated and document
 what a record must mean beyond its types (frames that match their indices, a square with a side): a well-typed
 message that breaks it would otherwise crash the stage that computes with it, and crash it again when replayed.
 
-Stage logic consumes and produces these records and never sees a socket; the daemon's worker loop carries them.
+Stage logic consumes and produces these records and never sees a socket; the daemon's stage loop carries them.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""A naive reference of stages.pairing.rule.PairingIndex for tests: every pair scored with `pose_match`, one at a
+"""A naive reference of stages.pairing.rule.PairingRule for tests: every pair scored with `pose_match`, one at a
 time."""
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ def brute_force_pairs(
     top_k: int = 1,
     mutual_best: bool = False,
 ) -> list[Pair]:
-    """Naive reference of PairingIndex over (patch_id, domain, view, keypoints) events: `pose_match` per pair."""
+    """Naive reference of PairingRule over (patch_id, domain, view, keypoints) events: `pose_match` per pair."""
     seen: set[int] = set()
     stored: dict[tuple[str, str], list[tuple[int, np.ndarray]]] = {}
     pairs: list[Pair] = []

@@ -1,4 +1,4 @@
-/* The float32 pass of the pose index (stages/pairing/pose_store.py, PoseIndex._score_step) in one pass over a block.
+/* The float32 pass of the pose store (stages/pairing/pose_store.py, PoseStore._score_step) in one pass over a block.
  *
  * numpy needs about fifteen passes over every block of stored poses per query (two matrix-vector products, the
  * stored keypoints the query lacks, the per-mask table, then the score's algebra element by element); this reads
@@ -117,7 +117,7 @@ static PyObject *score_block(PyObject *self, PyObject *args)
 }
 
 static PyMethodDef methods[] = {
-    {"score_block", score_block, METH_VARARGS, "The pose index's float32 pass over one block (see the source)."},
+    {"score_block", score_block, METH_VARARGS, "The pose store's float32 pass over one block (see the source)."},
     {NULL, NULL, 0, NULL},
 };
 

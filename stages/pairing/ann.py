@@ -1,4 +1,4 @@
-"""Candidate search for the pose index on FAISS: a fixed-size embedding of prepared poses and an IVF index over it.
+"""Candidate search for the pose store on FAISS: a fixed-size embedding of prepared poses and an IVF index over it.
 
 The exact score (`stages.pairing.pose`) compares two poses on the keypoints both show, after the best rotation and with
 the mirror image tried; no fixed-size vector reproduces that for every pair of visibility masks. The embedding
@@ -19,7 +19,7 @@ The FAISS index is IVF: lists of nearby poses, `nprobe` of them visited per quer
 (136 bytes) up to FLAT_MAX_ROWS poses and as 8-bit codes (34 bytes) beyond, where memory matters more than the
 2x faster search of plain floats (bench/README.md, "Pairing at scale"). It is retrained from every stored pose
 when the index has grown `RETRAIN_GROWTH` times since the last training (the lists follow the data), and lives in
-memory only: the pose index rebuilds it at open from the poses it reads anyway.
+memory only: the pose store rebuilds it at open from the poses it reads anyway.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ FLAT_MAX_ROWS = 2_000_000  # plain float vectors up to here (272 MB), 8-bit code
 
 @dataclass(frozen=True)
 class SearchSettings:
-    """How a pose index finds its best matches (the pairing settings carry them; see stages.settings)."""
+    """How a pose store finds its best matches (the pairing settings carry them; see stages.settings)."""
 
     method: str = "auto"  # auto: FAISS candidates from min_rows stored poses on (when installed), else exact
     min_rows: int = 200_000
@@ -130,7 +130,7 @@ def _embed(masks: np.ndarray, z: np.ndarray, template: np.ndarray) -> np.ndarray
 
 
 class CandidateIndex:
-    """FAISS IVF over the embeddings of one pose index's rows (FAISS ids are the pose index's row numbers)."""
+    """FAISS IVF over the embeddings of one pose store's rows (FAISS ids are the pose store's row numbers)."""
 
     def __init__(self, nprobe: int = 32, candidates: int = 256) -> None:
         if faiss is None:
@@ -139,7 +139,7 @@ class CandidateIndex:
         self.template: np.ndarray | None = None
         self.index = None
         self.trained_rows = 0
-        self.rows = 0  # pose index rows covered (added or skipped as unusable)
+        self.rows = 0  # pose store rows covered (added or skipped as unusable)
 
     def __len__(self) -> int:
         return self.rows
@@ -173,7 +173,7 @@ class CandidateIndex:
         self.trained_rows, self.rows = rows, 0
 
     def add(self, masks: np.ndarray, z: np.ndarray) -> None:
-        """Append the next rows of the pose index (in order)."""
+        """Append the next rows of the pose store (in order)."""
         first = self.rows
         for start in range(0, len(masks), EMBED_CHUNK):
             part = slice(start, start + EMBED_CHUNK)

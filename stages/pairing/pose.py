@@ -1,6 +1,6 @@
 """The pose pair score: a similarity fit on the keypoints both poses show, also against the mirrored pose.
 
-Pure numpy, no state. `prepare` turns (n, 17, 3) keypoints [x, y, confidence] into what the index stores per
+Pure numpy, no state. `prepare` turns (n, 17, 3) keypoints [x, y, confidence] into what the pose store stores per
 pose: a 17-bit visibility mask and the visible keypoints as complex numbers x + iy, centred on their own centroid
 and scaled to unit norm (invisible keypoints are 0). The score of two prepared poses (`score_prepared`):
 
@@ -14,7 +14,7 @@ and scaled to unit norm (invisible keypoints are 0). The score of two prepared p
    on the horizontally flipped image); the score is the better of the two, `mirrored` says the mirrored one won
    (strictly). A mirrored pair shows the same pose once ONE of its two images is flipped horizontally.
 
-The score is symmetric, and mirroring either pose gives the same result. The index (`stages.pairing.pose_store`)
+The score is symmetric, and mirroring either pose gives the same result. The pose store (`stages.pairing.pose_store`)
 computes the same quantity for a query against millions of stored poses through a decomposition into dot
 products (see `query_tables`); this module's float64 code is the reference it must match, and the index
 re-scores its candidates with it, so the similarity it reports is exactly `score_prepared`'s.
@@ -121,7 +121,7 @@ def score_prepared(mq: np.ndarray, zq: np.ndarray, ms: np.ndarray, zs: np.ndarra
 
 
 def pose_match(a: np.ndarray, b: np.ndarray, min_confidence: float = DEFAULT_MIN_CONFIDENCE) -> tuple[float, bool]:
-    """(score, mirrored) of two (17, 3) keypoint arrays: the exact score the pairing index pairs by."""
+    """(score, mirrored) of two (17, 3) keypoint arrays: the exact score the pairing rule pairs by."""
     masks, z = prepare(np.stack([np.asarray(a), np.asarray(b)]), min_confidence)
     score, mirrored = score_prepared(masks[:1], z[:1], masks[1:], z[1:])
     return float(score[0, 0]), bool(mirrored[0, 0])

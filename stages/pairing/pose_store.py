@@ -1,4 +1,4 @@
-"""A persistent, append-only index of prepared poses for one (domain, view), and its exact top-k search.
+"""A persistent, append-only store of prepared poses for one (domain, view), and its exact top-k search.
 
 Single writer (flock). On disk (`directory`):
   meta.json            {"format": 2, "chunk_rows": R}; written once
@@ -9,7 +9,7 @@ Single writer (flock). On disk (`directory`):
 Data is fsynced before `committed` is replaced, so bytes past N records (a torn append) are ignored and
 truncated on reopen; a chunk shorter than N says committed data was lost, and the index keeps the intact prefix
 (the caller re-adds what `ids()` lacks). A format-1 index (the old 34-float features) raises
-`IndexFormatError`: its rows cannot be converted (they kept no keypoints), the caller rebuilds it from its own
+`PoseStoreFormatError`: its rows cannot be converted (they kept no keypoints), the caller rebuilds it from its own
 records of the keypoints.
 
 In memory a chunk is held as blocks of STEP_ROWS poses, keypoint-major (complex64 (17, STEP_ROWS) each), so a
@@ -73,7 +73,7 @@ SLACK = 1e-3
 # Threads scoring one search (each on a share of the blocks), used once there are this many blocks per thread.
 SEARCH_THREADS = 2
 MIN_BLOCKS_PER_THREAD = 4
-# Memory for the per-query mask tables of one pass (see PoseIndex._search).
+# Memory for the per-query mask tables of one pass (see PoseStore._search).
 TABLE_BUDGET = 64 << 20
 
 
@@ -82,7 +82,7 @@ def _pool() -> ThreadPoolExecutor:
     return ThreadPoolExecutor(SEARCH_THREADS, thread_name_prefix="pose-search")
 
 
-class IndexFormatError(ValueError):
+class PoseStoreFormatError(ValueError):
     """The directory holds an index of another on-disk format."""
 
 
@@ -307,8 +307,8 @@ class _Buffers:
         self.best = np.empty(rows, dtype=np.float32)
 
 
-class PoseIndex:
-    """Persistent, append-only index of prepared poses for one (domain, view); single writer (flock)."""
+class PoseStore:
+    """Persistent, append-only store of prepared poses for one (domain, view); single writer (flock)."""
 
     def __init__(self, directory: Path, *, chunk_rows: int = 65536, durable: bool = True,
                  kernel: str | None = None, search: SearchSettings | None = None) -> None:
@@ -357,7 +357,7 @@ class PoseIndex:
         if not self._lock.closed:
             self._lock.close()
 
-    def __enter__(self) -> PoseIndex:
+    def __enter__(self) -> PoseStore:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -371,10 +371,10 @@ class PoseIndex:
         if path.exists():
             meta = json.loads(path.read_text())
             if meta.get("format") != FORMAT:
-                raise IndexFormatError(f"{path}: index format {meta.get('format')}, this code reads {FORMAT}")
+                raise PoseStoreFormatError(f"{path}: index format {meta.get('format')}, this code reads {FORMAT}")
             return int(meta["chunk_rows"])
         if any(self.directory.glob("chunk-*.rec")):
-            raise IndexFormatError(f"{self.directory}: chunk files without meta.json")
+            raise PoseStoreFormatError(f"{self.directory}: chunk files without meta.json")
         atomic_write_bytes(path, json.dumps({"format": FORMAT, "chunk_rows": chunk_rows}).encode())
         return chunk_rows
 
@@ -740,7 +740,7 @@ def choose_kernel(kernel: str | None = None) -> str:
 
 @cache
 def _warn_numpy_once() -> None:
-    log.warning("pose index: the compiled kernel was not built (no C compiler at install time); searching with "
+    log.warning("pose store: the compiled kernel was not built (no C compiler at install time); searching with "
                 "numpy, about 1.4x slower on large indexes")
 
 

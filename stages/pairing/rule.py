@@ -1,11 +1,11 @@
-"""Pose pairing: the side A <-> side B pairing rule over a persistent per-(domain, view) pose index.
+"""Pose pairing: the side A <-> side B pairing rule over a persistent per-(domain, view) pose store.
 
 Pure logic with plain arguments: no sockets, no SQLite, no config. The indexer process owns the catalog and
-calls `PairingIndex.propose_batch` / `commit_batch` (or `add` / `add_batch`) from its single writer loop.
+calls `PairingRule.propose_batch` / `commit_batch` (or `add` / `add_batch`) from its single writer loop.
 
 The score (`stages.pairing.pose`, re-exported here as `pose_similarity` / `pose_match`): a similarity fit (centre,
 scale, rotation) on the keypoints both poses show, against the pose and its mirror image, with a coverage rule that
-keeps patches showing different body parts apart. The index (`stages.pairing.pose_store.PoseIndex`) finds the best
+keeps patches showing different body parts apart. The index (`stages.pairing.pose_store.PoseStore`) finds the best
 matches exactly as that score ranks them.
 """
 
@@ -27,12 +27,12 @@ from humanstyle.stages.pairing.pose import (
     prepare,
     score_prepared,
 )
-from humanstyle.stages.pairing.pose_store import IndexFormatError, PoseIndex, first_occurrences
+from humanstyle.stages.pairing.pose_store import PoseStore, PoseStoreFormatError, first_occurrences
 from humanstyle.stages.vocabulary import VIEWS
 
 # `pose_similarity` (and `pose_match`, which also says whether the mirrored pose won) are the pairing module's entry
 # points for other code: the exact score the index pairs by.
-__all__ = ["IndexFormatError", "Pair", "PairingIndex", "pose_match", "pose_similarity"]
+__all__ = ["PoseStoreFormatError", "Pair", "PairingRule", "pose_match", "pose_similarity"]
 
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
@@ -52,8 +52,8 @@ class Pair:
     mirrored: bool = False
 
 
-class PairingIndex:
-    """One PoseIndex per (domain, view) and the rule: a new patch pairs with the other domain, same view.
+class PairingRule:
+    """One PoseStore per (domain, view) and the rule: a new patch pairs with the other domain, same view.
 
     Each new patch queries the other domain's index of its own view and pairs with its top_k matches whose
     similarity >= min_similarity. With mutual_best, a new patch p pairs only with its best match q, and only
@@ -66,7 +66,7 @@ class PairingIndex:
 
     Crash-safe use from the indexer: pairs = propose_batch(...); write pairs (unique on a_id, b_id);
     commit_batch(...). A crash in between replays to the same proposals; `add_batch` does both steps at once.
-    An index directory of an older on-disk format raises IndexFormatError (see `reset`).
+    An index directory of an older on-disk format raises PoseStoreFormatError (see `reset`).
     """
 
     def __init__(
@@ -93,11 +93,11 @@ class PairingIndex:
         self.domains, self.views = tuple(domains), tuple(views)
         self.min_confidence, self.min_similarity = min_confidence, min_similarity
         self.top_k, self.mutual_best = top_k, mutual_best
-        self._indexes: dict[tuple[str, str], PoseIndex] = {}
+        self._indexes: dict[tuple[str, str], PoseStore] = {}
         try:
             for d in self.domains:
                 for v in self.views:
-                    self._indexes[d, v] = PoseIndex(Path(root) / d / v, chunk_rows=chunk_rows, durable=durable,
+                    self._indexes[d, v] = PoseStore(Path(root) / d / v, chunk_rows=chunk_rows, durable=durable,
                                                      search=search)
         except BaseException:
             self.close()
@@ -108,23 +108,23 @@ class PairingIndex:
         """Delete the index files under root (all formats), e.g. to rebuild an old-format index."""
         for d in domains:
             for v in views:
-                PoseIndex.remove_files(Path(root) / d / v)
+                PoseStore.remove_files(Path(root) / d / v)
 
     def close(self) -> None:
         for index in self._indexes.values():
             index.close()
 
-    def __enter__(self) -> PairingIndex:
+    def __enter__(self) -> PairingRule:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def index(self, domain: str, view: str) -> PoseIndex:
+    def index(self, domain: str, view: str) -> PoseStore:
         return self._indexes[domain, view]
 
     def search_method(self, domain: str, view: str) -> str:
-        """How new patches of (domain, view) are looked up now: "exact" or "faiss" (PoseIndex.method)."""
+        """How new patches of (domain, view) are looked up now: "exact" or "faiss" (PoseStore.method)."""
         return self._indexes[self._other(domain), view].method
 
     def _other(self, domain: str) -> str:

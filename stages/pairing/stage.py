@@ -3,18 +3,18 @@
 The index stage writes patch rows and moves on; it never waits for pairing. This stage reads the oldest kept
 patches not paired yet (`indexed = 0`, by id: the flag is the watermark, so a row that commits late is still
 read) up to `pair.batch` at a time, splits them into runs of one view and one domain in id order, and for each
-run makes one batched pose search (`stages.pairing.rule.PairingIndex`: exact, or FAISS candidates scored exactly). It is
+run makes one batched pose search (`stages.pairing.rule.PairingRule`: exact, or FAISS candidates scored exactly). It is
 the only writer of pairs and of pairs.csv. A slow pairing stage builds a backlog (`humanstyle_pairing_backlog_
 patches`, on /healthz and the status page), never back-pressure on the stages that feed the index.
 
 Order per run, so that a crash at any point replays cleanly: pairs proposed (changes nothing) -> inserted in one
-transaction (unique on the two patches) -> appended to pairs.csv -> the poses committed to the pose index
+transaction (unique on the two patches) -> appended to pairs.csv -> the poses committed to the pose store
 (fsynced) -> the rows marked paired in one transaction. A run cut short is read again: its pairs are not inserted
-twice, and patches the pose index already holds propose nothing again. pairs.csv is rewritten from the catalog at
+twice, and patches the pose store already holds propose nothing again. pairs.csv is rewritten from the catalog at
 start, and whenever a person's verdicts changed (the catalog numbers verdict changes: it lists the pairs not
 marked bad).
 
-A pose index of an older on-disk format is deleted at start and rebuilt from the catalog's keypoints: the patches
+A pose store of an older on-disk format is deleted at start and rebuilt from the catalog's keypoints: the patches
 already paired are re-added without proposing pairs again (their pairs are in the catalog already).
 """
 
@@ -41,7 +41,7 @@ from humanstyle.stages.counters import (
 from humanstyle.stages.handler import Handler, Outbox
 from humanstyle.stages.pairing.ann import SearchSettings
 from humanstyle.stages.pairing.pose import NUM_KEYPOINTS
-from humanstyle.stages.pairing.rule import IndexFormatError, PairingIndex
+from humanstyle.stages.pairing.rule import PairingRule, PoseStoreFormatError
 from humanstyle.stages.records import PairsAppended
 from humanstyle.stages.settings import PipelineSettings
 from humanstyle.stages.store.catalog import keypoints_of, open_catalog
@@ -104,7 +104,7 @@ class PairingHandler(Handler):
         self.domains = settings.domains
         self.catalog = open_catalog(settings, role="pairing")
         self.csv = PairsCsv(settings.paths.data_dir / "pairs.csv", self.domains)
-        self.index: PairingIndex | None = None
+        self.index: PairingRule | None = None
         self.verdicts_seen = -1
         self.pairs_total = 0
         self.out: Outbox | None = None
@@ -129,9 +129,9 @@ class PairingHandler(Handler):
             self.index = None
         try:
             self.index = self._open()
-        except IndexFormatError as exc:
-            log.warning("pose index: %s; rebuilding it from the catalog", exc)
-            PairingIndex.reset(self.index_dir, self.domains, VIEWS)
+        except PoseStoreFormatError as exc:
+            log.warning("pose store: %s; rebuilding it from the catalog", exc)
+            PairingRule.reset(self.index_dir, self.domains, VIEWS)
             self.index = self._open()
             self._rebuild()
         self.verdicts_seen = self.catalog.watermark()[2]
@@ -147,15 +147,15 @@ class PairingHandler(Handler):
     def index_dir(self) -> Path:
         return self.settings.paths.data_dir / "index"
 
-    def _open(self) -> PairingIndex:
+    def _open(self) -> PairingRule:
         pair = self.settings.pair
-        return PairingIndex(self.index_dir, self.domains, VIEWS,
+        return PairingRule(self.index_dir, self.domains, VIEWS,
                             min_confidence=self.settings.classify.min_keypoint_confidence,
                             min_similarity=pair.min_similarity, top_k=pair.top_k, mutual_best=pair.mutual_best,
                             search=SearchSettings.of(pair))
 
     def _rebuild(self, batch: int = 4096) -> None:
-        """Re-add every paired patch of the catalog to a fresh pose index, in id order, proposing nothing."""
+        """Re-add every paired patch of the catalog to a fresh pose store, in id order, proposing nothing."""
         pending: dict[tuple[str, str], list] = {}
 
         def flush(key: tuple[str, str]) -> None:
@@ -174,7 +174,7 @@ class PairingHandler(Handler):
                 flush(key)
         for key in list(pending):
             flush(key)
-        log.info("pose index: rebuilt with %d patches", total)
+        log.info("pose store: rebuilt with %d patches", total)
 
     # --- work ----------------------------------------------------------------------------------------------------
     def tick(self, out: Outbox) -> int:
@@ -256,7 +256,7 @@ class PairingHandler(Handler):
 
     def guarded(self, work, *args) -> bool:
         """Run one unit of work. When the data folder or the catalog refuses a write (full, read-only, a server
-        restarting), back off and retry with the pose index reopened from disk (a unit that failed halfway is then
+        restarting), back off and retry with the pose store reopened from disk (a unit that failed halfway is then
         completed exactly once); False when a stop request ends the wait."""
         delay = 0.5
         while True:

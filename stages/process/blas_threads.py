@@ -1,4 +1,4 @@
-"""Run numpy's BLAS on one thread for a while (the pose index's products are matrix-vector products of a few
+"""Run numpy's BLAS on one thread for a while (the pose store's products are matrix-vector products of a few
 hundred kilobytes: OpenBLAS's worker threads cost more to wake than they save, and on a busy machine they stall).
 
 Works with the OpenBLAS that numpy wheels bundle (scipy-openblas, found next to numpy); anything else is left

@@ -254,7 +254,7 @@ class Catalog:
         return int(self._q("SELECT COUNT(*) FROM patches WHERE indexed = 0 AND view != 'REJECTED'").fetchone()[0])
 
     def indexed_keypoints(self) -> Iterator[Row]:
-        """(id, domain, view, keypoints) of every indexed patch, oldest first (to rebuild the pose index)."""
+        """(id, domain, view, keypoints) of every indexed patch, oldest first (to rebuild the pose store)."""
         yield from self._q("SELECT id, domain, view, keypoints FROM patches "
                            "WHERE indexed = 1 AND view != 'REJECTED' ORDER BY id")
 

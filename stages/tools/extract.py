@@ -49,7 +49,7 @@ def extract_video(settings: PipelineSettings, path: Path, domain: str, progress:
     pairing = PairingHandler(settings)
     try:
         pairing.start(ListOutbox())
-    except RuntimeError as exc:  # the pose index is locked by its single writer
+    except RuntimeError as exc:  # the pose store is locked by its single writer
         pairing.close()
         catalog.close()
         raise ConfigError(f"{settings.paths.data_dir} is in use by a running daemon: {exc}") from None

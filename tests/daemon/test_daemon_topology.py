@@ -2,13 +2,13 @@
 processes for each of decode, detect and classify, with the trainer on. From that single run:
 
 - every queue is a TCP socket on queues.tcp_host at its documented port, and no ipc socket exists;
-- every worker process did work (read from its own multiprocess metrics file), and the results are exact:
+- every stage process did work (read from its own multiprocess metrics file), and the results are exact:
   all videos done, every patch once, every same-view cross-domain pair once;
 - the trainer learns of the pairs from the real index's `pairs_appended` events: train.refresh_every_s is a
   day, so nothing else refreshes its datasets after start;
 - `humanstyle status` reports the pairs while the daemon runs.
 
-Why each worker must get work: ZeroMQ's PUSH sockets deal messages round-robin over their connected peers. The
+Why each process must get work: ZeroMQ's PUSH sockets deal messages round-robin over their connected peers. The
 index's first two jobs go one to each decoder; each decoder's first two windows (every clip here has two) go
 one to each detector; each detector's two patches of a window (two persons) go one to each classifier.
 """
@@ -95,7 +95,7 @@ def test_tcp_transport_several_workers_and_the_trainer_fed_by_the_pairing_stage(
             drop_in_both_domains(tmp_path, f"clip{i}.mp4", size=(160 + 16 * i, 120))
         d.wait_for(lambda: all_finished(data, 2 * CLIPS), 240, "every video")
 
-        # Each worker process did its share.
+        # Each stage process did its share.
         metrics_dir = tmp_path / "run" / "metrics"
         work = {"decode": ("humanstyle_windows_sent_total", {}),
                 "detect": ("humanstyle_frames_detected_total", {"kind": "anchor"}),

@@ -310,7 +310,7 @@ def test_sigusr1_prints_a_stages_stacks_to_the_log_and_the_stage_goes_on(live):
     before = d.log_text().count("Current thread")
     os.kill(pid, signal.SIGUSR1)
     d.wait_for(lambda: d.log_text().count("Current thread") > before, 10, "the index's stacks in the log")
-    assert 'worker.py", line' in d.log_text().split("Current thread")[-1]  # its loop, where it waits
+    assert 'stage_loop.py", line' in d.log_text().split("Current thread")[-1]  # its loop, where it waits
     assert stage_pid(d, "index") == pid and d.health()["status"] == "ok"
 
 

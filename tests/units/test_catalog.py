@@ -91,7 +91,7 @@ def test_a_failed_transaction_leaves_nothing(target):
     b, _ = cat.add_patch(patch_fields(video.id, 2, domain="game"), None, "b.png")
     with pytest.raises(RuntimeError), cat.transaction():
         cat.add_pair(a, b, VIEW, 0.9)
-        raise RuntimeError("the pose index refused the batch")
+        raise RuntimeError("the pose store refused the batch")
     assert cat.pair_count() == 0
     cat.rollback()  # nothing left open: a no-op
     assert cat.add_pair(a, b, VIEW, 0.9) and cat.pair_count() == 1

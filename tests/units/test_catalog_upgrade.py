@@ -1,4 +1,4 @@
-"""Data written by the previous release: a catalog without pairs.mirrored and a format-1 pose index."""
+"""Data written by the previous release: a catalog without pairs.mirrored and a format-1 pose store."""
 
 from __future__ import annotations
 

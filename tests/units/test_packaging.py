@@ -27,14 +27,18 @@ def test_the_wheel_has_one_top_level_package(wheel):
     names = zipfile.ZipFile(wheel).namelist()
     tops = {n.split("/")[0] for n in names if not n.split("/")[0].endswith((".dist-info", ".data"))}
     assert tops == {"humanstyle"}, tops
-    assert "humanstyle/daemon/cli.py" in names and "humanstyle/stages/classify.py" in names
+    assert "humanstyle/daemon/cli/main.py" in names and "humanstyle/stages/classify.py" in names
+    # Every package folder of the checkout ships (pyproject lists them: a room left out would install without it).
+    folders = {p.parent.relative_to(ROOT).as_posix() for layer in ("daemon", "stages", "models")
+               for p in (ROOT / layer).rglob("__init__.py")}
+    assert folders and all(f"humanstyle/{f}/__init__.py" in names for f in folders), sorted(folders)
     # The web page's templates and static files ship as package data.
     web = Path(ROOT, "daemon", "web")
     data = [p.relative_to(web).as_posix() for p in web.rglob("*") if p.suffix in (".html", ".css", ".js", ".svg")]
     assert data and all(f"humanstyle/daemon/web/{f}" in names for f in data), data
-    # The pose index's C kernel is built into the wheel wherever it was built for this environment (a C compiler).
+    # The pose store's C kernel is built into the wheel wherever it was built for this environment (a C compiler).
     from humanstyle.stages.pairing import pose_store
-    kernel = [n for n in names if n.startswith("humanstyle/stages/_pose_kernel") and n.endswith(".so")]
+    kernel = [n for n in names if n.startswith("humanstyle/stages/pairing/_pose_kernel") and n.endswith(".so")]
     assert bool(kernel) == (pose_store._pose_kernel is not None), kernel
 
 

@@ -6,12 +6,12 @@ import pytest
 
 from humanstyle.stages.pairing import pose_store
 from humanstyle.stages.pairing.pose import MIN_SHARED, MIRROR, prepare, score_prepared
-from humanstyle.stages.pairing.pose_store import PoseIndex
+from humanstyle.stages.pairing.pose_store import PoseStore
 from humanstyle.stages.pairing.rule import (
     VIEWS,
-    IndexFormatError,
     Pair,
-    PairingIndex,
+    PairingRule,
+    PoseStoreFormatError,
     pose_match,
     pose_similarity,
 )
@@ -101,7 +101,7 @@ def test_matches_brute_force(tmp_path: Path, seed: int, top_k: int, mutual: bool
     params = dict(min_similarity=0.85, top_k=top_k, mutual_best=mutual)
     want = brute_force_pairs(events, **params)
     got: list[Pair] = []
-    with PairingIndex(tmp_path, DOMAINS, chunk_rows=chunk_rows, durable=False, **params) as index:
+    with PairingRule(tmp_path, DOMAINS, chunk_rows=chunk_rows, durable=False, **params) as index:
         if batched:
             for batch in runs(events):
                 got += index.add_batch([e[0] for e in batch], batch[0][1], batch[0][2],
@@ -116,7 +116,7 @@ def test_matches_brute_force(tmp_path: Path, seed: int, top_k: int, mutual: bool
 
 
 def test_same_view_only(tmp_path: Path) -> None:
-    with PairingIndex(tmp_path, DOMAINS, min_similarity=0.5, durable=False, top_k=1) as index:
+    with PairingRule(tmp_path, DOMAINS, min_similarity=0.5, durable=False, top_k=1) as index:
         assert index.add(1, "movie", FB, pose()) == []
         assert index.add(2, "game", HS, pose()) == []
         pairs = index.add(3, "game", FB, pose(dx=5))
@@ -163,7 +163,7 @@ def test_coverage_rule_never_pairs_different_body_parts(tmp_path: Path) -> None:
     few[MIN_SHARED - 1 :, 2] = 0.0
     assert pose_similarity(few, few) == -np.inf  # fewer than MIN_SHARED keypoints: never comparable
     assert pose_similarity(head, head) > 0.9999
-    with PairingIndex(tmp_path, DOMAINS, min_similarity=-1.0, top_k=10, durable=False) as index:
+    with PairingRule(tmp_path, DOMAINS, min_similarity=-1.0, top_k=10, durable=False) as index:
         index.add(1, "game", FB, pose())
         index.add(2, "game", FB, few)
         assert index.add(3, "movie", FB, head) == []
@@ -173,7 +173,7 @@ def test_coverage_rule_never_pairs_different_body_parts(tmp_path: Path) -> None:
 
 
 def test_ranking_and_tie_break(tmp_path: Path) -> None:
-    with PairingIndex(tmp_path, DOMAINS, min_similarity=0.0, top_k=3, durable=False, chunk_rows=2) as index:
+    with PairingRule(tmp_path, DOMAINS, min_similarity=0.0, top_k=3, durable=False, chunk_rows=2) as index:
         index.add_batch([30, 20, 10], "game", FB, np.stack([pose(ARMS_UP), pose(dx=20), pose(dx=-20)]))
         pairs = index.add(1, "movie", FB, pose())
     # Equal scores: lower id first; the different pose last.
@@ -186,8 +186,8 @@ def test_chunking_does_not_change_results(tmp_path: Path, kernel: str) -> None:
     events = random_events(6, n=80)
     masks, z = prepare(np.stack([e[3] for e in events]))
     ids = np.arange(len(events), dtype=np.int64)[::-1].copy()
-    with PoseIndex(tmp_path / "a", chunk_rows=4, durable=False) as small, \
-            PoseIndex(tmp_path / "b", chunk_rows=1000, durable=False) as big:
+    with PoseStore(tmp_path / "a", chunk_rows=4, durable=False) as small, \
+            PoseStore(tmp_path / "b", chunk_rows=1000, durable=False) as big:
         small.append(ids, masks, z)
         big.append(ids, masks, z)
         q = rng.choice(len(events), 6, replace=False)
@@ -202,7 +202,7 @@ def test_a_batch_split_by_the_table_budget_gives_the_same_results(tmp_path: Path
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     events = random_events(7, n=80)
     masks, z = prepare(np.stack([e[3] for e in events]))
-    with PoseIndex(tmp_path, chunk_rows=16, durable=False) as index:
+    with PoseStore(tmp_path, chunk_rows=16, durable=False) as index:
         index.append(np.arange(len(events), dtype=np.int64), masks, z)
         want = index.search(masks[:20], z[:20], 3, 0.0)
         monkeypatch.setattr(pose_store, "TABLE_BUDGET", 1)  # one query per pass
@@ -226,7 +226,7 @@ def test_the_compiled_pass_scores_as_numpys(tmp_path: Path) -> None:
     queries[4:8] = np.stack([mirror(k) for k in queries[4:8]])
     q_masks, q_z = prepare(queries)
     compared = 0
-    with PoseIndex(tmp_path, chunk_rows=128, durable=False, kernel="c") as index:
+    with PoseStore(tmp_path, chunk_rows=128, durable=False, kernel="c") as index:
         index.append(np.arange(len(events), dtype=np.int64), masks, z)
         for q in np.flatnonzero(q_masks):
             query = pose_store._Query(int(q_masks[q]), q_z[q], index._distinct)
@@ -260,11 +260,11 @@ def test_the_kernel_is_chosen_by_name_environment_or_what_was_built(monkeypatch:
 
 def test_persistence_across_reopen(tmp_path: Path) -> None:
     masks, z = prepare(np.stack([e[3] for e in random_events(7, n=23)[:23]]))
-    with PoseIndex(tmp_path, chunk_rows=5) as index:
+    with PoseStore(tmp_path, chunk_rows=5) as index:
         assert index.append(np.arange(10), masks[:10], z[:10]) == 10
         assert index.append(np.arange(5, 23), masks[5:], z[5:]) == 13  # 5..9 already present
         before = index.search(masks[:3], z[:3], 4, -1.0)
-    with PoseIndex(tmp_path) as again:
+    with PoseStore(tmp_path) as again:
         assert len(again) == 23
         np.testing.assert_array_equal(again.ids(), np.arange(23))
         got_masks, got_z = again.poses_at(np.arange(23))
@@ -274,12 +274,12 @@ def test_persistence_across_reopen(tmp_path: Path) -> None:
         for b, a in zip(before, after, strict=True):
             np.testing.assert_array_equal(b, a)
         with pytest.raises(RuntimeError):
-            PoseIndex(tmp_path)  # single writer
+            PoseStore(tmp_path)  # single writer
 
 
 def test_crash_before_commit_is_ignored(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     masks, z = prepare(np.stack([e[3] for e in random_events(8, n=12)[:12]]))
-    with PoseIndex(tmp_path, chunk_rows=4) as index:
+    with PoseStore(tmp_path, chunk_rows=4) as index:
         index.append(np.arange(6), masks[:6], z[:6])
 
         def crash(rows: int) -> None:
@@ -292,24 +292,24 @@ def test_crash_before_commit_is_ignored(tmp_path: Path, monkeypatch: pytest.Monk
     assert (tmp_path / "chunk-000002.rec").exists()
     with open(tmp_path / "chunk-000001.rec", "ab") as f:
         f.write(b"\x01" * 13)  # plus a torn partial record
-    with PoseIndex(tmp_path) as index:
+    with PoseStore(tmp_path) as index:
         assert len(index) == 6
         assert not (tmp_path / "chunk-000002.rec").exists()
         assert index.append(np.arange(12), masks, z) == 6
         np.testing.assert_array_equal(index.ids(), np.arange(12))
-    with PoseIndex(tmp_path) as index:
+    with PoseStore(tmp_path) as index:
         np.testing.assert_array_equal(index.ids(), np.arange(12))
         np.testing.assert_array_equal(index.poses_at(np.arange(12))[1], z)
 
 
 def test_truncated_chunk_keeps_intact_prefix(tmp_path: Path) -> None:
     masks, z = prepare(np.stack([e[3] for e in random_events(9, n=10)[:10]]))
-    with PoseIndex(tmp_path, chunk_rows=4) as index:
+    with PoseStore(tmp_path, chunk_rows=4) as index:
         index.append(np.arange(10), masks, z)
         record = (tmp_path / "chunk-000000.rec").stat().st_size // 4
     with open(tmp_path / "chunk-000001.rec", "r+b") as f:
         f.truncate(record * 2 + 5)  # lose committed rows 6, 7 (and with them 8, 9 after the gap)
-    with PoseIndex(tmp_path) as index:
+    with PoseStore(tmp_path) as index:
         assert len(index) == 6
         missing = np.setdiff1d(np.arange(10), index.ids())
         assert index.append(np.arange(10), masks, z) == len(missing) == 4  # replay re-adds only those
@@ -323,10 +323,10 @@ def test_old_format_is_refused_and_reset(tmp_path: Path) -> None:
     (old / "meta.json").write_text(json.dumps({"format": 1, "dim": 34, "chunk_rows": 65536}))
     (old / "chunk-000000.rec").write_bytes(b"\0" * 144 * 3)
     (old / "committed").write_text("3\n")
-    with pytest.raises(IndexFormatError):
-        PairingIndex(tmp_path, DOMAINS, durable=False, top_k=1)
-    PairingIndex.reset(tmp_path, DOMAINS)
-    with PairingIndex(tmp_path, DOMAINS, durable=False, top_k=1) as index:
+    with pytest.raises(PoseStoreFormatError):
+        PairingRule(tmp_path, DOMAINS, durable=False, top_k=1)
+    PairingRule.reset(tmp_path, DOMAINS)
+    with PairingRule(tmp_path, DOMAINS, durable=False, top_k=1) as index:
         assert len(index.index("movie", FB)) == 0
         index.add(1, "movie", FB, pose())
     assert json.loads((old / "meta.json").read_text())["format"] == 2
@@ -334,19 +334,19 @@ def test_old_format_is_refused_and_reset(tmp_path: Path) -> None:
 
 def test_replay_gives_no_duplicate_pairs(tmp_path: Path) -> None:
     events = random_events(7, n=60)
-    with PairingIndex(tmp_path, DOMAINS, min_similarity=0.85, top_k=1) as index:
+    with PairingRule(tmp_path, DOMAINS, min_similarity=0.85, top_k=1) as index:
         first = [p for e in events for p in index.add(*e)]
         assert first and index.add(*events[-1]) == []
-    with PairingIndex(tmp_path, DOMAINS, min_similarity=0.85, top_k=1) as index:
+    with PairingRule(tmp_path, DOMAINS, min_similarity=0.85, top_k=1) as index:
         assert [p for e in events for p in index.add(*e)] == []
 
 
 def test_propose_then_crash_replays_same_pairs(tmp_path: Path) -> None:
-    with PairingIndex(tmp_path, DOMAINS, min_similarity=0.5, top_k=1) as index:
+    with PairingRule(tmp_path, DOMAINS, min_similarity=0.5, top_k=1) as index:
         index.add(1, "movie", FB, pose(LEFT_UP))
         proposed = index.propose_batch([2], "game", FB, mirror(pose(LEFT_UP, dx=3))[None])
         assert len(index.index("game", FB)) == 0
-    with PairingIndex(tmp_path, DOMAINS, min_similarity=0.5, top_k=1) as index:  # "crash" before commit_batch
+    with PairingRule(tmp_path, DOMAINS, min_similarity=0.5, top_k=1) as index:  # "crash" before commit_batch
         assert index.propose_batch([2], "game", FB, mirror(pose(LEFT_UP, dx=3))[None]) == proposed
         assert index.commit_batch([2], "game", FB, mirror(pose(LEFT_UP, dx=3))[None]) == 1
         assert index.propose_batch([2], "game", FB, mirror(pose(LEFT_UP, dx=3))[None]) == []

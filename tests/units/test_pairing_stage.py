@@ -114,7 +114,7 @@ from humanstyle.daemon import config
 from humanstyle.stages.store.catalog import Catalog
 from humanstyle.stages.handler import ListOutbox
 from humanstyle.stages.pairing.stage import PairingHandler
-from humanstyle.stages.pairing.pose_store import PoseIndex
+from humanstyle.stages.pairing.pose_store import PoseStore
 
 settings = config.load(sys.argv[1])
 where, after = sys.argv[2], int(sys.argv[3])
@@ -128,8 +128,8 @@ def dying(original):
         return original(*args, **kwargs)
     return call
 
-if where == "before_commit":  # pairs inserted and in pairs.csv, the poses not in the pose index
-    PoseIndex.append = dying(PoseIndex.append)
+if where == "before_commit":  # pairs inserted and in pairs.csv, the poses not in the pose store
+    PoseStore.append = dying(PoseStore.append)
 elif where == "before_marking":  # the poses committed, the rows not marked paired
     Catalog.mark_indexed = dying(Catalog.mark_indexed)
 handler = PairingHandler(settings)

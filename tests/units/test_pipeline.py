@@ -99,7 +99,7 @@ def test_a_stage_loop_opens_the_sockets_its_stage_declares(tmp_path, monkeypatch
     for name, replica in (("index", 0), ("decode", 1)):
         stage = pipeline.STAGES[name]
         loop = stage_loop.StageLoop(pipeline.Stage(name, lambda *_: Handler(), stage.reads, stage.writes,
-                                                   stage.replicas), s, replica, StopFlag())
+                                                   stage.processes), s, replica, StopFlag())
         loop.fab.close()
     assert opened == [("index", ("discovered",), True), ("index", ("classified",), True),
                       ("index", ("control",), True), ("index", ("jobs",), True),

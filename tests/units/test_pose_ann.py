@@ -1,4 +1,4 @@
-"""FAISS candidates for the pose index: the embedding's invariances, and a candidate search that scores exactly."""
+"""FAISS candidates for the pose store: the embedding's invariances, and a candidate search that scores exactly."""
 
 from pathlib import Path
 
@@ -9,7 +9,7 @@ from bench.pairing import random_keypoints
 from humanstyle.stages.pairing import ann as pose_ann
 from humanstyle.stages.pairing.ann import SearchSettings, embed, fit_template
 from humanstyle.stages.pairing.pose import prepare
-from humanstyle.stages.pairing.pose_store import PoseIndex
+from humanstyle.stages.pairing.pose_store import PoseStore
 from tests.units.test_pairing import mirror
 
 pytestmark = pytest.mark.skipif(not pose_ann.available(), reason="faiss-cpu is not installed")
@@ -38,7 +38,7 @@ def test_an_unusable_pose_embeds_as_nan_and_is_never_a_candidate(tmp_path: Path)
     masks, z = poses(2, 400)
     masks[:5], z[:5] = 0, 0
     assert np.isnan(embed(masks[:5], z[:5], fit_template(masks[5:], z[5:]))).all()
-    with PoseIndex(tmp_path, durable=False, search=SearchSettings("faiss", 0, 64, 4096)) as index:
+    with PoseStore(tmp_path, durable=False, search=SearchSettings("faiss", 0, 64, 4096)) as index:
         index.append(np.arange(len(z)), masks, z)
         index.search(masks[5:6], z[5:6], 1, 0.0)
         assert len(index._ann) == len(z) and index._ann.index.ntotal == len(z) - 5
@@ -51,8 +51,8 @@ def test_with_every_row_a_candidate_faiss_finds_what_the_exact_scan_finds(tmp_pa
     queries = random_keypoints(np.random.default_rng(4), 60)
     queries[:10] = np.stack([mirror(k) for k in queries[:10]])
     q_masks, q_z = prepare(queries)
-    with PoseIndex(tmp_path / "exact", durable=False, search=SearchSettings("exact")) as exact, \
-            PoseIndex(tmp_path / "faiss", durable=False, search=SearchSettings("faiss", 0, 4096, 4096)) as faiss:
+    with PoseStore(tmp_path / "exact", durable=False, search=SearchSettings("exact")) as exact, \
+            PoseStore(tmp_path / "faiss", durable=False, search=SearchSettings("faiss", 0, 4096, 4096)) as faiss:
         for index in (exact, faiss):
             index.append(np.arange(len(z)), masks, z)
         assert exact.method == "exact" and faiss.method == "faiss"
@@ -65,7 +65,7 @@ def test_with_every_row_a_candidate_faiss_finds_what_the_exact_scan_finds(tmp_pa
 
 def test_rows_appended_after_training_are_found_and_growth_retrains(tmp_path: Path) -> None:
     masks, z = poses(5, 2000)
-    with PoseIndex(tmp_path, durable=False, search=SearchSettings("faiss", 0, 16, 64)) as index:
+    with PoseStore(tmp_path, durable=False, search=SearchSettings("faiss", 0, 16, 64)) as index:
         index.append(np.arange(1000), masks[:1000], z[:1000])
         index.search(masks[:1], z[:1], 1, 0.99)
         trained = index._ann
@@ -84,7 +84,7 @@ def test_rows_appended_after_training_are_found_and_growth_retrains(tmp_path: Pa
 
 def test_auto_scans_exactly_below_its_row_count(tmp_path: Path) -> None:
     masks, z = poses(7, 500)
-    with PoseIndex(tmp_path, durable=False, search=SearchSettings("auto", 400)) as index:
+    with PoseStore(tmp_path, durable=False, search=SearchSettings("auto", 400)) as index:
         index.append(np.arange(300), masks[:300], z[:300])
         assert index.method == "exact"
         index.append(np.arange(300, 500), masks[300:], z[300:])

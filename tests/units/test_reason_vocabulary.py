@@ -1,6 +1,6 @@
 """Every reason code the code can produce is in the vocabulary that metrics initialise at zero (so a new reason
 cannot appear as a series nobody initialised): file rejections (watcher, decoder, index) and message rejections
-(wire, records, worker, index)."""
+(wire, records, stage loop, index)."""
 
 from __future__ import annotations
 

@@ -77,7 +77,7 @@ def test_ingests_a_clip_serves_metrics_and_stops_cleanly(tmp_path, daemon_factor
     assert d.value("humanstyle_pairing_delay_seconds_count") == d.value("humanstyle_patches_total") - sum(
         1 for view, _, _ in patches if view == "REJECTED")
 
-    from humanstyle.daemon.cli import main
+    from humanstyle.daemon.cli.main import main
 
     assert main(["status", "--config", str(d.config_path)]) == 0  # read-only, while the daemon writes
     out = capsys.readouterr().out
@@ -237,7 +237,7 @@ def test_offline_default_weights_name_the_missing_files_before_any_video_is_touc
     watch = OpenedFiles(tmp_path / "watch")
     try:
         watch.proven_on(waiting)
-        from humanstyle.daemon.cli import main
+        from humanstyle.daemon.cli.main import main
 
         assert main(["run", "--config", str(cfg)]) == 2
     finally:
@@ -252,7 +252,7 @@ def test_offline_default_weights_name_the_missing_files_before_any_video_is_touc
 def test_a_missing_weights_file_is_named_and_stops_the_daemon(tmp_path, capsys):
     missing = tmp_path / "nope.pth"
     cfg = write_config(tmp_path, fast_sections(tmp_path, detect={"weights": str(missing)}))
-    from humanstyle.daemon.cli import main
+    from humanstyle.daemon.cli.main import main
 
     assert main(["run", "--config", str(cfg)]) == 2
     assert f"weights file {missing} does not exist" in capsys.readouterr().err

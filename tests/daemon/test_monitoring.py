@@ -172,7 +172,7 @@ def test_every_queried_metric_is_in_a_live_scrape(tmp_path):
     daemon = Daemon(cfg, tmp_path / "daemon.log")
     try:
         daemon.start()
-        fresh = daemon.runtime.metrics()
+        fresh = daemon.metrics()
         expected = known_series(("movie", "game"))
         assert len(expected) > 50  # a guard against an empty vocabulary
         absent = [(name, labels) for name, labels in expected

@@ -14,7 +14,7 @@ from pathlib import Path
 import cv2
 import pytest
 
-from humanstyle.daemon.cli import main
+from humanstyle.daemon.cli.main import main
 from tests.conftest import write_config
 from tests.reliability_helpers import (
     all_finished,

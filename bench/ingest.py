@@ -537,6 +537,11 @@ def main() -> int:
         verdict = "EQUAL" if c["equal"] else "DIFFERENT"
         if name == "daemon_default":
             verdict += " (other input sizes: random-init boxes change completely, expected)"
+        elif name == "daemon_matched" and min(width, height) < MATCHED["detect"]["min_size"]:
+            # torchvision's transform enlarges the frame to its short side 800; the daemon never enlarges a frame,
+            # so below that size the two detectors see different images.
+            verdict += (f" (the clip's short side {min(width, height)} px is below {MATCHED['detect']['min_size']}: "
+                        "the baseline upscales, the daemon never does; use a clip at least that large)")
         print(f"patches {name} vs baseline: {verdict} "
               f"({c['common_keys']} common, {c['only_reference']} only baseline, {c['only_other']} only daemon "
               f"[{c['only_other_explained_by_cap_order']} from the cap/filter order], "

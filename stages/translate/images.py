@@ -8,9 +8,8 @@ import cv2
 import torch
 
 from humanstyle.models.checkpoint import load_checkpoint
-from humanstyle.models.cyclegan import CycleGAN, CycleGANSettings
 from humanstyle.models.data import build_transform, read_rgb, to_uint8_rgb
-from humanstyle.models.pix2pix import Pix2Pix, Pix2PixSettings
+from humanstyle.models.translator import TRANSLATORS, build_translator
 
 
 class TranslateError(ValueError):
@@ -34,13 +33,13 @@ def load_generator(checkpoint: Path, model: str, direction: str, domains: tuple[
     elif "state" in state:  # best-<model>.pt
         state = state["state"]
     kind = state.get("kind") if isinstance(state, dict) else None
-    if kind not in ("pix2pix", "cyclegan"):
+    if kind not in TRANSLATORS:
         raise TranslateError(f"{checkpoint} is not a humanstyle training checkpoint")
     if kind != model:
         raise TranslateError(f"{checkpoint} holds a {kind} model; use --model {kind}")
     try:
         settings = {**state["settings"], "device": "cuda" if torch.cuda.is_available() else "cpu"}
-        net = Pix2Pix(Pix2PixSettings(**settings)) if kind == "pix2pix" else CycleGAN(CycleGANSettings(**settings))
+        net = build_translator(kind, settings)
         net.load_state_dict(state)
     except (KeyError, TypeError, ValueError, RuntimeError) as exc:  # weights of another size or architecture
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

@@ -63,7 +63,7 @@ class Stage:
     # others finish, so it stops after them.
     drain_s: float = 0.0
     # True: the units it holds die with it (a window in a detector), so when it restarts the supervisor tells the
-    # index, which redoes the videos in flight. The index redoes its own on start; the others lose nothing.
+    # index, which redoes the videos in flight. The index redoes its own on start; the others need no notice.
     restart_redoes_videos: bool = False
     on_restart: str = ""  # what a restart of it means, in words (the diagram)
     setup: Callable[[Settings, int], None] | None = None  # process-wide settings (threads) before the handler

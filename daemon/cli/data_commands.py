@@ -34,6 +34,7 @@ def add_subcommands(sub: argparse._SubParsersAction, add_config: Callable) -> No
     HANDLERS["export"] = cmd_export
 
     from humanstyle.daemon.cli import model_commands as train_commands
+
     train_commands.add_subcommands(sub, add_config, HANDLERS)
 
 

@@ -39,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for the answer (default 5)")
     _add_config(p)
     from humanstyle.daemon.cli import data_commands as commands
+
     commands.add_subcommands(sub, _add_config)
     # `humanstyle COMMAND --help` opens with the line the command list shows, and says where the rest is written.
     helps = {action.dest: action.help for action in sub._choices_actions}
@@ -74,6 +75,7 @@ def main(argv: list[str] | None = None) -> int:
                "health": cmd_health}.get(args.command)
     if handler is None:
         from humanstyle.daemon.cli import data_commands as commands
+
         handler = commands.HANDLERS[args.command]
     from humanstyle.stages.store.catalog_sql import CatalogError
     from humanstyle.stages.store.storage import StorageError

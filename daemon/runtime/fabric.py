@@ -26,6 +26,7 @@ from humanstyle.stages.records import Record
 
 log = logging.getLogger(__name__)
 
+
 def endpoint(settings: Settings, name: str) -> str:
     """Where socket `name` (a queue, or `windows.3`: one replica's socket of a per-replica queue) is."""
     if settings.queues.transport == "tcp":

@@ -69,6 +69,7 @@ class Supervisor:
     # --- lifecycle ---------------------------------------------------------------------------------------------
     def run(self) -> int:
         from humanstyle.daemon.runtime import metrics
+
         metrics.init_known_series(self.settings.domains)
         for child in self.children:
             metrics.STAGE_PROCESSES.labels(child.stage).inc()
@@ -108,6 +109,7 @@ class Supervisor:
 
     def _watch_children(self) -> None:
         from humanstyle.daemon.runtime import metrics
+
         now = time.monotonic()
         for child in self.children:
             proc = child.process
@@ -151,6 +153,7 @@ class Supervisor:
         from prometheus_client import multiprocess
 
         from humanstyle.daemon.runtime import metrics
+
         proc = child.process
         if proc is None:
             return

@@ -39,6 +39,7 @@ class Curator:
 
     def _send(self, record: PairVerdict) -> bool:
         from humanstyle.daemon.runtime import fabric
+
         with self._lock:
             if self._sender is None:
                 self._fabric = fabric.Fabric(self.settings, "web")

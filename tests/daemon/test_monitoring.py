@@ -123,6 +123,7 @@ def defined_exposition() -> str:
     import prometheus_client
 
     from humanstyle.daemon.runtime import metrics
+
     metrics.init_known_series(("movie", "game"))
     return prometheus_client.generate_latest().decode()
 

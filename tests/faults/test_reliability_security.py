@@ -89,6 +89,7 @@ def test_nothing_is_unpickled_or_evaluated(trees):
 
 def test_the_wire_format_is_json_and_raw_buffers():
     from humanstyle.daemon.runtime import wire
+
     source = (ROOT / "daemon" / "runtime" / "wire.py").read_text()
     assert "json.loads" in source and "np.frombuffer" in source
     assert wire.ALLOWED_DTYPES <= {"uint8", "bool", "float32", "int64"}  # no object arrays

@@ -38,6 +38,7 @@ def test_the_wheel_has_one_top_level_package(wheel):
     assert data and all(f"humanstyle/daemon/web/{f}" in names for f in data), data
     # The pose store's C kernel is built into the wheel wherever it was built for this environment (a C compiler).
     from humanstyle.stages.pairing import pose_store
+
     kernel = [n for n in names if n.startswith("humanstyle/stages/pairing/_pose_kernel") and n.endswith(".so")]
     assert bool(kernel) == (pose_store._pose_kernel is not None), kernel
 

@@ -91,11 +91,10 @@ class Fabric:
         self.max_bytes = int(settings.queues.max_message_mb * 1024 * 1024)
         self._sockets: list[zmq.Socket] = []
 
-    def _socket(self, kind: int, queue: str | None = None) -> zmq.Socket:
+    def _socket(self, kind: int, queue: str) -> zmq.Socket:
         sock = self.ctx.socket(kind)
         sock.setsockopt(zmq.LINGER, 0)
-        key = pipeline.QUEUES[queue].high_water_mark if queue else "high_water_mark"
-        hwm = getattr(self.settings.queues, key)
+        hwm = getattr(self.settings.queues, pipeline.QUEUES[queue].high_water_mark)
         sock.setsockopt(zmq.SNDHWM, hwm)
         sock.setsockopt(zmq.RCVHWM, hwm)
         if kind in (zmq.PULL, zmq.SUB):
@@ -123,13 +122,19 @@ class Fabric:
         self._attach(sock, names, bind)
         return Receiver(sock, queue, self)
 
+    def sender_to(self, queue: str, stop_grace_s: float | None = None) -> Sender:
+        """A sender to `queue` for a process that is not a stage (the supervisor, the web page): it connects to
+        every socket the queue's binder binds (daemon.pipeline)."""
+        names = pipeline.socket_names(self.settings, self.stage, queue, 0)
+        return self.sender(queue, names, bind=False, stop_grace_s=stop_grace_s)
+
     def publisher(self, name: str) -> Sender:
-        sock = self._socket(zmq.PUB)
+        sock = self._socket(zmq.PUB, name.partition(".")[0])
         self._attach(sock, [name], bind=True)
         return Sender(sock, None, self)
 
     def subscriber(self, name: str) -> Receiver:
-        sock = self._socket(zmq.SUB)
+        sock = self._socket(zmq.SUB, name.partition(".")[0])
         sock.setsockopt(zmq.SUBSCRIBE, b"")
         self._attach(sock, [name], bind=False)
         return Receiver(sock, None, self)

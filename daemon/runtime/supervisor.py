@@ -170,7 +170,7 @@ class Supervisor:
 
         if self._control is None:
             self._fabric = fabric.Fabric(self.settings, "supervisor")
-            self._control = self._fabric.sender("control", ["control"], bind=False)
+            self._control = self._fabric.sender_to("control")
         try:
             self._control.send(StageRestarted(stage=stage), grace_s=1.0)
         except fabric.Stopping:

@@ -43,7 +43,7 @@ class Curator:
         with self._lock:
             if self._sender is None:
                 self._fabric = fabric.Fabric(self.settings, "web")
-                self._sender = self._fabric.sender("control", ["control"], bind=False)
+                self._sender = self._fabric.sender_to("control")
             return self._sender.try_send(record)
 
     def judge(self, pair_id: int, verdict: str, catalog: Callable[[], Catalog | None]) -> bool:

@@ -86,7 +86,7 @@ def run_size(n: int) -> dict:
                 masks, z = prepare(random_keypoints(rng, min(BATCH, n - start)))
                 t1 = time.perf_counter()
                 ids = np.arange(start, start + len(z)) + (0 if domain == "movie" else 10**12)
-                loaded += index.index(domain, VIEW).append(ids, masks, z)
+                loaded += index.store(domain, VIEW).append(ids, masks, z)
                 append_s += time.perf_counter() - t1
                 feature_s += t1 - t0
                 if n <= 100_000:

@@ -120,7 +120,7 @@ class PairingRule:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def index(self, domain: str, view: str) -> PoseStore:
+    def store(self, domain: str, view: str) -> PoseStore:
         return self._indexes[domain, view]
 
     def search_method(self, domain: str, view: str) -> str:

@@ -104,7 +104,7 @@ class PairingHandler(Handler):
         self.domains = settings.domains
         self.catalog = open_catalog(settings, role="pairing")
         self.csv = PairsCsv(settings.paths.data_dir / "pairs.csv", self.domains)
-        self.index: PairingRule | None = None
+        self.rule: PairingRule | None = None
         self.verdicts_seen = -1
         self.pairs_total = 0
         self.out: Outbox | None = None
@@ -113,26 +113,26 @@ class PairingHandler(Handler):
     # --- lifecycle -----------------------------------------------------------------------------------------------
     def start(self, out: Outbox) -> None:
         self.out = out
-        self.guarded(self.open_index)
+        self.guarded(self.open_rule)
 
     def close(self) -> None:
-        if self.index is not None:
-            self.index.close()
+        if self.rule is not None:
+            self.rule.close()
         self.catalog.close()
 
     def wait_ms(self) -> int:
         return 0  # no input to wait on: tick() waits when there is nothing to pair
 
-    def open_index(self) -> None:
-        if self.index is not None:
-            self.index.close()
-            self.index = None
+    def open_rule(self) -> None:
+        if self.rule is not None:
+            self.rule.close()
+            self.rule = None
         try:
-            self.index = self._open()
+            self.rule = self._open()
         except PoseStoreFormatError as exc:
             log.warning("pose store: %s; rebuilding it from the catalog", exc)
-            PairingRule.reset(self.index_dir, self.domains, VIEWS)
-            self.index = self._open()
+            PairingRule.reset(self.store_dir, self.domains, VIEWS)
+            self.rule = self._open()
             self._rebuild()
         self.verdicts_seen = self.catalog.watermark()[2]
         # Counted once: this stage is the only writer of pairs, so it keeps the total for its events itself rather
@@ -141,15 +141,15 @@ class PairingHandler(Handler):
         self.csv.rewrite(self.catalog.pairs())
         for domain in self.domains:
             for view in VIEWS:
-                INDEX_SIZE.labels(domain, view).set(len(self.index.index(domain, view)))
+                INDEX_SIZE.labels(domain, view).set(len(self.rule.store(domain, view)))
 
     @property
-    def index_dir(self) -> Path:
+    def store_dir(self) -> Path:
         return self.settings.paths.data_dir / "index"
 
     def _open(self) -> PairingRule:
         pair = self.settings.pair
-        return PairingRule(self.index_dir, self.domains, VIEWS,
+        return PairingRule(self.store_dir, self.domains, VIEWS,
                             min_confidence=self.settings.classify.min_keypoint_confidence,
                             min_similarity=pair.min_similarity, top_k=pair.top_k, mutual_best=pair.mutual_best,
                             search=SearchSettings.of(pair))
@@ -161,7 +161,7 @@ class PairingHandler(Handler):
         def flush(key: tuple[str, str]) -> None:
             rows = pending.pop(key, [])
             if rows:
-                self.index.commit_batch([r["id"] for r in rows], key[0], key[1], _keypoints(rows))
+                self.rule.commit_batch([r["id"] for r in rows], key[0], key[1], _keypoints(rows))
 
         total = 0
         for row in self.catalog.indexed_keypoints():
@@ -182,8 +182,8 @@ class PairingHandler(Handler):
         return 0  # each batch is reported as a unit of its own
 
     def step(self, out: Outbox) -> None:
-        if self.index is None:
-            self.open_index()
+        if self.rule is None:
+            self.open_rule()
         started = time.monotonic()
         rows, added = self.pair_batch()
         read = len(rows)
@@ -224,8 +224,8 @@ class PairingHandler(Handler):
             self.catalog.mark_indexed(ids)
             return 0
         keypoints = _keypoints(run)
-        PAIRING_SEARCHES.labels(self.index.search_method(domain, view)).inc()
-        proposed = self.index.propose_batch(ids, domain, view, keypoints)
+        PAIRING_SEARCHES.labels(self.rule.search_method(domain, view)).inc()
+        proposed = self.rule.propose_batch(ids, domain, view, keypoints)
         added = []
         if proposed:
             with self.catalog.transaction():
@@ -235,9 +235,9 @@ class PairingHandler(Handler):
             self.csv.append(self.catalog.latest_pairs(len(added)))
             for p in added:
                 PAIRS.labels(p.view).inc()
-        self.index.commit_batch(ids, domain, view, keypoints)
+        self.rule.commit_batch(ids, domain, view, keypoints)
         self.catalog.mark_indexed(ids)
-        INDEX_SIZE.labels(domain, view).set(len(self.index.index(domain, view)))
+        INDEX_SIZE.labels(domain, view).set(len(self.rule.store(domain, view)))
         return len(added)
 
     def follow_verdicts(self) -> None:
@@ -268,9 +268,9 @@ class PairingHandler(Handler):
                 ERRORS.labels("pairing", "write_failed").inc()
                 log.error("pairing: cannot write to %s or the catalog (%s); retrying in %.1f s",
                           self.settings.paths.data_dir, str(exc).strip(), delay)
-                if self.index is not None:
-                    self.index.close()
-                    self.index = None
+                if self.rule is not None:
+                    self.rule.close()
+                    self.rule = None
                 if self.out is not None and self.out.pause(delay):
                     return False
                 delay = min(2 * delay, WRITE_RETRY_MAX_S)

@@ -81,11 +81,11 @@ def test_old_index_is_rebuilt_from_the_catalog(tmp_path: Path) -> None:
     pairing = PairingHandler(settings)
     pairing.start(ListOutbox())
     catalog = pairing.catalog
-    assert len(pairing.index.index("movie", VIEW)) == len(pairing.index.index("game", VIEW)) == 1
+    assert len(pairing.rule.store("movie", VIEW)) == len(pairing.rule.store("game", VIEW)) == 1
     assert catalog.pair_count() == 1  # rebuilding proposes nothing
     header, row = (data / "pairs.csv").read_text().splitlines()
     assert header.endswith(",mirrored") and row.endswith(",1,2,0")  # the old pair: movie 1, game 2, not mirrored
     # A new patch pairs with the rebuilt entries: the game patch, mirrored.
-    pairs = pairing.index.propose_batch([3], "movie", VIEW, mirror(pose(LEFT_UP, dx=5))[None])
+    pairs = pairing.rule.propose_batch([3], "movie", VIEW, mirror(pose(LEFT_UP, dx=5))[None])
     assert [(p.a_id, p.b_id, p.mirrored) for p in pairs] == [(3, 2, True)]
     pairing.close()

@@ -168,7 +168,7 @@ def test_coverage_rule_never_pairs_different_body_parts(tmp_path: Path) -> None:
         index.add(2, "game", FB, few)
         assert index.add(3, "movie", FB, head) == []
         assert index.add(4, "movie", FB, few) == []
-        assert len(index.index("movie", FB)) == 2
+        assert len(index.store("movie", FB)) == 2
         assert [p.b_id for p in index.add(5, "movie", FB, pose(ARMS_UP))] == [1]
 
 
@@ -327,7 +327,7 @@ def test_old_format_is_refused_and_reset(tmp_path: Path) -> None:
         PairingRule(tmp_path, DOMAINS, durable=False, top_k=1)
     PairingRule.reset(tmp_path, DOMAINS)
     with PairingRule(tmp_path, DOMAINS, durable=False, top_k=1) as index:
-        assert len(index.index("movie", FB)) == 0
+        assert len(index.store("movie", FB)) == 0
         index.add(1, "movie", FB, pose())
     assert json.loads((old / "meta.json").read_text())["format"] == 2
 
@@ -345,7 +345,7 @@ def test_propose_then_crash_replays_same_pairs(tmp_path: Path) -> None:
     with PairingRule(tmp_path, DOMAINS, min_similarity=0.5, top_k=1) as index:
         index.add(1, "movie", FB, pose(LEFT_UP))
         proposed = index.propose_batch([2], "game", FB, mirror(pose(LEFT_UP, dx=3))[None])
-        assert len(index.index("game", FB)) == 0
+        assert len(index.store("game", FB)) == 0
     with PairingRule(tmp_path, DOMAINS, min_similarity=0.5, top_k=1) as index:  # "crash" before commit_batch
         assert index.propose_batch([2], "game", FB, mirror(pose(LEFT_UP, dx=3))[None]) == proposed
         assert index.commit_batch([2], "game", FB, mirror(pose(LEFT_UP, dx=3))[None]) == 1

@@ -28,7 +28,7 @@ class Web:
 
     @property
     def train_root(self) -> Path:
-        return self.settings.paths.data_dir / "train"
+        return self.data_dir / "train"
 
 
 def web() -> Web:

@@ -29,6 +29,7 @@ def patch_image(patch_id: int, size: str):
         abort(404)
     return send_file(thumb, mimetype="image/jpeg", max_age=3600)
 
+
 @media.get("/img/sample/<model>")
 def sample_image(model: str):
     if model not in web().models:
@@ -37,6 +38,7 @@ def sample_image(model: str):
     if sample is None:
         abort(404)
     return send_file(sample, mimetype="image/png", max_age=0)
+
 
 @media.get("/video/preview/<model>/<name>")
 def preview_video(model: str, name: str):
